@@ -1,0 +1,29 @@
+/* luaopen_pipedrive_core: the C core of the pipedrive module.
+ * A unity build (as luv does): each concern lives in its own file, included
+ * here, so that every function can stay static and only luaopen_ is exported.
+ * Each file provides one pd_<area>_open(L) that adds its functions to the
+ * module table on the top of the stack. */
+#include "compat.h"
+#include "buf.h"
+
+#include "json.c"
+#include "url.c"
+#include "response.c"
+#include "request.c"
+#include "http.c"
+
+PD_EXPORT int luaopen_pipedrive_core(lua_State *L);
+
+/* Nothing here does I/O or touches globals: requiring the module is free of
+ * side effects except libcurl's one-time global init inside pd_http_open. */
+PD_EXPORT int luaopen_pipedrive_core(lua_State *L) {
+  lua_newtable(L);
+  pd_json_open(L);
+  pd_url_open(L);
+  pd_response_open(L);
+  pd_request_open(L);
+  pd_http_open(L);
+  lua_pushliteral(L, "0.1.0");
+  lua_setfield(L, -2, "_VERSION");
+  return 1;
+}
