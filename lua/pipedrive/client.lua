@@ -1,0 +1,207 @@
+--- A Pipedrive client: one set of credentials, one connection, the resource tables.
+--
+-- Each call goes through the same three steps, so that any transport can sit in
+-- the middle: `core.build_request` (C) turns the translated arguments into
+-- method, URL, headers and body; the transport (libcurl by default, or a Lua
+-- function given as `transport`) performs it; `core.parse_response` (C) maps the
+-- answer to `value, info` or `nil, err`.
+local core = require "pipedrive.core"
+local operations = require "pipedrive.operations"
+local params = require "pipedrive.params"
+
+local M = {}
+
+local VERSION = "0.1.0"
+local DEFAULT_BASE_URL = "https://api.pipedrive.com"
+
+local client_mt = {}
+client_mt.__index = client_mt
+
+local function is_loopback(host)
+  return host == "localhost" or host:match("^127%.%d+%.%d+%.%d+$") ~= nil or host == "[::1]"
+end
+
+-- Checks base_url: https anywhere, plain http only on loopback (or when asked).
+local function check_base_url(url, insecure)
+  if type(url) ~= "string" then return nil, "base_url must be a string" end
+  local scheme, host = url:match("^(https?)://(%[?[%w%.%-:]+%]?)")
+  if not scheme then return nil, "base_url must start with https:// (got '" .. url:sub(1, 60) .. "')" end
+  local hostname = host:match("^(%[.*%])") or host:match("^([^:]+)")
+  if scheme == "http" and not insecure and not is_loopback(hostname) then
+    return nil, "base_url uses plain http to a host that is not loopback; use https, or insecure = true"
+  end
+  if url:find("[?#]") or url:find("%s") then return nil, "base_url must not have a query, fragment or spaces" end
+  return (url:gsub("/+$", ""))
+end
+
+local function transport_error(message, method, path)
+  return setmetatable({ kind = "network", message = message, method = method, path = path }, core.error_mt)
+end
+
+--- Creates a client. See README.md for every option.
+function M.new(opts)
+  if type(opts) ~= "table" then error("pipedrive.new: expected a table of options", 2) end
+  local known = { api_token = true, base_url = true, api = true, timeout = true, connect_timeout = true,
+                  transport = true, insecure = true, user_agent = true, max_response = true }
+  for k in pairs(opts) do
+    if not known[k] then error(("pipedrive.new: unknown option '%s'"):format(tostring(k)), 2) end
+  end
+  local token = opts.api_token
+  if type(token) ~= "string" or token == "" or token:find("[%c%s]") then
+    error("pipedrive.new: api_token must be a non-empty string without spaces", 2)
+  end
+  local api = opts.api or "v2"
+  if api ~= "v1" and api ~= "v2" then error("pipedrive.new: api must be 'v1' or 'v2'", 2) end
+  local base_url, err = check_base_url(opts.base_url or DEFAULT_BASE_URL, opts.insecure)
+  if not base_url then error("pipedrive.new: " .. err, 2) end
+  if opts.transport ~= nil and type(opts.transport) ~= "function" then
+    error("pipedrive.new: transport must be a function(req) returning { status, headers, body }", 2)
+  end
+  for _, k in ipairs({ "timeout", "connect_timeout" }) do
+    if opts[k] ~= nil and (type(opts[k]) ~= "number" or opts[k] <= 0) then
+      error(("pipedrive.new: %s must be a positive number of seconds"):format(k), 2)
+    end
+  end
+
+  -- The token lives only in this closure and in the header table handed to
+  -- the transport; the client table never holds it.
+  local headers = { ["x-api-token"] = token, accept = "application/json" }
+  local http
+  local transport = opts.transport
+  if not transport then
+    http = core.http_new{
+      timeout = opts.timeout, connect_timeout = opts.connect_timeout,
+      max_response = opts.max_response,
+      user_agent = opts.user_agent or ("pipedrive-lua/" .. VERSION),
+    }
+    transport = function(req) return http:perform(req) end
+  end
+
+  local self = setmetatable({ api = api, base_url = base_url }, client_mt)
+
+  -- One call of one operation; `level` places misuse errors at the user's line.
+  local function call(rname, fname, op, args, level)
+    local version = (api == "v1" or not op.v2) and "v1" or "v2"
+    local route = op[version]
+    local fields, r = params.translate(op, version, args)
+    if not fields then error(("pipedrive.%s.%s: %s"):format(rname, fname, r), level + 1) end
+    local path = r.path or route.path
+    local is_body = route.method == "POST"
+    local req = core.build_request{
+      method = route.method, base_url = base_url, path = path, path_params = r.path_params,
+      query = not is_body and fields or nil, body = is_body and fields or nil, headers = headers,
+    }
+    local ctx_path = path:gsub("{(%w+)}", function(k) return tostring(r.path_params[k]) end)
+    local res, terr = transport(req)
+    if not res then
+      if type(terr) ~= "table" then terr = transport_error(tostring(terr or "transport failed"), route.method, ctx_path) end
+      terr.method, terr.path = terr.method or route.method, terr.path or ctx_path
+      return nil, terr
+    end
+    local data, info = core.parse_response(res, {
+      method = route.method, path = ctx_path, paging = route.paging, search = op.kind == "search",
+    })
+    if data == nil then return nil, info end
+    info.api = version
+    info.cost = r.cost or route.cost
+    return data, info
+  end
+
+  -- Lazy pages as a generic-for iterator. A failed page raises the error
+  -- object (as io.lines does): ending the loop silently would lose data.
+  local function each(rname, op, args)
+    if args ~= nil and type(args) ~= "table" then
+      error(("pipedrive.%s.each: expected a table of arguments, got %s"):format(rname, type(args)), 3)
+    end
+    local a = {}
+    for k, v in pairs(args or {}) do a[k] = v end
+    local max_items = a.max_items
+    a.max_items = nil
+    if max_items ~= nil and (math.type(max_items) ~= "integer" or max_items < 0) then
+      error(("pipedrive.%s.each: max_items must be a non-negative integer"):format(rname), 3)
+    end
+    local version = (api == "v1" or not op.v2) and "v1" or "v2"
+    local paging = op[version].paging
+    if paging ~= "none" and a.limit == nil then a.limit = 500 end
+    -- Check the arguments now, so misuse raises at the for statement.
+    local ok, err = params.translate(op, version, a)
+    if not ok then error(("pipedrive.%s.each: %s"):format(rname, err), 3) end
+    local page, i, count, done = nil, 0, 0, false
+    return function()
+      if max_items and count >= max_items then return nil end
+      if page == nil or i >= #page then
+        if done then return nil end
+        local data, info = call(rname, "each", op, a, 2)
+        if data == nil then error(info, 2) end
+        page, i = data, 0
+        if paging == "none" or not info.more then
+          done = true
+        elseif paging == "cursor" then
+          if not info.next_cursor or info.next_cursor == a.cursor then
+            error(setmetatable({ kind = "decode", message = "more items announced without a new cursor",
+                                 path = op[version].path }, core.error_mt), 2)
+          end
+          a.cursor = info.next_cursor
+        else
+          local next_start = info.next_start
+          if math.type(next_start) ~= "integer" or next_start <= (a.start or 0) then
+            error(setmetatable({ kind = "decode", message = "more items announced without a next_start beyond "
+                                   .. tostring(a.start or 0), path = op[version].path }, core.error_mt), 2)
+          end
+          a.start = next_start
+        end
+        if #page == 0 then return nil end
+      end
+      i = i + 1
+      count = count + 1
+      return page[i]
+    end
+  end
+
+  for _, rname in ipairs(operations.RESOURCES) do
+    local resource = operations[rname]
+    local t = {}
+    for fname, op in pairs(resource) do
+      if type(op) == "table" and op.kind then
+        local function fn(a, b)
+          if a == t then a = b end -- also callable as pd.deals:list{...}
+          -- get(5), get(5, { include_fields = ... }), search("acme", { ... })
+          local positional = (op.kind == "get" or op.kind == "delete") and "id"
+            or (op.kind == "search" and "term")
+          if positional and a ~= nil and type(a) ~= "table" then
+            local merged = { [positional] = a }
+            if type(b) == "table" then
+              for k, v in pairs(b) do merged[k] = v end
+            end
+            a = merged
+          end
+          return call(rname, fname, op, a, 2)
+        end
+        t[fname] = fn
+        if fname == "list" then
+          t.each = function(a, b)
+            if a == t then a = b end
+            return each(rname, op, a)
+          end
+        end
+      end
+    end
+    self[rname] = t
+  end
+
+  --- Closes the connection; the client cannot be used afterwards. Idempotent.
+  function self.close()
+    if http then http:close() end
+  end
+
+  return self
+end
+
+client_mt.__tostring = function(self)
+  return ("pipedrive.client (api %s, %s)"):format(self.api, self.base_url)
+end
+client_mt.__close = function(self) self.close() end
+client_mt.__name = "pipedrive.client"
+
+M.VERSION = VERSION
+return M

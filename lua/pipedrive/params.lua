@@ -1,0 +1,271 @@
+--- Checks a call's arguments against its operation in `pipedrive.operations` and
+-- translates them into what one API version expects.
+--
+-- Nothing here sends anything: a bad argument is reported before any request,
+-- so it cannot change data in Pipedrive. Problems come back as a message; the
+-- caller raises it naming the function.
+local core = require "pipedrive.core"
+
+local null, array = core.null, core.array
+local mtype, tointeger = math.type, math.tointeger
+
+local M = {}
+
+local UUID = "^%x%x%x%x%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%x%x%x%x%x%x%x%x$"
+local CUSTOM_FIELD_KEY = "^" .. ("%x"):rep(40) .. "$"
+
+local function as_id(v)
+  local i
+  if mtype(v) == "integer" then
+    i = v
+  elseif type(v) == "number" then
+    i = tointeger(v)
+  elseif type(v) == "string" and v:match("^%d+$") and #v < 19 then
+    i = tointeger(tonumber(v))
+  end
+  if i and i > 0 then return i end
+end
+
+local function describe(v)
+  if type(v) == "string" then
+    return ("'%s'"):format(#v > 40 and v:sub(1, 37) .. "..." or v)
+  end
+  return v == null and "pipedrive.null" or type(v)
+end
+
+local function list_of(v, check, what)
+  if type(v) ~= "table" then return nil, "an array of " .. what end
+  local out, n = array(), 0
+  for k in pairs(v) do
+    if mtype(k) ~= "integer" or k < 1 then return nil, "an array of " .. what end
+    n = n + 1
+  end
+  for i = 1, n do
+    local x = v[i]
+    if x == nil then return nil, "an array of " .. what .. " without holes" end
+    local y = check(x)
+    if y == nil then return nil, "an array of " .. what .. " (item " .. i .. " is " .. describe(x) .. ")" end
+    out[i] = y
+  end
+  return out
+end
+
+-- A person's email or phone: a string, or an array of strings or of
+-- { value, primary, label } tables. Always sent as an array, even an empty one.
+local function contact(x)
+  if type(x) == "string" then return { value = x } end
+  if type(x) ~= "table" or type(x.value) ~= "string" then return nil end
+  local c = { value = x.value }
+  for k, v in pairs(x) do
+    if k == "primary" then
+      if type(v) ~= "boolean" then return nil end
+      c.primary = v
+    elseif k == "label" then
+      if type(v) ~= "string" then return nil end
+      c.label = v
+    elseif k ~= "value" then
+      return nil
+    end
+  end
+  return c
+end
+
+-- Each checker returns the normalised value, or nil and what was expected.
+local checkers = {
+  id = function(v) return as_id(v), "a positive integer id" end,
+  uuid = function(v)
+    if type(v) == "string" and v:match(UUID) then return v end
+    return nil, "a lead id (a UUID string)"
+  end,
+  integer = function(v)
+    local i = (type(v) == "number" or type(v) == "string") and tointeger(tonumber(v))
+    return i or nil, "an integer"
+  end,
+  number = function(v)
+    local n = tonumber(v)
+    if n and n == n and n ~= math.huge and n ~= -math.huge and (type(v) == "number" or v:match("^%s*[-+]?[%d.]+%s*$")) then
+      return tointeger(n) or n
+    end
+    return nil, "a number"
+  end,
+  boolean = function(v)
+    if type(v) == "boolean" then return v end
+    if v == 0 or v == 1 then return v == 1 end
+    return nil, "a boolean"
+  end,
+  string = function(v) return type(v) == "string" and v or nil, "a string" end,
+  scalar = function(v)
+    if type(v) == "string" or type(v) == "number" then return v end
+    return nil, "a string or a number"
+  end,
+  date = function(v)
+    if type(v) == "string" and v:match("^%d%d%d%d%-%d%d%-%d%d$") then return v end
+    return nil, "a date 'YYYY-MM-DD'"
+  end,
+  list = function(v)
+    if type(v) == "string" then return v end
+    local l = list_of(v, function(x) return type(x) == "string" and x or nil end, "strings")
+    return l and table.concat(l, ","), "a string or an array of strings"
+  end,
+  ids = function(v)
+    if type(v) == "string" then
+      local out = array()
+      for part in v:gmatch("[^,]+") do
+        local id = as_id(part:match("^%s*(.-)%s*$"))
+        if not id then return nil, "an array of positive integer ids" end
+        out[#out + 1] = id
+      end
+      return out
+    end
+    return list_of(v, as_id, "positive integer ids")
+  end,
+  uuids = function(v)
+    return list_of(v, function(x) return type(x) == "string" and x:match(UUID) and x or nil end, "UUID strings")
+  end,
+  object = function(v) return type(v) == "table" and v or nil, "a table" end,
+  string_or_object = function(v)
+    if type(v) == "string" or type(v) == "table" then return v end
+    return nil, "a string or a table"
+  end,
+  contacts = function(v)
+    if type(v) == "string" then return array({ { value = v, primary = true } }) end
+    return list_of(v, contact, "strings or { value, primary, label } tables")
+  end,
+  money = function(v)
+    if type(v) == "table" and type(v.amount) == "number" and type(v.currency) == "string" then
+      for k in pairs(v) do
+        if k ~= "amount" and k ~= "currency" then return nil, "{ amount = number, currency = string }" end
+      end
+      return { amount = v.amount, currency = v.currency }
+    end
+    return nil, "{ amount = number, currency = string }"
+  end,
+}
+
+local function in_enum(enum, v)
+  local s = tostring(v)
+  for _, e in ipairs(enum) do
+    if e == s then return true end
+  end
+  return false
+end
+
+-- Checks one value against its spec; returns the normalised value or nil, message.
+local function check(name, spec, v)
+  if v == null then
+    if spec.required then return nil, ("field '%s' is required and cannot be null"):format(name) end
+    return null
+  end
+  local checker = checkers[spec.type]
+  local out, expected = checker(v)
+  if out == nil then
+    return nil, ("field '%s' must be %s, got %s"):format(name, expected, describe(v))
+  end
+  if spec.enum then
+    local items = spec.type == "list" and out or tostring(out)
+    for item in items:gmatch("[^,]+") do
+      if not in_enum(spec.enum, item) then
+        return nil, ("field '%s' must be one of %s, got '%s'"):format(name, table.concat(spec.enum, ", "), item)
+      end
+    end
+  end
+  if type(out) == "string" then
+    local len = utf8.len(out) or #out
+    if spec.min_len and len < spec.min_len then
+      return nil, ("field '%s' must have at least %d characters"):format(name, spec.min_len)
+    end
+    if spec.max_len and len > spec.max_len then
+      return nil, ("field '%s' must have at most %d characters"):format(name, spec.max_len)
+    end
+  elseif type(out) == "number" then
+    if spec.min and out < spec.min then return nil, ("field '%s' must be at least %d"):format(name, spec.min) end
+    if spec.max and out > spec.max then return nil, ("field '%s' must be at most %d"):format(name, spec.max) end
+  end
+  return out
+end
+
+local function put(out, key, value, from)
+  local old = out[key]
+  if old ~= nil and old ~= value then
+    return ("fields '%s' and '%s' both set '%s'; give one"):format(from, key, key)
+  end
+  out[key] = value
+end
+
+--- Translates `args` for `op` in `version` ("v1" or "v2").
+-- Returns out (query or body fields), route = { path_params, path?, cost? }
+-- or nil, message when the arguments are wrong.
+function M.translate(op, version, args)
+  if args == nil then args = {} end
+  if type(args) ~= "table" then return nil, "expected a table of arguments, got " .. type(args) end
+  local params = op.params
+  local out, route = {}, { path_params = {} }
+  local keys = {}
+  for k in pairs(args) do
+    if type(k) ~= "string" then return nil, "argument keys must be strings, got " .. describe(k) end
+    keys[#keys + 1] = k
+  end
+  table.sort(keys)
+  for _, k in ipairs(keys) do
+    local v, spec = args[k], params[k]
+    if spec then
+      local value, err = check(k, spec, v)
+      if value == nil then return nil, err end
+      local map = spec[version]
+      if spec.path then
+        route.path_params[k] = value
+      elseif map == false then
+        return nil, ("field '%s' is not available in API %s: %s"):format(k, version, spec.hint or "")
+      elseif type(map) == "function" then
+        if value == null then
+          err = put(out, k, null, k)
+        else
+          err = map(value, out, args, route)
+        end
+      else
+        err = put(out, map or k, value, k)
+      end
+      if err then return nil, err end
+    elseif op.custom_fields and (k:match(CUSTOM_FIELD_KEY) or k == "custom_fields") then
+      local fields = k == "custom_fields" and v or { [k] = v }
+      if type(fields) ~= "table" then return nil, "field 'custom_fields' must be a table" end
+      local target = out
+      if version == "v2" then
+        out.custom_fields = out.custom_fields or {}
+        target = out.custom_fields
+      end
+      for ck, cv in pairs(fields) do
+        if type(ck) ~= "string" then return nil, "custom field keys must be strings" end
+        target[ck] = cv
+      end
+    else
+      return nil, ("unknown field '%s'"):format(k)
+    end
+  end
+  for name, spec in pairs(params) do
+    if spec.required and args[name] == nil then
+      return nil, ("field '%s' is required"):format(name)
+    end
+  end
+  if params.term and args.term and args.exact_match ~= true and (utf8.len(args.term) or #args.term) < 2 then
+    return nil, "field 'term' must have at least 2 characters (1 with exact_match = true)"
+  end
+  if op.require_one then
+    local any = false
+    for _, name in ipairs(op.require_one[1]) do
+      if args[name] ~= nil and args[name] ~= null then any = true end
+    end
+    if not any then return nil, op.require_one[2] end
+  end
+  return out, route
+end
+
+--- The parameter names an operation accepts, sorted (for error messages and docs).
+function M.names(op)
+  local names = {}
+  for k in pairs(op.params) do names[#names + 1] = k end
+  table.sort(names)
+  return names
+end
+
+return M
