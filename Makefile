@@ -24,7 +24,6 @@ CORE_SRC = csrc/core.c $(filter-out csrc/core.c csrc/httpd.c,$(wildcard csrc/*.c
 
 INST_LIBDIR ?= $(BUILD)/install/lib
 INST_LUADIR ?= $(BUILD)/install/lua
-INST_BINDIR ?= $(BUILD)/install/bin
 
 .PHONY: all test demo lint clean install deps
 
@@ -44,7 +43,7 @@ test: all
 	LUA=$(LUA) $(BUSTED) --lua=$(LUA) -o spec/support/summary.lua spec
 
 demo: all
-	$(LUA) examples/demo.lua
+	LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='$(BUILD)/?.so;;' $(LUA) examples/demo.lua
 
 lint:
 	luacheck -q lua spec bin examples bench
@@ -52,7 +51,7 @@ lint:
 
 # Used by the rockspec (type = "make") and by hand.
 install: all
-	mkdir -p $(INST_LIBDIR)/pipedrive $(INST_LUADIR)/pipedrive/sandbox $(INST_BINDIR)
+	mkdir -p $(INST_LIBDIR)/pipedrive $(INST_LUADIR)/pipedrive/sandbox
 	cp $(CORE_SO) $(HTTPD_SO) $(INST_LIBDIR)/pipedrive/
 	cp lua/pipedrive/*.lua $(INST_LUADIR)/pipedrive/
 	cp lua/pipedrive/sandbox/*.lua $(INST_LUADIR)/pipedrive/sandbox/

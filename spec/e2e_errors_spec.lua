@@ -1,0 +1,121 @@
+-- Failures: runtime errors come back as nil, err (one printable line, no
+-- secrets); misuse raises before anything is sent and changes nothing.
+local sandbox = require "support.sandbox"
+local pipedrive = require "pipedrive"
+
+local function raises(fn, ...)
+  local ok, msg = pcall(fn, ...)
+  assert.is_false(ok, "expected an error")
+  return tostring(msg)
+end
+
+describe("errors", function()
+  local sb, pd
+
+  setup(function()
+    sb = sandbox.start{ api_token = "s3cret-token-value" }
+    pd = sb.client()
+  end)
+
+  teardown(function()
+    pd.close()
+    sb.stop()
+  end)
+
+  it("a wrong token gives kind unauthorized, status 401, one line without the token", function()
+    local bad = pipedrive.new{ api_token = "wrong-T0KEN-xyz", base_url = sb.url }
+    local deals, err = bad.deals.list()
+    assert.is_nil(deals)
+    assert.equal("unauthorized", err.kind)
+    assert.equal(401, err.status)
+    assert.equal("GET", err.method)
+    assert.equal("/api/v2/deals", err.path)
+    local line = tostring(err)
+    assert.is_nil(line:find("\n"))
+    assert.is_nil(line:find("wrong-T0KEN-xyz", 1, true))
+    assert.matches("unauthorized", line)
+    assert.is_nil(tostring(bad):find("wrong-T0KEN-xyz", 1, true))
+    bad.close()
+  end)
+
+  it("a missing record gives not_found with Pipedrive's message", function()
+    local _, err = pd.deals.get(999999)
+    assert.equal("not_found", err.kind)
+    assert.equal(404, err.status)
+    assert.equal("/api/v2/deals/999999", err.path)
+    assert.is_string(err.message)
+    assert.is_table(err.body)
+    assert.is_false(err.body.success)
+  end)
+
+  it("a refused connection gives kind network", function()
+    local dead = pipedrive.new{ api_token = "x", base_url = "http://127.0.0.1:1", timeout = 2 }
+    local v, err = dead.deals.list()
+    assert.is_nil(v)
+    assert.equal("network", err.kind)
+    assert.is_nil(tostring(err):find("\n"))
+    dead.close()
+  end)
+
+  it("an answer the server rejects gives kind validation and changes nothing", function()
+    local before = sb.state()
+    local v, err = pd.deals.list{ filter_id = 987654 }
+    assert.is_nil(v)
+    assert.equal("validation", err.kind)
+    assert.equal(400, err.status)
+    assert.same(before, sb.state())
+  end)
+
+  describe("misuse raises naming the function and field, and sends nothing", function()
+    local cases = {
+      { "deals.add without title", function() return pd.deals.add{ value = 5 } end,
+        "pipedrive.deals.add: field 'title' is required" },
+      { "deals.add with a title of the wrong type", function() return pd.deals.add{ title = 5 } end,
+        "pipedrive.deals.add: field 'title' must be a string" },
+      { "deals.add with an unknown field", function() return pd.deals.add{ title = "x", titel = "y" } end,
+        "pipedrive.deals.add: unknown field 'titel'" },
+      { "deals.get with a bad id", function() return pd.deals.get("abc") end,
+        "pipedrive.deals.get: field 'id' must be a positive integer id" },
+      { "deals.get without id", function() return pd.deals.get() end,
+        "pipedrive.deals.get: field 'id' is required" },
+      { "deals.search with a one-letter term", function() return pd.deals.search{ term = "a" } end,
+        "pipedrive.deals.search: field 'term' must have at least 2 characters" },
+      { "deals.search without term", function() return pd.deals.search{} end,
+        "pipedrive.deals.search: field 'term' is required" },
+      { "deals.list with a bad status", function() return pd.deals.list{ status = "closed" } end,
+        "pipedrive.deals.list: field 'status' must be one of" },
+      { "deals.list with a limit over 500", function() return pd.deals.list{ limit = 501 } end,
+        "pipedrive.deals.list: field 'limit' must be at most 500" },
+      { "leads.get with a numeric id", function() return pd.leads.get(5) end,
+        "pipedrive.leads.get: field 'id' must be a lead id" },
+      { "persons.add with a bad email entry", function() return pd.persons.add{ name = "x", email = { 5 } } end,
+        "pipedrive.persons.add: field 'email' must be" },
+      { "organizations.list with a non-table", function() return pd.organizations.list(5) end,
+        "pipedrive.organizations.list: expected a table of arguments" },
+      { "deals.each with a bad max_items", function() return pd.deals.each{ max_items = -1 } end,
+        "pipedrive.deals.each: max_items must be" },
+    }
+    for _, c in ipairs(cases) do
+      it(c[1], function()
+        sb.clear_requests()
+        local before = sb.state()
+        local msg = raises(c[2])
+        assert.matches(c[3], msg, 1, true)
+        assert.same({}, sb.requests())
+        assert.same(before, sb.state())
+      end)
+    end
+
+    it("a one-letter term is fine with exact_match", function()
+      local hits = assert(pd.deals.search{ term = "a", exact_match = true })
+      assert.equal(0, #hits)
+    end)
+  end)
+
+  it("pipedrive.new refuses bad options", function()
+    assert.matches("api_token", raises(pipedrive.new, { base_url = sb.url }))
+    assert.matches("unknown option 'apitoken'", raises(pipedrive.new, { apitoken = "x" }))
+    assert.matches("plain http", raises(pipedrive.new, { api_token = "x", base_url = "http://example.com" }))
+    assert.matches("api must be", raises(pipedrive.new, { api_token = "x", api = "v3" }))
+  end)
+end)
