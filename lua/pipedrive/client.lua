@@ -124,8 +124,8 @@ function M.new(opts)
     local paging = op[version].paging
     if paging ~= "none" and a.limit == nil then a.limit = 500 end
     -- Check the arguments now, so misuse raises at the for statement.
-    local ok, err = params.translate(op, version, a)
-    if not ok then error(("pipedrive.%s.each: %s"):format(rname, err), 3) end
+    local ok, problem = params.translate(op, version, a)
+    if not ok then error(("pipedrive.%s.each: %s"):format(rname, problem), 3) end
     local page, i, count, done = nil, 0, 0, false
     return function()
       if max_items and count >= max_items then return nil end
