@@ -8,6 +8,7 @@
 local core = require "pipedrive.core"
 local operations = require "pipedrive.operations"
 local params = require "pipedrive.params"
+local oauth = require "pipedrive.oauth"
 
 local M = {}
 
@@ -42,18 +43,25 @@ end
 function M.new(opts)
   if type(opts) ~= "table" then error("pipedrive.new: expected a table of options", 2) end
   local known = { api_token = true, base_url = true, api = true, timeout = true, connect_timeout = true,
-                  transport = true, insecure = true, user_agent = true, max_response = true }
+                  transport = true, insecure = true, user_agent = true, max_response = true,
+                  oauth = true, oauth_url = true }
   for k in pairs(opts) do
     if not known[k] then error(("pipedrive.new: unknown option '%s'"):format(tostring(k)), 2) end
   end
   local token = opts.api_token
-  if type(token) ~= "string" or token == "" or token:find("[%c%s]") then
-    error("pipedrive.new: api_token must be a non-empty string without spaces", 2)
+  if opts.oauth ~= nil and token ~= nil then error("pipedrive.new: give api_token or oauth, not both", 2) end
+  if opts.oauth == nil and (type(token) ~= "string" or token == "" or token:find("[%c%s]")) then
+    error("pipedrive.new: api_token must be a non-empty string without spaces (or give oauth = {...})", 2)
   end
   local api = opts.api or "v2"
   if api ~= "v1" and api ~= "v2" then error("pipedrive.new: api must be 'v1' or 'v2'", 2) end
-  local base_url, err = check_base_url(opts.base_url or DEFAULT_BASE_URL, opts.insecure)
+  local insecure = opts.insecure
+  local base_url, err = check_base_url(opts.base_url or DEFAULT_BASE_URL, insecure)
   if not base_url then error("pipedrive.new: " .. err, 2) end
+  if opts.oauth_url ~= nil then
+    local ok, oerr = check_base_url(opts.oauth_url, insecure)
+    if not ok then error("pipedrive.new: oauth_url: " .. oerr:gsub("^base_url ", ""), 2) end
+  end
   if opts.transport ~= nil and type(opts.transport) ~= "function" then
     error("pipedrive.new: transport must be a function(req) returning { status, headers, body }", 2)
   end
@@ -63,9 +71,6 @@ function M.new(opts)
     end
   end
 
-  -- The token lives only in this closure and in the header table handed to
-  -- the transport; the client table never holds it.
-  local headers = { ["x-api-token"] = token, accept = "application/json" }
   local http
   local transport = opts.transport
   if not transport then
@@ -77,7 +82,29 @@ function M.new(opts)
     transport = function(req) return http:perform(req) end
   end
 
-  local self = setmetatable({ api = api, base_url = base_url }, client_mt)
+  -- Credentials live only in these upvalues and in the header tables handed to
+  -- the transport; the client table never holds them.
+  local api_token_headers = token and { ["x-api-token"] = token, accept = "application/json" }
+  local auth = opts.oauth ~= nil and oauth.new(opts.oauth, transport, opts.oauth_url) or nil
+  local explicit_base = opts.base_url ~= nil
+
+  -- The headers and API host for the next call: the OAuth token's api_domain
+  -- unless base_url was given, refreshing the token first when it is due.
+  local function credentials()
+    if not auth then return api_token_headers, base_url end
+    local value, generation = auth.authorization()
+    if not value then return nil, generation end
+    local host = base_url
+    local domain = not explicit_base and auth.api_domain()
+    if domain then host = check_base_url(domain, insecure) or base_url end
+    return { authorization = value, accept = "application/json" }, host, generation
+  end
+
+  local self = setmetatable({ api = api }, client_mt)
+  local function base_for_display()
+    local d = not explicit_base and auth and auth.api_domain()
+    return d or base_url
+  end
 
   -- One call of one operation; `level` places misuse errors at the user's line.
   local function call(rname, fname, op, args, level)
@@ -86,25 +113,43 @@ function M.new(opts)
     local fields, r = params.translate(op, version, args)
     if not fields then error(("pipedrive.%s.%s: %s"):format(rname, fname, r), level + 1) end
     local path = r.path or route.path
-    local is_body = route.method == "POST"
-    local req = core.build_request{
-      method = route.method, base_url = base_url, path = path, path_params = r.path_params,
-      query = not is_body and fields or nil, body = is_body and fields or nil, headers = headers,
-    }
     local ctx_path = path:gsub("{(%w+)}", function(k) return tostring(r.path_params[k]) end)
-    local res, terr = transport(req)
-    if not res then
-      if type(terr) ~= "table" then terr = transport_error(tostring(terr or "transport failed"), route.method, ctx_path) end
-      terr.method, terr.path = terr.method or route.method, terr.path or ctx_path
-      return nil, terr
+    local is_body = route.method == "POST"
+    for attempt = 1, 2 do
+      local headers, host, generation = credentials()
+      if not headers then
+        host.method, host.path = route.method, ctx_path
+        return nil, host
+      end
+      local req = core.build_request{
+        method = route.method, base_url = host, path = path, path_params = r.path_params,
+        query = not is_body and fields or nil, body = is_body and fields or nil, headers = headers,
+      }
+      local res, terr = transport(req)
+      if not res then
+        if type(terr) ~= "table" then
+          terr = transport_error(tostring(terr or "transport failed"), route.method, ctx_path)
+        end
+        terr.method, terr.path = terr.method or route.method, terr.path or ctx_path
+        return nil, terr
+      end
+      local data, info = core.parse_response(res, {
+        method = route.method, path = ctx_path, paging = route.paging, search = op.kind == "search",
+      })
+      if data ~= nil then
+        info.api = version
+        info.cost = r.cost or route.cost
+        return data, info
+      end
+      -- An access token refused before its expiry: refresh once (unless another
+      -- call already did) and replay the call once.
+      if not (auth and attempt == 1 and info.kind == "unauthorized") then return nil, info end
+      local ok, rerr = auth.refresh(generation)
+      if not ok then
+        rerr.method, rerr.path = route.method, ctx_path
+        return nil, rerr
+      end
     end
-    local data, info = core.parse_response(res, {
-      method = route.method, path = ctx_path, paging = route.paging, search = op.kind == "search",
-    })
-    if data == nil then return nil, info end
-    info.api = version
-    info.cost = r.cost or route.cost
-    return data, info
   end
 
   -- Lazy pages as a generic-for iterator. A failed page raises the error
@@ -194,11 +239,22 @@ function M.new(opts)
     if http then http:close() end
   end
 
+  --- The base URL calls go to now (the OAuth token's api_domain when it has one).
+  function self.base_url() return base_for_display() end
+
+  if auth then
+    self.oauth = {
+      authorize_url = auth.authorize_url, exchange = auth.exchange, revoke = auth.revoke, token = auth.token,
+      refresh = function() return auth.refresh() end,
+      login = function(args) return require("pipedrive.login").run(auth, opts.oauth.redirect_uri, args) end,
+    }
+  end
+
   return self
 end
 
 client_mt.__tostring = function(self)
-  return ("pipedrive.client (api %s, %s)"):format(self.api, self.base_url)
+  return ("pipedrive.client (api %s, %s%s)"):format(self.api, self.base_url(), self.oauth and ", oauth" or "")
 end
 client_mt.__close = function(self) self.close() end
 client_mt.__name = "pipedrive.client"
