@@ -1,0 +1,650 @@
+/* luaopen_pipedrive_httpd: a small HTTP server on GNU libmicrohttpd.
+ *
+ * It serves the local sandbox and webhook listeners, so it trades features for
+ * predictability: MHD runs without threads of its own ("external polling"),
+ * and every Lua handler runs on the thread, and the coroutine, that called
+ * srv:step() or srv:run(). Nothing here touches Lua from an MHD callback except
+ * through lua_pcall, so a Lua error never unwinds through MHD's stack: all
+ * request data is first copied into C memory, the Lua side is entered through
+ * one protected call, and its answer is copied back to C before MHD sees it.
+ *
+ *   local srv = httpd.listen{ host = "127.0.0.1", port = 0, handler = fn,
+ *                             max_body = 1048576, connection_timeout = 10,
+ *                             connection_limit = 256, log_errors = true }
+ *   fn(req) -> status, headers, body      (req described at pd_httpd_dispatch)
+ *   srv:port(), srv:host(), srv:step(seconds), srv:run(), srv:stop(), srv:close()
+ */
+#include "compat.h"
+#include "buf.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdint.h>
+#include <strings.h>
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <microhttpd.h>
+
+#if MHD_VERSION < 0x00097206
+#error "libmicrohttpd >= 0.9.72 is needed for MHD_run_wait"
+#endif
+
+#define PD_HTTPD_MT "pipedrive.httpd"
+/* Bytes of a chunked upload we read and drop after max_body was passed, so a
+ * client still gets its 413; past this the connection is simply closed. */
+#define PD_HTTPD_DISCARD_MAX (16u * 1024u * 1024u)
+/* Cap on the response headers a handler may set (names and values together). */
+#define PD_HTTPD_RESP_HEADERS_MAX (64u * 1024u)
+/* Cap on the copied request headers; MHD's own memory pool limit is lower. */
+#define PD_HTTPD_REQ_HEADERS_MAX (256u * 1024u)
+
+PD_EXPORT int luaopen_pipedrive_httpd(lua_State *L);
+
+/* One server. `daemon` is NULL while the handle is closed. `L` is the state of
+ * the coroutine inside step() and NULL otherwise: MHD only calls us from
+ * within MHD_run_wait, which only step() calls. */
+typedef struct pd_httpd {
+  struct MHD_Daemon *daemon;
+  lua_State *L;
+  int handler_ref;
+  size_t max_body;
+  unsigned port;
+  int ipv6;
+  int log_errors;
+  int stop_requested;
+  int in_step;
+  int close_pending;
+  char host[INET6_ADDRSTRLEN];
+} pd_httpd;
+
+/* Per-request state, created by the URI log callback (the only place MHD shows
+ * the request target exactly as the client sent it) and freed by the
+ * completion callback. */
+typedef struct pd_hreq {
+  char *uri;
+  pd_buf body;
+  size_t discarded;
+  int started;
+  int too_large;
+} pd_hreq;
+
+/* What the protected dispatch needs, and what it hands back. Everything the
+ * handler returns is copied into `resp_headers` ("name\0value\0" pairs) and
+ * `status`; the body string stays on the Lua stack until MHD copied it. */
+typedef struct pd_hcall {
+  pd_httpd *srv;
+  pd_hreq *rq;
+  const char *method;
+  const char *url;
+  const char *version;
+  pd_buf req_headers;
+  char remote_addr[INET6_ADDRSTRLEN];
+  int remote_port;
+  int status;
+  pd_buf resp_headers;
+} pd_hcall;
+
+/* ---------------------------------------------------------------- MHD side */
+
+/* MHD calls this before it parses (and percent-decodes) the target; keeping
+ * a copy is the only way to hand Lua the raw path and query string. */
+static void *pd_httpd_uri_cb(void *cls, const char *uri, struct MHD_Connection *conn) {
+  pd_hreq *rq;
+  size_t n;
+  (void)conn;
+  rq = (pd_hreq *)calloc(1, sizeof *rq);
+  if (!rq) return NULL;
+  n = strlen(uri ? uri : "");
+  rq->uri = (char *)malloc(n + 1);
+  if (!rq->uri) {
+    free(rq);
+    return NULL;
+  }
+  memcpy(rq->uri, uri ? uri : "", n + 1);
+  pd_buf_init(&rq->body, ((pd_httpd *)cls)->max_body);
+  return rq;
+}
+
+/* The request is over (answered, timed out or the daemon stopped): free what
+ * the URI callback allocated. Never touches Lua, so it is safe from any path,
+ * including MHD_stop_daemon run by __gc. */
+static void pd_httpd_done_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
+                             enum MHD_RequestTerminationCode toe) {
+  pd_hreq *rq = (pd_hreq *)*con_cls;
+  (void)cls;
+  (void)conn;
+  (void)toe;
+  if (!rq) return;
+  pd_buf_free(&rq->body);
+  free(rq->uri);
+  free(rq);
+  *con_cls = NULL;
+}
+
+/* Copies each request header as lower-cased "name\0value\0" so the Lua table
+ * can be built later inside the protected call. */
+static enum MHD_Result pd_httpd_header_cb(void *cls, enum MHD_ValueKind kind, const char *key,
+                                          const char *value) {
+  pd_buf *b = (pd_buf *)cls;
+  const char *p;
+  (void)kind;
+  if (!key) return MHD_YES;
+  for (p = key; *p; p++) pd_buf_addc(b, (*p >= 'A' && *p <= 'Z') ? (char)(*p - 'A' + 'a') : *p);
+  pd_buf_addc(b, '\0');
+  pd_buf_adds(b, value ? value : "");
+  pd_buf_addc(b, '\0');
+  return pd_buf_failed(b) ? MHD_NO : MHD_YES;
+}
+
+/* Answers with a short plain-text body; used for the errors the server itself
+ * produces (413, 500), which never reach Lua. */
+static enum MHD_Result pd_httpd_reply_text(struct MHD_Connection *conn, unsigned status, const char *text) {
+  struct MHD_Response *r;
+  enum MHD_Result ok;
+  r = MHD_create_response_from_buffer(strlen(text), (void *)(uintptr_t)text, MHD_RESPMEM_MUST_COPY);
+  if (!r) return MHD_NO;
+  MHD_add_response_header(r, "Content-Type", "text/plain; charset=utf-8");
+  ok = MHD_queue_response(conn, status, r);
+  MHD_destroy_response(r);
+  return ok;
+}
+
+/* ---------------------------------------------------------------- Lua side */
+
+/* Adds the traceback to a handler error for the server's stderr; runs as the
+ * message handler of the protected call, so it must not fail itself. */
+static int pd_httpd_traceback(lua_State *L) {
+  const char *msg = lua_tostring(L, 1);
+  if (msg) luaL_traceback(L, L, msg, 1);
+  return 1;
+}
+
+/* Checks a header name or value the handler returned: a CR, LF or NUL would
+ * let a handler split the response, so refuse them outright. */
+static int pd_httpd_header_ok(const char *s, size_t n, int is_name) {
+  size_t i;
+  if (is_name && n == 0) return 0;
+  for (i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (c == '\r' || c == '\n' || c == '\0') return 0;
+    if (is_name && (c <= ' ' || c == ':' || c >= 127)) return 0;
+  }
+  return 1;
+}
+
+/* The single protected entry into Lua for one request. Builds
+ *   req = { method, path, raw_path, query_string, version, headers = {lowercase
+ *           = value, repeats joined by ", "}, body, remote_addr, remote_port }
+ * (path is MHD's percent-decoded path; raw_path and query_string are exactly as
+ * sent, query_string without '?' and "" when absent), calls the handler, checks
+ * what it returned and copies status and headers into C. Returns the body
+ * string. Any error here becomes a 500 in the caller. */
+static int pd_httpd_dispatch(lua_State *L) {
+  pd_hcall *c = (pd_hcall *)lua_touserdata(L, 1);
+  const char *uri = c->rq->uri, *q, *p, *end;
+  lua_Integer status;
+  int isnum;
+
+  lua_createtable(L, 0, 10);
+  lua_pushstring(L, c->method);
+  lua_setfield(L, -2, "method");
+  lua_pushstring(L, c->url);
+  lua_setfield(L, -2, "path");
+  q = strchr(uri, '?');
+  if (q) {
+    lua_pushlstring(L, uri, (size_t)(q - uri));
+    lua_setfield(L, -2, "raw_path");
+    lua_pushstring(L, q + 1);
+  } else {
+    lua_pushstring(L, uri);
+    lua_setfield(L, -2, "raw_path");
+    lua_pushliteral(L, "");
+  }
+  lua_setfield(L, -2, "query_string");
+  lua_pushstring(L, c->version ? c->version : "");
+  lua_setfield(L, -2, "version");
+
+  lua_newtable(L);
+  p = c->req_headers.data;
+  end = p ? p + c->req_headers.len : p;
+  while (p && p < end) {
+    const char *name = p, *value = p + strlen(p) + 1;
+    p = value + strlen(value) + 1;
+    lua_getfield(L, -1, name);
+    if (lua_isstring(L, -1)) {
+      lua_pushliteral(L, ", ");
+      lua_pushstring(L, value);
+      lua_concat(L, 3);
+    } else {
+      lua_pop(L, 1);
+      lua_pushstring(L, value);
+    }
+    lua_setfield(L, -2, name);
+  }
+  lua_setfield(L, -2, "headers");
+
+  lua_pushlstring(L, c->rq->body.data ? c->rq->body.data : "", c->rq->body.len);
+  lua_setfield(L, -2, "body");
+  lua_pushstring(L, c->remote_addr);
+  lua_setfield(L, -2, "remote_addr");
+  lua_pushinteger(L, c->remote_port);
+  lua_setfield(L, -2, "remote_port");
+
+  lua_rawgeti(L, LUA_REGISTRYINDEX, c->srv->handler_ref);
+  lua_insert(L, -2);
+  lua_call(L, 1, 3); /* stack: ctx, status, headers, body */
+
+  status = lua_tointegerx(L, 2, &isnum);
+  if (!isnum || status < 200 || status > 599)
+    return luaL_error(L, "handler must return an HTTP status 200-599 first, got %s", luaL_typename(L, 2));
+  c->status = (int)status;
+
+  if (!lua_isnil(L, 3)) {
+    if (!lua_istable(L, 3)) return luaL_error(L, "handler's second result must be a headers table or nil");
+    lua_pushnil(L);
+    while (lua_next(L, 3)) {
+      const char *k, *v;
+      size_t kn, vn;
+      if (lua_type(L, -2) != LUA_TSTRING || !lua_isstring(L, -1))
+        return luaL_error(L, "response headers must map strings to strings");
+      k = lua_tolstring(L, -2, &kn);
+      v = lua_tolstring(L, -1, &vn); /* a number value converts in place, the key is untouched */
+      if (!pd_httpd_header_ok(k, kn, 1) || !pd_httpd_header_ok(v, vn, 0))
+        return luaL_error(L, "invalid response header %s", pd_httpd_header_ok(k, kn, 1) ? k : "name");
+      pd_buf_add(&c->resp_headers, k, kn + 1);
+      pd_buf_add(&c->resp_headers, v, vn + 1);
+      lua_pop(L, 1);
+    }
+    if (pd_buf_failed(&c->resp_headers)) return luaL_error(L, "response headers too large");
+  }
+
+  if (lua_isnil(L, 4)) {
+    lua_pushliteral(L, "");
+  } else {
+    if (lua_type(L, 4) != LUA_TSTRING) return luaL_error(L, "handler's third result must be a string body or nil");
+    lua_pushvalue(L, 4);
+  }
+  return 1;
+}
+
+/* Runs the Lua handler for a complete request and queues its answer. Called by
+ * the access callback, hence inside MHD_run_wait inside step(); srv->L is the
+ * caller's coroutine. The Lua stack is restored before returning to MHD. */
+static enum MHD_Result pd_httpd_call_lua(pd_httpd *s, struct MHD_Connection *conn, pd_hreq *rq, const char *url,
+                                         const char *method, const char *version) {
+  lua_State *L = s->L;
+  pd_hcall c;
+  const union MHD_ConnectionInfo *ci;
+  struct MHD_Response *r;
+  enum MHD_Result ok = MHD_NO;
+  const char *body, *p, *end;
+  size_t blen;
+  int top, st;
+
+  if (!L || s->handler_ref == LUA_NOREF || s->close_pending)
+    return pd_httpd_reply_text(conn, 503, "server is closing\n");
+  memset(&c, 0, sizeof c);
+  c.srv = s;
+  c.rq = rq;
+  c.method = method;
+  c.url = url;
+  c.version = version;
+  pd_buf_init(&c.req_headers, PD_HTTPD_REQ_HEADERS_MAX);
+  pd_buf_init(&c.resp_headers, PD_HTTPD_RESP_HEADERS_MAX);
+  strcpy(c.remote_addr, "");
+  ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+  if (ci && ci->client_addr) {
+    const struct sockaddr *sa = ci->client_addr;
+    if (sa->sa_family == AF_INET) {
+      const struct sockaddr_in *in4 = (const struct sockaddr_in *)(const void *)sa;
+      inet_ntop(AF_INET, &in4->sin_addr, c.remote_addr, sizeof c.remote_addr);
+      c.remote_port = ntohs(in4->sin_port);
+    } else if (sa->sa_family == AF_INET6) {
+      const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)(const void *)sa;
+      inet_ntop(AF_INET6, &in6->sin6_addr, c.remote_addr, sizeof c.remote_addr);
+      c.remote_port = ntohs(in6->sin6_port);
+    }
+  }
+  MHD_get_connection_values(conn, MHD_HEADER_KIND, pd_httpd_header_cb, &c.req_headers);
+  if (pd_buf_failed(&c.req_headers)) {
+    pd_buf_free(&c.req_headers);
+    return pd_httpd_reply_text(conn, 431, "request headers too large\n");
+  }
+
+  top = lua_gettop(L);
+  if (!lua_checkstack(L, 16)) {
+    pd_buf_free(&c.req_headers);
+    return pd_httpd_reply_text(conn, 500, "handler error: Lua stack overflow\n");
+  }
+  /* Neither push allocates (light C functions, light userdata), so nothing
+   * can raise before lua_pcall takes over. */
+  lua_pushcfunction(L, pd_httpd_traceback);
+  lua_pushcfunction(L, pd_httpd_dispatch);
+  lua_pushlightuserdata(L, &c);
+  st = lua_pcall(L, 1, 1, top + 1);
+  pd_buf_free(&c.req_headers);
+
+  if (st != LUA_OK) {
+    pd_buf text;
+    const char *msg = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "(error object is not a string)";
+    size_t first = strcspn(msg, "\n");
+    if (s->log_errors) {
+      fprintf(stderr, "pipedrive.httpd: handler error for %s %s: %s\n", method, url, msg);
+      fflush(stderr);
+    }
+    /* Only the first line, bounded: the traceback stays on stderr. */
+    pd_buf_init(&text, 1024);
+    pd_buf_addf(&text, "handler error: %.*s\n", (int)(first > 400 ? 400 : first), msg);
+    ok = pd_httpd_reply_text(conn, 500, pd_buf_failed(&text) ? "handler error\n" : text.data);
+    pd_buf_free(&text);
+    goto out;
+  }
+
+  body = lua_tolstring(L, -1, &blen);
+  r = MHD_create_response_from_buffer(blen, (void *)(uintptr_t)body, MHD_RESPMEM_MUST_COPY);
+  if (!r) {
+    ok = MHD_NO;
+    goto out;
+  }
+  p = c.resp_headers.data;
+  end = p ? p + c.resp_headers.len : p;
+  while (p && p < end) {
+    const char *name = p, *value = p + strlen(p) + 1;
+    p = value + strlen(value) + 1;
+    /* MHD frames the body itself; a handler's own length would conflict. */
+    if (strcasecmp(name, "content-length") == 0 || strcasecmp(name, "transfer-encoding") == 0) continue;
+    if (MHD_add_response_header(r, name, value) != MHD_YES) {
+      MHD_destroy_response(r);
+      ok = pd_httpd_reply_text(conn, 500, "handler error: response header refused\n");
+      goto out;
+    }
+  }
+  ok = MHD_queue_response(conn, (unsigned)c.status, r);
+  MHD_destroy_response(r);
+out:
+  pd_buf_free(&c.resp_headers);
+  lua_settop(L, top);
+  return ok;
+}
+
+/* MHD's access callback, called several times per request: once when the
+ * headers are in, then once per piece of upload, then with no data when the
+ * request is complete. The body is gathered up to max_body; beyond it the
+ * client gets 413 and Lua is never called. */
+static enum MHD_Result pd_httpd_access_cb(void *cls, struct MHD_Connection *conn, const char *url,
+                                          const char *method, const char *version, const char *upload_data,
+                                          size_t *upload_data_size, void **con_cls) {
+  pd_httpd *s = (pd_httpd *)cls;
+  pd_hreq *rq = (pd_hreq *)*con_cls;
+
+  if (!rq) return MHD_NO;
+  if (!rq->started) {
+    const char *cl, *expect;
+    rq->started = 1;
+    /* A client that waits for "100 Continue" can be turned away before it
+     * sends anything; others get their 413 once their body has been read. */
+    cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+    expect = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Expect");
+    if (cl && expect && strcasecmp(expect, "100-continue") == 0) {
+      char *e;
+      unsigned long long len;
+      errno = 0;
+      len = strtoull(cl, &e, 10);
+      if (e != cl && *e == '\0' && (errno == ERANGE || len > (unsigned long long)s->max_body)) {
+        rq->too_large = 1;
+        return pd_httpd_reply_text(conn, 413, "request body too large\n");
+      }
+    }
+    return MHD_YES;
+  }
+  if (*upload_data_size) {
+    size_t n = *upload_data_size;
+    *upload_data_size = 0;
+    if (!rq->too_large && n > s->max_body - rq->body.len) {
+      rq->too_large = 1;
+      pd_buf_free(&rq->body);
+    }
+    if (rq->too_large) {
+      rq->discarded += n;
+      return rq->discarded > PD_HTTPD_DISCARD_MAX ? MHD_NO : MHD_YES;
+    }
+    pd_buf_add(&rq->body, upload_data, n);
+    return MHD_YES;
+  }
+  if (rq->too_large) return pd_httpd_reply_text(conn, 413, "request body too large\n");
+  if (pd_buf_failed(&rq->body)) return pd_httpd_reply_text(conn, 500, "out of memory\n");
+  return pd_httpd_call_lua(s, conn, rq, url, method, version);
+}
+
+/* --------------------------------------------------------------- the handle */
+
+/* The one release path, shared by close, __gc and __close. Idempotent. When
+ * called from inside a handler (that is, inside MHD_run_wait) the daemon cannot
+ * be stopped under MHD's feet, so the work is left for step() to finish. */
+static void pd_httpd_release(lua_State *L, pd_httpd *s) {
+  if (s->in_step) {
+    s->close_pending = 1;
+    s->stop_requested = 1;
+    return;
+  }
+  if (s->daemon) {
+    MHD_stop_daemon(s->daemon);
+    s->daemon = NULL;
+  }
+  if (s->handler_ref != LUA_NOREF) {
+    luaL_unref(L, LUA_REGISTRYINDEX, s->handler_ref);
+    s->handler_ref = LUA_NOREF;
+  }
+  s->close_pending = 0;
+}
+
+/* Returns the server at index 1, raising if it is closed (or being closed),
+ * as using a closed file does in liolib. */
+static pd_httpd *pd_httpd_check(lua_State *L) {
+  pd_httpd *s = (pd_httpd *)luaL_checkudata(L, 1, PD_HTTPD_MT);
+  if (!s->daemon || s->close_pending) luaL_error(L, "attempt to use a closed server");
+  return s;
+}
+
+/* Reads an optional non-negative integer option, raising with the option's
+ * name on a wrong type so misuse is caught at listen time. */
+static lua_Integer pd_httpd_opt_int(lua_State *L, const char *name, lua_Integer def, lua_Integer max) {
+  lua_Integer v;
+  int isnum;
+  lua_getfield(L, 1, name);
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    return def;
+  }
+  v = lua_tointegerx(L, -1, &isnum);
+  if (lua_type(L, -1) != LUA_TNUMBER || !isnum || v < 0 || v > max) luaL_error(L, "httpd.listen: '%s' must be an integer in 0..%d", name, (int)max);
+  lua_pop(L, 1);
+  return v;
+}
+
+/* httpd.listen(opts) -> server | nil, message. Bad options raise; a failure
+ * to bind (port taken, address not local) is a runtime failure: nil, message. */
+static int pd_httpd_listen(lua_State *L) {
+  pd_httpd *s;
+  const char *host;
+  lua_Integer port, timeout, limit, max_body;
+  struct sockaddr_in sa4;
+  struct sockaddr_in6 sa6;
+  struct sockaddr *sa;
+  unsigned int flags = MHD_USE_AUTO;
+  const union MHD_DaemonInfo *di;
+  int err, log_errors;
+
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_getfield(L, 1, "host");
+  host = lua_isnil(L, -1) ? "127.0.0.1" : lua_tostring(L, -1);
+  if (!host || lua_type(L, -1) == LUA_TNUMBER) return luaL_error(L, "httpd.listen: 'host' must be a string");
+  lua_pop(L, 1); /* the option table still references the string */
+  port = pd_httpd_opt_int(L, "port", 0, 65535);
+  max_body = pd_httpd_opt_int(L, "max_body", 1048576, (lua_Integer)INT_MAX);
+  timeout = pd_httpd_opt_int(L, "connection_timeout", 10, 86400);
+  limit = pd_httpd_opt_int(L, "connection_limit", 256, 65536);
+  lua_getfield(L, 1, "handler");
+  if (!lua_isfunction(L, -1)) return luaL_error(L, "httpd.listen: 'handler' must be a function");
+  lua_getfield(L, 1, "log_errors");
+  log_errors = lua_isnil(L, -1) || lua_toboolean(L, -1);
+  lua_pop(L, 2);
+
+  memset(&sa4, 0, sizeof sa4);
+  memset(&sa6, 0, sizeof sa6);
+  if (inet_pton(AF_INET, host, &sa4.sin_addr) == 1) {
+    sa4.sin_family = AF_INET;
+    sa4.sin_port = htons((uint16_t)port);
+    sa = (struct sockaddr *)(void *)&sa4;
+  } else if (inet_pton(AF_INET6, host, &sa6.sin6_addr) == 1) {
+    sa6.sin6_family = AF_INET6;
+    sa6.sin6_port = htons((uint16_t)port);
+    sa = (struct sockaddr *)(void *)&sa6;
+    flags |= MHD_USE_IPv6;
+  } else {
+    return luaL_error(L, "httpd.listen: 'host' must be a numeric IPv4 or IPv6 address, got '%s'", host);
+  }
+
+  /* Created closed, then acquired: a failure below leaves a valid handle
+   * that __gc can release. */
+  s = (pd_httpd *)pd_newuserdata(L, sizeof *s);
+  memset(s, 0, sizeof *s);
+  s->handler_ref = LUA_NOREF;
+  s->max_body = (size_t)max_body;
+  s->log_errors = log_errors;
+  s->ipv6 = sa->sa_family == AF_INET6;
+  snprintf(s->host, sizeof s->host, "%s", host);
+  luaL_setmetatable(L, PD_HTTPD_MT);
+
+  lua_getfield(L, 1, "handler");
+  s->handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+
+  errno = 0;
+  s->daemon = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, pd_httpd_access_cb, s,
+                               MHD_OPTION_SOCK_ADDR, sa,
+                               MHD_OPTION_CONNECTION_LIMIT, (unsigned int)limit,
+                               MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)timeout,
+                               MHD_OPTION_URI_LOG_CALLBACK, pd_httpd_uri_cb, (void *)s,
+                               MHD_OPTION_NOTIFY_COMPLETED, pd_httpd_done_cb, (void *)s,
+                               MHD_OPTION_END);
+  err = errno;
+  if (!s->daemon) {
+    pd_httpd_release(L, s);
+    lua_pushnil(L);
+    lua_pushfstring(L, "httpd.listen: cannot listen on %s port %d%s%s", host, (int)port, err ? ": " : "",
+                    err ? strerror(err) : "");
+    return 2;
+  }
+  di = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
+  s->port = di ? di->port : (unsigned)port;
+  return 1;
+}
+
+/* srv:port() -> the port actually bound (useful with port = 0). */
+static int pd_httpd_port(lua_State *L) {
+  pd_httpd *s = pd_httpd_check(L);
+  lua_pushinteger(L, (lua_Integer)s->port);
+  return 1;
+}
+
+/* srv:host() -> the address it listens on, as given to listen. */
+static int pd_httpd_host(lua_State *L) {
+  pd_httpd *s = pd_httpd_check(L);
+  lua_pushstring(L, s->host);
+  return 1;
+}
+
+/* The body of step(): serve what is ready, waiting at most `ms`. Handlers run
+ * on L from inside MHD_run_wait; a close requested by a handler is carried
+ * out once MHD has returned. Returns 0 if MHD reported a failure. */
+static int pd_httpd_serve(lua_State *L, pd_httpd *s, int32_t ms) {
+  enum MHD_Result r;
+  s->in_step = 1;
+  s->L = L;
+  r = MHD_run_wait(s->daemon, ms);
+  s->L = NULL;
+  s->in_step = 0;
+  if (s->close_pending) pd_httpd_release(L, s);
+  return r == MHD_YES;
+}
+
+/* srv:step([seconds = 0]) -> true. Waits for activity at most that long
+ * (a negative value waits indefinitely) and processes it. */
+static int pd_httpd_step(lua_State *L) {
+  pd_httpd *s = pd_httpd_check(L);
+  lua_Number t = luaL_optnumber(L, 2, 0);
+  int32_t ms;
+  if (s->in_step) return luaL_error(L, "server:step called from inside its own handler");
+  if (t < 0) ms = -1;
+  else if (t * 1000 >= (lua_Number)INT32_MAX) ms = INT32_MAX;
+  else ms = (int32_t)(t * 1000);
+  if (!pd_httpd_serve(L, s, ms)) return luaL_error(L, "httpd: event loop failure");
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* srv:run(): serve until srv:stop() (or close) is called, typically from a
+ * handler. A stop requested before run() started does not count. */
+static int pd_httpd_run(lua_State *L) {
+  pd_httpd *s = pd_httpd_check(L);
+  if (s->in_step) return luaL_error(L, "server:run called from inside its own handler");
+  s->stop_requested = 0;
+  while (!s->stop_requested && s->daemon) {
+    if (!pd_httpd_serve(L, s, 250)) return luaL_error(L, "httpd: event loop failure");
+  }
+  s->stop_requested = 0;
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* srv:stop(): makes run() return after the current request. */
+static int pd_httpd_stop(lua_State *L) {
+  pd_httpd *s = pd_httpd_check(L);
+  s->stop_requested = 1;
+  return 0;
+}
+
+/* srv:close(), __gc and __close: stop listening, drop open connections and
+ * the handler reference. Safe to call any number of times. */
+static int pd_httpd_close(lua_State *L) {
+  pd_httpd *s = (pd_httpd *)luaL_checkudata(L, 1, PD_HTTPD_MT);
+  pd_httpd_release(L, s);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* Shows where it listens; there is nothing secret in a server handle. */
+static int pd_httpd_tostring(lua_State *L) {
+  pd_httpd *s = (pd_httpd *)luaL_checkudata(L, 1, PD_HTTPD_MT);
+  if (!s->daemon || s->close_pending) lua_pushliteral(L, PD_HTTPD_MT " (closed)");
+  else if (s->ipv6) lua_pushfstring(L, PD_HTTPD_MT " [%s]:%d", s->host, (int)s->port);
+  else lua_pushfstring(L, PD_HTTPD_MT " %s:%d", s->host, (int)s->port);
+  return 1;
+}
+
+static const luaL_Reg pd_httpd_methods[] = {
+  {"port", pd_httpd_port}, {"host", pd_httpd_host}, {"step", pd_httpd_step}, {"run", pd_httpd_run},
+  {"stop", pd_httpd_stop}, {"close", pd_httpd_close}, {NULL, NULL},
+};
+
+static const luaL_Reg pd_httpd_meta[] = {
+  {"__gc", pd_httpd_close}, {"__close", pd_httpd_close}, {"__tostring", pd_httpd_tostring}, {NULL, NULL},
+};
+
+/* Module entry: the server metatable and { listen, _VERSION }. Starts nothing. */
+PD_EXPORT int luaopen_pipedrive_httpd(lua_State *L) {
+  if (luaL_newmetatable(L, PD_HTTPD_MT)) {
+    luaL_setfuncs(L, pd_httpd_meta, 0);
+    luaL_newlib(L, pd_httpd_methods);
+    lua_setfield(L, -2, "__index");
+  }
+  lua_pop(L, 1);
+  lua_newtable(L);
+  lua_pushcfunction(L, pd_httpd_listen);
+  lua_setfield(L, -2, "listen");
+  lua_pushliteral(L, "0.1.0");
+  lua_setfield(L, -2, "_VERSION");
+  return 1;
+}
