@@ -11,6 +11,8 @@
 #include "response.c"
 #include "request.c"
 #include "http.c"
+#include "oauth.c"
+#include "fs.c"
 
 PD_EXPORT int luaopen_pipedrive_core(lua_State *L);
 
@@ -23,6 +25,8 @@ PD_EXPORT int luaopen_pipedrive_core(lua_State *L) {
   pd_response_open(L);
   pd_request_open(L);
   pd_http_open(L);
+  pd_oauth_open(L);
+  pd_fs_open(L);
   lua_pushliteral(L, "0.1.0");
   lua_setfield(L, -2, "_VERSION");
   return 1;
