@@ -29,7 +29,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stdint.h>
 #include <unistd.h>
 
 #if defined(__linux__) && defined(__has_include)
@@ -251,7 +250,7 @@ static int oauth_is_http_url(const char *s, size_t n) {
 #define OAUTH_OPTIONAL 0
 #define OAUTH_REQUIRED 1
 #define OAUTH_TEXT 0     /* no control characters */
-#define OAUTH_OPAQUE 2   /* visible ASCII only (ids, tokens, codes) */
+#define OAUTH_OPAQUE 2   /* visible ASCII only (ids, URLs, tokens) */
 #define OAUTH_NOCOLON 4  /* no ':' (a Basic auth user id cannot hold one) */
 
 /* Read t[field] as a string and leave it on the stack, which keeps it alive
