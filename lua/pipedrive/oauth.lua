@@ -88,8 +88,9 @@ function M.new(opts, send, oauth_url)
     local req = core.oauth_token_request(fields)
     local res, err = send(req)
     if not res then return nil, err end
+    -- The ctx also names the secrets sent, so that an echo of them is redacted.
     return core.oauth_parse_token(res, os.time(), { grant_type = fields.grant_type,
-                                                    refresh_token = fields.refresh_token })
+      refresh_token = fields.refresh_token, code = fields.code, client_secret = client_secret })
   end
 
   --- The authorize URL to send the user to, and the random state it carries.
