@@ -1,0 +1,389 @@
+--- The Pipedrive sandbox: a stateful simulator of Pipedrive's REST API.
+--
+--   local sandbox = require "pipedrive.sandbox"
+--   local app = sandbox.new{ api_token = "sandbox-token" }
+--   local status, headers, body = app:handle{ method = "GET", path = "/api/v2/deals",
+--     query_string = "limit=5", headers = { ["x-api-token"] = "sandbox-token" }, body = "" }
+--
+-- `app:handle(req)` is a pure request -> response function; `pipedrive.sandbox.server`
+-- puts it behind `pipedrive.httpd`. It shares no code with the client it tests
+-- (its own JSON writer, lua-cjson for reading).
+--
+-- Served: API v1 under /v1 and /api/v1, API v2 under /api/v2 (see `route`),
+-- and the admin endpoints under /_sandbox/ (loopback clients only, no token):
+--   GET    /_sandbox/health    {"ok":true}
+--   POST   /_sandbox/reset     back to the seeded company (also clears the request log)
+--   GET    /_sandbox/state     every record, deleted ones included, and the id counters
+--   GET    /_sandbox/requests  the API requests received (tokens redacted)
+--   DELETE /_sandbox/requests  clears that log
+--   POST   /_sandbox/bulk      {"object":"deal","count":N,"title_prefix":"Bulk","fields":{...}}
+--   POST   /_sandbox/shutdown  asks the server loop to stop
+--
+-- opts of `new`: api_token (default "sandbox-token"), fixtures (deals created at
+-- start and on reset), clock (seconds; default os.time), rate_limit (requests per
+-- 2 s window, default 80), search_rate_limit (default 10), daily_limit (POSTs per
+-- day, default 10000), real_nulls (write null where Pipedrive does even when the
+-- schema does not allow it; see shapes.lua), log_max (request log size, 10000).
+local json = require "pipedrive.sandbox.json"
+local util = require "pipedrive.sandbox.util"
+local check = require "pipedrive.sandbox.check"
+local store_mod = require "pipedrive.sandbox.store"
+local api = require "pipedrive.sandbox.api"
+
+local null, array = json.null, json.array
+local fail = check.fail
+
+local M = {}
+
+M.DEFAULT_TOKEN = "sandbox-token"
+M.ERROR_INFO = api.ERROR_INFO
+M.WINDOW = 2
+
+-- A clock with sub-second resolution for the rate-limit window, when LuaSocket
+-- happens to be installed; whole seconds otherwise.
+local function default_fine_clock()
+  local ok, socket = pcall(require, "socket")
+  if ok and type(socket) == "table" and socket.gettime then return socket.gettime end
+  return os.time
+end
+
+local App = {}
+App.__index = App
+
+function M.new(opts)
+  opts = opts or {}
+  local app = setmetatable({
+    api_token = opts.api_token or M.DEFAULT_TOKEN,
+    rate_limit = opts.rate_limit or 80,
+    search_rate_limit = opts.search_rate_limit or 10,
+    daily_limit = opts.daily_limit or 10000,
+    log_max = opts.log_max or 10000,
+    clock = opts.clock or os.time,
+    stop_requested = false,
+  }, App)
+  app.fine_clock = opts.fine_clock or (opts.clock) or default_fine_clock()
+  app.store = store_mod.new{ clock = app.clock, fixtures = opts.fixtures, seed = opts.seed }
+  app.store.real_nulls = opts.real_nulls == true
+  app:reset_counters()
+  return app
+end
+
+function App:reset_counters()
+  self.log = array()
+  self.windows = {}
+  self.daily_left = self.daily_limit
+  self.list_cache = { n = 0 }
+end
+
+--- Back to the seeded state: records, request log, rate-limit counters.
+function App:reset()
+  self.store:reset()
+  self:reset_counters()
+end
+
+------------------------------------------------------------------------------
+-- Answers
+------------------------------------------------------------------------------
+local function error_body(status, message, extra)
+  if status == 401 then
+    return { success = false, error = "unauthorized access", errorCode = 401, error_info = M.ERROR_INFO }
+  end
+  return { success = false, error = message, error_info = (extra and extra.error_info) or M.ERROR_INFO,
+           data = null, additional_data = null }
+end
+M.error_body = error_body
+
+--- Rate-limit bookkeeping: a rolling window of M.WINDOW seconds per token;
+-- search endpoints count in their own, smaller window.
+function App:rate(ctx)
+  local bucket = ctx.search and "search" or "api"
+  local limit = ctx.search and self.search_rate_limit or self.rate_limit
+  local key = bucket .. "\0" .. (ctx.token or "")
+  local now = self.fine_clock()
+  local w = self.windows[key]
+  if not w or now - w.start >= M.WINDOW then
+    w = { start = now, count = 0 }
+    self.windows[key] = w
+  end
+  w.count = w.count + 1
+  local reset = math.max(0, math.ceil(w.start + M.WINDOW - now))
+  return limit, math.max(0, limit - w.count), reset
+end
+
+--- The one way out for API answers: status, headers (rate limits added), JSON text.
+-- A fault-injection mode (429s, 5xx) belongs here.
+function App:respond(ctx, status, body, headers)
+  headers = headers or {}
+  headers["content-type"] = "application/json"
+  if ctx.api then
+    local limit, remaining, reset = self:rate(ctx)
+    headers["x-ratelimit-limit"] = tostring(limit)
+    headers["x-ratelimit-remaining"] = tostring(remaining)
+    headers["x-ratelimit-reset"] = tostring(reset)
+    if ctx.method == "POST" then
+      self.daily_left = math.max(0, self.daily_left - 1)
+      headers["x-daily-requests-left"] = tostring(self.daily_left)
+    end
+  end
+  return status, headers, json.encode(body)
+end
+
+------------------------------------------------------------------------------
+-- Authentication: one place, so OAuth tokens can join later.
+------------------------------------------------------------------------------
+--- The token a request presents: the x-api-token header, else an
+-- "Authorization: Bearer" header, else the legacy api_token query parameter.
+function App:credentials(req, query) -- luacheck: ignore 212/self
+  local h = req.headers or {}
+  local token = h["x-api-token"]
+  if token then return token, "api_token" end
+  local auth = h.authorization
+  if auth then
+    local bearer = auth:match("^[Bb]earer%s+(%S+)%s*$")
+    if bearer then return bearer, "bearer" end
+  end
+  if query.api_token then return query.api_token, "api_token" end
+  return nil
+end
+
+--- The user a request acts as, or nil (401). Returns user, token, scheme.
+function App:authenticate(req, query)
+  local token, scheme = self:credentials(req, query)
+  if token and token == self.api_token then return self.store:me(), token, scheme end
+  return nil, token, scheme
+end
+
+------------------------------------------------------------------------------
+-- Routing
+------------------------------------------------------------------------------
+local V1_LOOKUPS = {
+  users = api.users, filters = api.filters, stages = api.stages, pipelines = api.pipelines,
+  leadLabels = api.lead_labels, currencies = api.currencies,
+}
+local V2_LOOKUPS = { stages = api.stages, pipelines = api.pipelines }
+
+--- API version and the rest of the path: /v1/x and /api/v1/x -> "v1", "x".
+local function split_prefix(path)
+  local rest = path:match("^/api/v1/(.*)$") or path:match("^/v1/(.*)$")
+  if rest then return "v1", rest end
+  rest = path:match("^/api/v2/(.*)$")
+  if rest then return "v2", rest end
+  return nil
+end
+
+--- methods (method -> handler), resource, path id; nil for an unknown path.
+local function route(version, segs)
+  local n, top = #segs, segs[1]
+  local res = api.RESOURCES[top]
+  if res then
+    if n == 2 and segs[2] == "search" then return { GET = api.search }, res end
+    if res.kind == "lead" and version == "v2" then return nil end
+    if n == 1 then return { GET = api.list, POST = api.add }, res end
+    if n == 2 and res.kind == "lead" and segs[2] == "archived" then
+      return { GET = api.list_archived_leads_v1 }, res
+    end
+    if n == 2 then return { GET = api.get, DELETE = api.delete }, res, segs[2] end
+    return nil
+  end
+  if n ~= 1 then return nil end
+  local fn = (version == "v1" and V1_LOOKUPS or V2_LOOKUPS)[top]
+  if fn then return { GET = fn } end
+  return nil
+end
+M.route = route
+
+local function allow_header(methods)
+  local names = {}
+  for m in pairs(methods) do names[#names + 1] = m end
+  table.sort(names)
+  return table.concat(names, ", ")
+end
+
+local function path_id(res, s)
+  if res.kind == "lead" then
+    if not util.is_uuid(s) then check.invalid("id", "must be a lead id (a UUID)") end
+    return s:lower()
+  end
+  local n = s:match("^%d+$") and math.tointeger(tonumber(s))
+  if not n or n < 1 then check.invalid("id", "must be a positive integer") end
+  return n
+end
+
+local function read_body(req, version, res)
+  local ct = ((req.headers or {})["content-type"] or ""):lower():match("^%s*([^;%s]+)") or ""
+  local lenient = version == "v1" and res.kind ~= "lead"
+  if ct == "application/json" then
+    local v, err = json.decode(req.body or "")
+    if v == nil then fail(400, "Malformed JSON in request body: " .. tostring(err)) end
+    if type(v) ~= "table" or v[1] ~= nil then fail(400, "Request body must be a JSON object") end
+    return check.body(v, lenient)
+  end
+  if ct == "application/x-www-form-urlencoded" and lenient then
+    return check.body(util.parse_form(req.body), true)
+  end
+  local accepted = lenient and "application/json or application/x-www-form-urlencoded" or "application/json"
+  check.invalid("content-type", ("expected %s, got '%s'"):format(accepted, ct))
+end
+
+function App:dispatch(ctx)
+  local req = ctx.req
+  local path = req.path or "/"
+  if #path > 1 then path = path:gsub("/+$", "") end
+  local version, rest = split_prefix(path)
+  ctx.api = version
+  local query = util.parse_query(req.query_string)
+  ctx.query = query
+  ctx.token = self:credentials(req, query)
+  if not version then fail(404, ("Not found: no endpoint %s %s"):format(ctx.method, path)) end
+  local segs = {}
+  for s in rest:gmatch("[^/]+") do segs[#segs + 1] = s end
+  local methods, res, id = route(version, segs)
+  if not methods then fail(404, ("Not found: no endpoint %s %s"):format(ctx.method, path)) end
+  ctx.search = segs[2] == "search"
+  local fn = methods[ctx.method]
+  if not fn then
+    fail(405, ("Method %s is not allowed on %s"):format(ctx.method, path), { headers = { allow = allow_header(methods) } })
+  end
+  ctx.me = self:authenticate(req, query)
+  if not ctx.me then fail(401, "unauthorized access") end
+  ctx.q = check.query(query)
+  if id then ctx.id = path_id(res, id) end
+  if ctx.method == "POST" then ctx.body = read_body(req, version, res) end
+  return fn(self, ctx, res)
+end
+
+------------------------------------------------------------------------------
+-- Request log
+------------------------------------------------------------------------------
+local REDACT = { ["x-api-token"] = true, authorization = true }
+
+function App:record(req)
+  local headers = {}
+  for k, v in pairs(req.headers or {}) do
+    k = tostring(k):lower()
+    headers[k] = REDACT[k] and "***" or v
+  end
+  local log = self.log
+  log[#log + 1] = { method = req.method, path = req.path, query_string = req.query_string or "",
+                    headers = headers, body = req.body or "" }
+  if #log > self.log_max then
+    local keep = self.log_max // 2
+    table.move(log, #log - keep + 1, #log, 1)
+    for i = #log, keep + 1, -1 do log[i] = nil end
+  end
+end
+
+------------------------------------------------------------------------------
+-- Admin endpoints
+------------------------------------------------------------------------------
+local function is_loopback(addr)
+  if addr == nil or addr == "" then return true end
+  return addr:match("^127%.") ~= nil or addr == "::1" or addr:match("^::ffff:127%.") ~= nil
+end
+M.is_loopback = is_loopback
+
+local BULK_KINDS = {
+  deal = "deal", deals = "deal", person = "person", persons = "person", organization = "organization",
+  organizations = "organization", org = "organization", lead = "lead", leads = "lead",
+}
+
+function App:bulk(req)
+  local b = json.decode(req.body or "")
+  if type(b) ~= "table" then fail(400, "bulk: expected a JSON object {object, count, title_prefix, fields}") end
+  local kind = BULK_KINDS[b.object]
+  if not kind then fail(400, "bulk: object must be one of deal, person, organization, lead") end
+  local count = b.count
+  if math.type(count) ~= "integer" or count < 1 or count > 1000000 then
+    fail(400, "bulk: count must be an integer from 1 to 1000000")
+  end
+  local prefix = b.title_prefix or b.name_prefix or "Bulk"
+  if type(prefix) ~= "string" then fail(400, "bulk: title_prefix must be a string") end
+  local given = b.fields or {}
+  if type(given) ~= "table" then fail(400, "bulk: fields must be an object") end
+  local raw = {}
+  for k, v in pairs(given) do raw[k] = v end
+  local name_key = (kind == "deal" or kind == "lead") and "title" or "name"
+  raw[name_key] = prefix
+  -- The fields are checked like an API v2 body (leads: like their v1 body).
+  local fields = api.NORMALIZE[kind](self, check.body(raw, false), kind == "lead" and "v1" or "v2",
+    { unlinked_ok = true })
+  fields[name_key] = nil
+  local made = self.store:bulk(kind, count, prefix, fields)
+  return 201, { ok = true, success = true, object = kind, count = #made,
+                first_id = made[1].id, last_id = made[#made].id }
+end
+
+local ADMIN = {
+  ["/_sandbox/health"] = { GET = function() return 200, { ok = true } end },
+  ["/_sandbox/reset"] = { POST = function(self)
+    self:reset()
+    return 200, { ok = true }
+  end },
+  ["/_sandbox/state"] = { GET = function(self) return 200, self.store:dump() end },
+  ["/_sandbox/requests"] = {
+    GET = function(self) return 200, self.log end,
+    DELETE = function(self)
+      self.log = array()
+      return 200, { ok = true }
+    end,
+  },
+  ["/_sandbox/bulk"] = { POST = function(self, req) return self:bulk(req) end },
+  ["/_sandbox/shutdown"] = { POST = function(self)
+    self.stop_requested = true
+    return 200, { ok = true }
+  end },
+}
+
+function App:admin(req, path)
+  local headers = { ["content-type"] = "application/json" }
+  if not is_loopback(req.remote_addr) then
+    return 403, headers, json.encode({ ok = false, error = "the /_sandbox/ endpoints answer loopback clients only" })
+  end
+  local methods = ADMIN[path]
+  if not methods then
+    return 404, headers, json.encode({ ok = false, error = "no admin endpoint " .. path })
+  end
+  local fn = methods[(req.method or "GET"):upper()]
+  if not fn then
+    headers.allow = allow_header(methods)
+    return 405, headers, json.encode({ ok = false, error = "method not allowed on " .. path })
+  end
+  local ok, status, body = pcall(fn, self, req)
+  if not ok then
+    if check.is_failure(status) then
+      return status.status, headers, json.encode({ ok = false, error = status.message })
+    end
+    error(status, 0)
+  end
+  return status, headers, json.encode(body)
+end
+
+------------------------------------------------------------------------------
+-- Entry point
+------------------------------------------------------------------------------
+--- req = { method, path, query_string, headers (lower-case names), body, remote_addr }
+-- -> status, headers, body (JSON text).
+function App:handle(req)
+  local path = req.path or "/"
+  if path == "/_sandbox" or path:sub(1, 10) == "/_sandbox/" then return self:admin(req, path) end
+  self:record(req)
+  local ctx = { req = req, method = (req.method or "GET"):upper() }
+  local ok, status, body = xpcall(self.dispatch, function(e)
+    if check.is_failure(e) then return e end
+    return debug.traceback(tostring(e), 2)
+  end, self, ctx)
+  local headers
+  if not ok then
+    local e = status
+    if check.is_failure(e) then
+      status, body = e.status, error_body(e.status, e.message, e.extra)
+      headers = e.extra and e.extra.headers
+    else
+      io.stderr:write("pipedrive sandbox: internal error: ", tostring(e), "\n")
+      status, body = 500, error_body(500, "Internal server error")
+    end
+  end
+  return self:respond(ctx, status, body, headers)
+end
+
+return M

@@ -1,0 +1,169 @@
+--- The sandbox as a program: command line, HTTP server loop.
+--
+--   pipedrive-sandbox --port 0 --port-file /tmp/port --api-token T
+--   lua5.4 -e "os.exit(require('pipedrive.sandbox.server').main(arg))" -- --help
+local sandbox = require "pipedrive.sandbox"
+
+local M = {}
+
+M.USAGE = [[
+Usage: pipedrive-sandbox [options]
+
+A local, stateful simulator of Pipedrive's REST API (v1 under /v1 and /api/v1,
+v2 under /api/v2) for tests. Data lives in memory and starts as a seeded
+company: 3 users, 2 pipelines with their stages, filters, lead labels and
+currencies, and no deals, persons, organizations or leads.
+
+Options:
+  --host ADDR          address to listen on (default 127.0.0.1); an address
+                       other than loopback needs --allow-remote
+  --allow-remote       allow a non-loopback --host (the /_sandbox/ admin
+                       endpoints still answer loopback clients only)
+  --port N             port to listen on; 0 picks a free one (default 0)
+  --port-file FILE     write the bound port to FILE once listening
+                       (written to FILE.tmp, then renamed)
+  --api-token T        the API token clients must send (default "sandbox-token"),
+                       as the x-api-token header, "Authorization: Bearer T",
+                       or the legacy api_token query parameter
+  --fixtures N         create N deals at start (and on reset)
+  --exit-after SECONDS stop after this many seconds (a safety net for tests)
+  --real-nulls         write null where Pipedrive does even when its OpenAPI
+                       schema does not allow null (default: leave such
+                       properties out)
+  --quiet              do not print the listening line
+  -h, --help           show this text
+
+Admin endpoints (no token, loopback clients only):
+  GET /_sandbox/health, POST /_sandbox/reset, GET /_sandbox/state,
+  GET|DELETE /_sandbox/requests, POST /_sandbox/bulk
+  {"object":"deal","count":N,"title_prefix":"Bulk"}, POST /_sandbox/shutdown
+
+It exits on SIGTERM or SIGINT.
+]]
+
+local FLAGS = { allow_remote = true, quiet = true, real_nulls = true, help = true }
+local VALUES = { host = true, port = true, port_file = true, api_token = true, fixtures = true, exit_after = true }
+
+--- argv -> options table, or nil and a message.
+function M.parse_args(argv)
+  local o = { host = "127.0.0.1", port = 0, api_token = sandbox.DEFAULT_TOKEN }
+  local i = 1
+  while argv[i] ~= nil do
+    local a = argv[i]
+    i = i + 1
+    if a == "-h" then a = "--help" end
+    local name, inline = a:match("^%-%-([%w%-]+)=(.*)$")
+    if not name then name = a:match("^%-%-([%w%-]+)$") end
+    if not name then return nil, ("unexpected argument '%s'"):format(a) end
+    name = name:gsub("%-", "_")
+    if FLAGS[name] then
+      if inline then return nil, ("--%s takes no value"):format(name:gsub("_", "-")) end
+      o[name] = true
+    elseif VALUES[name] then
+      local v = inline
+      if v == nil then
+        v = argv[i]
+        i = i + 1
+      end
+      if v == nil then return nil, ("--%s needs a value"):format(name:gsub("_", "-")) end
+      o[name] = v
+    else
+      return nil, ("unknown option '%s'"):format(a)
+    end
+  end
+  local function int(name, min, max)
+    local v = o[name]
+    if v == nil or math.type(v) == "integer" then return true end
+    local n = tostring(v):match("^%d+$") and math.tointeger(tonumber(v))
+    if not n or n < min or n > max then return false end
+    o[name] = n
+    return true
+  end
+  if not int("port", 0, 65535) then return nil, "--port must be an integer from 0 to 65535" end
+  if not int("fixtures", 0, 10000000) then return nil, "--fixtures must be a non-negative integer" end
+  if o.exit_after ~= nil then
+    local n = tonumber(o.exit_after)
+    if not n or n <= 0 then return nil, "--exit-after must be a positive number of seconds" end
+    o.exit_after = n
+  end
+  if o.api_token == "" then return nil, "--api-token must not be empty" end
+  if o.host == "localhost" then o.host = "127.0.0.1" end
+  return o
+end
+
+local function is_loopback_host(h)
+  return h:match("^127%.%d+%.%d+%.%d+$") ~= nil or h == "::1"
+end
+
+--- Writes the port to `file` atomically (a temporary name, then rename).
+function M.write_port_file(file, port)
+  local tmp = file .. ".tmp"
+  local f, err = io.open(tmp, "wb")
+  if not f then return nil, err end
+  f:write(("%d\n"):format(port))
+  f:close()
+  local ok, rerr = os.rename(tmp, file)
+  if not ok then
+    os.remove(tmp)
+    return nil, rerr
+  end
+  return true
+end
+
+--- Runs the sandbox until SIGTERM, /_sandbox/shutdown or --exit-after.
+-- Returns the process exit status (0 fine, 1 could not start, 2 usage).
+function M.main(argv)
+  argv = argv or {}
+  local o, err = M.parse_args(argv)
+  if not o then
+    io.stderr:write("pipedrive-sandbox: ", err, "\n\n", M.USAGE)
+    return 2
+  end
+  if o.help then
+    io.stdout:write(M.USAGE)
+    return 0
+  end
+  if not is_loopback_host(o.host) and not o.allow_remote then
+    io.stderr:write(("pipedrive-sandbox: refusing to listen on %s, which is not a loopback address;"
+      .. " pass --allow-remote if you mean it\n"):format(o.host))
+    return 2
+  end
+  local httpd = require "pipedrive.httpd"
+  local app = sandbox.new{ api_token = o.api_token, fixtures = o.fixtures, real_nulls = o.real_nulls }
+  local srv, lerr = httpd.listen{
+    host = o.host, port = o.port, max_body = 16 * 1024 * 1024,
+    handler = function(req) return app:handle(req) end,
+  }
+  if not srv then
+    io.stderr:write("pipedrive-sandbox: ", tostring(lerr), "\n")
+    return 1
+  end
+  local port = srv:port()
+  if o.port_file then
+    local ok, werr = M.write_port_file(o.port_file, port)
+    if not ok then
+      io.stderr:write("pipedrive-sandbox: cannot write the port file: ", tostring(werr), "\n")
+      srv:close()
+      return 1
+    end
+  end
+  if not o.quiet then
+    local shown = o.host:find(":", 1, true) and ("[" .. o.host .. "]") or o.host
+    io.stdout:write(("pipedrive sandbox listening on http://%s:%d\n"):format(shown, port))
+    io.stdout:flush()
+  end
+  local deadline = o.exit_after and (os.time() + o.exit_after)
+  while not app.stop_requested do
+    local wait = 0.5
+    if deadline then
+      local left = deadline - os.time()
+      if left <= 0 then break end
+      if left < wait then wait = left end
+    end
+    srv:step(wait)
+  end
+  srv:close()
+  return 0
+end
+
+return M

@@ -1,0 +1,138 @@
+--- Start a sandbox process from Lua (tests, benchmarks, demos) and stop it.
+--
+--   local sb = require("pipedrive.sandbox.spawn").start{ api_token = "T", args = { "--fixtures", "100" } }
+--   -- sb.url ("http://127.0.0.1:PORT"), sb.port, sb.pid, sb.api_token, sb.log
+--   sb.stop()
+--
+-- The child runs this same interpreter (when it is Lua 5.4, else `lua5.4`;
+-- opts.lua overrides) with `-e "require('pipedrive.sandbox.server').main{...}"`,
+-- and inherits package.path / package.cpath through LUA_PATH / LUA_CPATH, so it
+-- finds the same modules from a checkout and from an installation. It always
+-- gets `--exit-after` (default 3600 s) so a forgotten sandbox goes away.
+-- start() returns once the child has written its port file, which it does only
+-- after the server listens.
+--
+-- opts: api_token (default "sandbox-token"), args (extra command-line strings),
+-- timeout (seconds to wait for the port, default 10), exit_after (default 3600),
+-- lua (interpreter), log (file for the child's output; default a temporary file,
+-- removed on stop).
+local M = {}
+
+local function shell_quote(s)
+  return "'" .. tostring(s):gsub("'", [['\'']]) .. "'"
+end
+
+local function sleep(seconds)
+  os.execute(("sleep %.3f"):format(seconds))
+end
+
+local function read_file(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+-- Gone, or a zombie nobody reaped yet (as happens when PID 1 does not reap).
+local function pid_alive(pid)
+  local stat = read_file("/proc/" .. pid .. "/stat")
+  if stat then
+    local state = stat:match("^%d+ %b() (%a)")
+    return state ~= nil and state ~= "Z" and state ~= "X"
+  end
+  return os.execute("kill -0 " .. pid .. " 2>/dev/null") == true
+end
+M.pid_alive = pid_alive
+
+--- The interpreter running this process, when it is a Lua 5.4; else "lua5.4".
+function M.interpreter()
+  if _VERSION == "Lua 5.4" and type(arg) == "table" then
+    local i, lowest = -1, nil
+    while arg[i] ~= nil do
+      lowest = arg[i]
+      i = i - 1
+    end
+    if type(lowest) == "string" and lowest:match("lua[%w%.%-]*$") and not lowest:match("busted") then
+      return lowest
+    end
+  end
+  return "lua5.4"
+end
+
+local function lua_list(items)
+  local parts = {}
+  for i, s in ipairs(items) do parts[i] = ("%q"):format(tostring(s)) end
+  return "{" .. table.concat(parts, ",") .. "}"
+end
+
+--- Starts a sandbox and waits for its port; raises when it does not come up.
+function M.start(opts)
+  opts = opts or {}
+  local api_token = opts.api_token or "sandbox-token"
+  local port_file = os.tmpname()
+  os.remove(port_file) -- the child's rename makes it appear when the server listens
+  local log = opts.log
+  local own_log = false
+  if not log then
+    log = os.tmpname()
+    own_log = true
+  end
+  local args = { "--port", "0", "--port-file", port_file, "--api-token", api_token,
+                 "--exit-after", tostring(opts.exit_after or 3600), "--quiet" }
+  for _, a in ipairs(opts.args or {}) do args[#args + 1] = tostring(a) end
+  local code = ("os.exit(require('pipedrive.sandbox.server').main(%s))"):format(lua_list(args))
+  local lua = opts.lua or M.interpreter()
+  local cmd = table.concat({
+    "env",
+    shell_quote("LUA_PATH=" .. package.path), shell_quote("LUA_PATH_5_4=" .. package.path),
+    shell_quote("LUA_CPATH=" .. package.cpath), shell_quote("LUA_CPATH_5_4=" .. package.cpath),
+    shell_quote(lua), "-e", shell_quote(code),
+    "</dev/null", ">" .. shell_quote(log), "2>&1", "& echo $!",
+  }, " ")
+  local sh = assert(io.popen(cmd, "r"))
+  local pid = tonumber(sh:read("l"))
+  sh:close()
+  if not pid then error("pipedrive.sandbox.spawn: could not start " .. lua, 2) end
+
+  local stopped = false
+  local function stop(grace)
+    if stopped then return end
+    stopped = true
+    if pid_alive(pid) then
+      os.execute("kill -TERM " .. pid .. " 2>/dev/null")
+      local deadline = os.time() + (grace or 2)
+      while pid_alive(pid) and os.time() <= deadline do sleep(0.02) end
+      if pid_alive(pid) then os.execute("kill -KILL " .. pid .. " 2>/dev/null") end
+    end
+    os.remove(port_file)
+    os.remove(port_file .. ".tmp")
+    if own_log then os.remove(log) end
+  end
+
+  local timeout = opts.timeout or 10
+  local waited, t0 = 0, os.time()
+  while true do
+    local text = read_file(port_file)
+    local port = text and tonumber(text:match("^%s*(%d+)%s*$"))
+    if port then
+      local sb = {
+        url = "http://127.0.0.1:" .. port, port = port, pid = pid, api_token = api_token,
+        log = not own_log and log or nil, stop = stop,
+      }
+      return setmetatable(sb, { __gc = function() stop() end, __close = function() stop() end })
+    end
+    local dead = not pid_alive(pid)
+    if dead or (waited >= timeout and os.time() - t0 >= timeout) then
+      local out = read_file(log) or ""
+      stop()
+      local why = dead and "exited before listening" or ("did not listen within %g s"):format(timeout)
+      if out ~= "" then why = why .. ": " .. out:sub(-2000) end
+      error("pipedrive.sandbox.spawn: the sandbox " .. why, 2)
+    end
+    sleep(0.02)
+    waited = waited + 0.02
+  end
+end
+
+return M

@@ -1,0 +1,207 @@
+--- Small helpers of the sandbox: query strings, form bodies, base64, times, case folding.
+local M = {}
+
+local char, byte, floor = string.char, string.byte, math.floor
+
+local function hex_byte(h)
+  return char(tonumber(h, 16))
+end
+
+--- Percent-decoding; `plus` turns "+" into a space (query strings and forms).
+function M.url_decode(s, plus)
+  if plus then s = s:gsub("+", " ") end
+  return (s:gsub("%%(%x%x)", hex_byte))
+end
+
+--- "a=1&b=x%20y" -> { a = "1", b = "x y" }. A repeated name keeps its last value.
+function M.parse_query(qs)
+  local out = {}
+  if not qs or qs == "" then return out end
+  for pair in qs:gmatch("[^&]+") do
+    local k, v = pair:match("^([^=]*)=(.*)$")
+    if not k then k, v = pair, "" end
+    k = M.url_decode(k, true)
+    if k ~= "" then out[k] = M.url_decode(v, true) end
+  end
+  return out
+end
+
+--- An application/x-www-form-urlencoded body -> a table. Brackets build arrays:
+-- `label[]=1&label[]=2`, `email[0][value]=a@b&email[0][primary]=true`.
+function M.parse_form(body)
+  local out = {}
+  if not body or body == "" then return out end
+  for pair in body:gmatch("[^&]+") do
+    local k, v = pair:match("^([^=]*)=(.*)$")
+    if not k then k, v = pair, "" end
+    k, v = M.url_decode(k, true), M.url_decode(v, true)
+    local name, rest = k:match("^([^%[]+)(.*)$")
+    if name then
+      if rest == "" then
+        out[name] = v
+      elseif rest == "[]" then
+        local t = type(out[name]) == "table" and out[name] or {}
+        t[#t + 1] = v
+        out[name] = t
+      else
+        local idx, sub = rest:match("^%[(%d+)%](.*)$")
+        if idx then
+          local t = type(out[name]) == "table" and out[name] or {}
+          out[name] = t
+          local i = tonumber(idx) + 1
+          local subname = sub:match("^%[([%w_]+)%]$")
+          if subname then
+            t[i] = type(t[i]) == "table" and t[i] or {}
+            t[i][subname] = v
+          elseif sub == "" then
+            t[i] = v
+          end
+        end
+      end
+    end
+  end
+  return out
+end
+
+local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+local B64_INDEX = {}
+for i = 1, 64 do B64_INDEX[byte(B64, i)] = i - 1 end
+B64_INDEX[byte("-")] = 62
+B64_INDEX[byte("_")] = 63
+
+--- Base64 without padding (the form of Pipedrive's cursors).
+function M.b64_encode(s)
+  local out = {}
+  for i = 1, #s, 3 do
+    local a, b, c = byte(s, i, i + 2)
+    local n = (a << 16) | ((b or 0) << 8) | (c or 0)
+    out[#out + 1] = B64:sub((n >> 18) + 1, (n >> 18) + 1) .. B64:sub(((n >> 12) & 63) + 1, ((n >> 12) & 63) + 1)
+    if b then out[#out + 1] = B64:sub(((n >> 6) & 63) + 1, ((n >> 6) & 63) + 1) end
+    if c then out[#out + 1] = B64:sub((n & 63) + 1, (n & 63) + 1) end
+  end
+  return table.concat(out)
+end
+
+--- Base64 (standard or URL alphabet, padding optional) -> bytes, or nil.
+function M.b64_decode(s)
+  s = s:gsub("=+$", "")
+  if #s % 4 == 1 then return nil end
+  local out = {}
+  for i = 1, #s, 4 do
+    local n, count = 0, 0
+    for j = i, math.min(i + 3, #s) do
+      local v = B64_INDEX[byte(s, j)]
+      if not v then return nil end
+      n = (n << 6) | v
+      count = count + 1
+    end
+    n = n << (6 * (4 - count))
+    out[#out + 1] = char((n >> 16) & 255)
+    if count > 2 then out[#out + 1] = char((n >> 8) & 255) end
+    if count > 3 then out[#out + 1] = char(n & 255) end
+  end
+  return table.concat(out)
+end
+
+-- Days since 1970-01-01 of a proleptic Gregorian date.
+local function days_from_civil(y, m, d)
+  if m <= 2 then y = y - 1 end
+  local era = (y >= 0 and y or y - 399) // 400
+  local yoe = y - era * 400
+  local mp = m > 2 and m - 3 or m + 9
+  local doy = (153 * mp + 2) // 5 + d - 1
+  local doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+  return era * 146097 + doe - 719468
+end
+
+local DAYS_IN_MONTH = { 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 }
+
+local function valid_date(y, m, d)
+  if m < 1 or m > 12 or d < 1 or d > DAYS_IN_MONTH[m] then return false end
+  if m == 2 and d == 29 and not (y % 4 == 0 and (y % 100 ~= 0 or y % 400 == 0)) then return false end
+  return true
+end
+
+--- "YYYY-MM-DD" that names a real day -> the same string, else nil.
+function M.parse_date(s)
+  if type(s) ~= "string" then return nil end
+  local y, m, d = s:match("^(%d%d%d%d)%-(%d%d)%-(%d%d)$")
+  if not y or not valid_date(tonumber(y), tonumber(m), tonumber(d)) then return nil end
+  return s
+end
+
+--- A time as the APIs write it -> seconds since the epoch (UTC), or nil.
+-- Accepts "YYYY-MM-DD HH:MM:SS" (v1, UTC), RFC 3339 ("...T...Z", fractions,
+-- "+hh:mm" offsets) and a bare "YYYY-MM-DD" (midnight UTC).
+function M.parse_time(s)
+  if type(s) ~= "string" then return nil end
+  local y, mo, d, rest = s:match("^(%d%d%d%d)%-(%d%d)%-(%d%d)(.*)$")
+  if not y then return nil end
+  y, mo, d = tonumber(y), tonumber(mo), tonumber(d)
+  if not valid_date(y, mo, d) then return nil end
+  local h, mi, sec, frac, zone = 0, 0, 0, 0, ""
+  if rest ~= "" then
+    local hh, mm, ss, tail = rest:match("^[T ](%d%d):(%d%d):(%d%d)(.*)$")
+    if not hh then return nil end
+    h, mi, sec = tonumber(hh), tonumber(mm), tonumber(ss)
+    local f, z = tail:match("^%.(%d+)(.*)$")
+    if f then
+      frac = tonumber("0." .. f)
+      tail = z
+    end
+    zone = tail
+  end
+  if h > 23 or mi > 59 or sec > 60 then return nil end
+  local offset = 0
+  if zone ~= "Z" and zone ~= "z" and zone ~= "" then
+    local sign, oh, om = zone:match("^([+-])(%d%d):?(%d%d)$")
+    if not sign then return nil end
+    offset = (tonumber(oh) * 3600 + tonumber(om) * 60) * (sign == "+" and 1 or -1)
+  end
+  local t = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec - offset
+  if frac > 0 then return t + frac end
+  return t
+end
+
+-- Case folding for matching: ASCII plus the Latin-1 and Latin Extended-A letters
+-- (so "ZOË" finds "Zoë"). Other scripts compare byte for byte.
+local function fold_latin1(c2)
+  local b = byte(c2)
+  if b >= 0x80 and b <= 0x9e and b ~= 0x97 then return "\195" .. char(b + 0x20) end
+  return "\195" .. c2
+end
+
+local function fold_ext_a(lead, c2)
+  local cp = ((byte(lead) & 0x1f) << 6) | (byte(c2) & 0x3f)
+  if cp >= 0x100 and cp <= 0x137 and cp % 2 == 0 then cp = cp + 1
+  elseif cp >= 0x139 and cp <= 0x148 and cp % 2 == 1 then cp = cp + 1
+  elseif cp >= 0x14a and cp <= 0x177 and cp % 2 == 0 then cp = cp + 1
+  elseif cp == 0x178 then cp = 0xff
+  elseif cp >= 0x179 and cp <= 0x17e and cp % 2 == 1 then cp = cp + 1 end
+  if cp == 0xff then return "\195\191" end
+  return char(0xc0 | (cp >> 6), 0x80 | (cp & 0x3f))
+end
+
+function M.fold(s)
+  s = s:lower()
+  if s:find("[\195-\197]") then
+    s = s:gsub("\195([\128-\158])", fold_latin1)
+    s = s:gsub("([\196\197])([\128-\191])", fold_ext_a)
+  end
+  return s
+end
+
+--- Whether a string is a UUID (any version) in the 8-4-4-4-12 form.
+function M.is_uuid(s)
+  return type(s) == "string" and s:match("^%x%x%x%x%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%x%x%x%x%x%x%x%x$")
+    ~= nil
+end
+
+--- A custom field key: 40 hexadecimal characters.
+function M.is_custom_key(k)
+  return type(k) == "string" and #k == 40 and k:match("^%x+$") ~= nil
+end
+
+M.floor = floor
+
+return M
