@@ -147,7 +147,15 @@ function M.new(opts, send, oauth_url)
       return fail("reauth_required", "no refresh token: log in (pd.oauth.login or exchange) first")
     end
     if refreshing then
-      return fail("refresh_in_progress", "a refresh of this client's token is already running")
+      -- Another coroutine of this client is refreshing (its transport yielded):
+      -- wait for it instead of sending a second refresh, then use its result.
+      if not coroutine.isyieldable() then
+        return fail("refresh_in_progress", "a refresh of this client's token is already running")
+      end
+      local before = generation
+      while refreshing do coroutine.yield() end
+      if generation ~= before then return true end
+      return self.refresh()
     end
     refreshing = true
     local ok, t, err = pcall(token_call, { grant_type = "refresh_token", refresh_token = token.refresh_token })
