@@ -408,6 +408,30 @@ describe("openapi.validate", function()
       assert.is_false((oa.validate(schema, wrong, nil, { example = example })))
     end)
 
+    it("accepts an undeclared property the official example has, when undeclared = 'problem'", function()
+      local s = { type = "object", properties = { related = { type = "object", properties = { user = { type = "object" } } } } }
+      local v = assert(oa.json_decode('{"related":{"user":{},"stage":{"1":{}},"pipeline":{}}}'))
+      local example = { related = { user = {}, stage = { ["2"] = { id = 2 } } } }
+      local ok, list, allowed = oa.validate(s, v, nil, { undeclared = "problem", example = example })
+      assert.is_false(ok)
+      assert.same({ "$.related.pipeline: property not in the schema" }, list)
+      assert.same({ "$.related.stage: property not in the schema (allowed: the file's own example has it)" }, allowed)
+    end)
+
+    it("exposes the allow matcher, which names the entry that matched", function()
+      local match = oa.allow_matcher{ ["$.a[].b"] = "why", ["$.c.*.d"] = "other" }
+      assert.same({ "why", "$.a[].b" }, { match("$.a[12].b.x") })
+      assert.same({ "other", "$.c.*.d" }, { match("$.c.77.d") })
+      assert.is_nil(match("$.a[1].bb"))
+      assert.is_nil(match("$.c.d"))
+    end)
+
+    it("normalizes paths: indexes to [] and numeric map keys to *", function()
+      assert.equal("$.data[].x", oa.normalize_path("$.data[3].x"))
+      assert.equal("$.related_objects.user.*.has_pic", oa.normalize_path("$.related_objects.user.123.has_pic"))
+      assert.equal("$.a.1x", oa.normalize_path("$.a.1x"))
+    end)
+
     it("caps the number of problems listed", function()
       local _, list = oa.validate({ type = "array", items = { type = "string" } }, arr{ 1, 2, 3, 4, 5 }, nil, { max = 2 })
       assert.equal(3, #list)

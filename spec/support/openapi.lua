@@ -64,12 +64,10 @@ M.is_null = is_null
 local function repo_root()
   local src = debug.getinfo(1, "S").source
   if src:sub(1, 1) ~= "@" then return "." end
-  local dir = src:sub(2):gsub("\\", "/"):match("^(.*)/spec/support/[^/]+$")
-  if dir == nil then
-    dir = src:sub(2):match("^(.*)/[^/]+$") or "."
-    return dir .. "/../.."
-  end
-  return dir == "" and "." or dir
+  local file = "/" .. src:sub(2):gsub("\\", "/")
+  local dir = file:match("^(.*)/spec/support/[^/]+$")
+  if dir == nil then return file:sub(2):match("^(.*)/[^/]+$") .. "/../.." end
+  return dir == "" and "." or dir:sub(2)
 end
 
 function M.dir()
@@ -666,7 +664,11 @@ local function check_object(st, parts, value, path)
       if st.unknown then st.unknown[normalize(child)] = true end
       -- opts.undeclared = "problem": only objects whose schema names some properties
       if st.undeclared and #order > 0 and not open then
-        problem(st, child, "property not in the schema")
+        if st.example_kinds and st.example_kinds[normalize(child)] then
+          st.allowed[#st.allowed + 1] = child .. ": property not in the schema (allowed: the file's own example has it)"
+        else
+          problem(st, child, "property not in the schema")
+        end
       end
     end
   end
@@ -785,25 +787,30 @@ end
 -- index, * any one key, and a key also covers everything below it.
 local function allow_fn(allow)
   if type(allow) == "function" or allow == nil then return allow end
-  local pats = {}
-  for key, reason in pairs(allow) do
+  local pats, keys = {}, {}
+  for key in pairs(allow) do keys[#keys + 1] = key end
+  table.sort(keys)
+  for _, key in ipairs(keys) do
+    local reason = allow[key]
     local pat = key:gsub("[%^%$%(%)%%%.%[%]%*%+%-%?]", function(c)
       if c == "*" then return "\1" end
       return "%" .. c
     end)
     pat = pat:gsub("%%%[%%%]", "%%[%%d+%%]"):gsub("\1", "[^.%%[]+")
-    pats[#pats + 1] = { pat = "^" .. pat, reason = reason }
+    pats[#pats + 1] = { pat = "^" .. pat, reason = reason, key = key }
   end
   return function(path)
     for _, e in ipairs(pats) do
       local _, last = path:find(e.pat)
       if last then
         local nxt = path:sub(last + 1, last + 1)
-        if nxt == "" or nxt == "." or nxt == "[" then return e.reason end
+        if nxt == "" or nxt == "." or nxt == "[" then return e.reason, e.key end
       end
     end
   end
 end
+-- oa.allow_matcher{ ["$.data[].x"] = "reason" } -> function(path) -> reason, key | nil
+M.allow_matcher = allow_fn
 
 -- oa.validate(schema, value, spec[, opts]) -> true | false, problems, allowed
 --   opts.allow   = { ["$.data[].won_time"] = "reason" } or function(path, message) -> reason|nil:
@@ -812,7 +819,8 @@ end
 --                  result): a wrong type or null that the example itself shows at the same
 --                  place is moved to the third result (the file contradicts its schema there)
 --   opts.undeclared = "problem": a property the object's schema does not name is a problem
---                  (objects with additionalProperties or without any properties excepted)
+--                  (objects with additionalProperties or without any properties excepted,
+--                  and, with opts.example, properties the example has at that place)
 --   opts.formats = false to ignore `format`
 --   opts.max     = most problems listed (default 100)
 --   opts.unknown = a table that collects the normalized paths of undeclared properties

@@ -1,0 +1,500 @@
+-- Contract: every endpoint the sandbox serves answers with bodies that conform to
+-- Pipedrive's own OpenAPI files (read from ../shared/pipedrive-api, or from
+-- $PIPEDRIVE_OPENAPI_DIR; see spec/support/openapi.lua):
+--   openapi-v2.yaml              /api/v2/...
+--   openapi-v1-2026-01-14.yaml   v1 deals, persons, organizations, stages, pipelines
+--   openapi-v1.yaml              v1 leads, users, filters, leadLabels, currencies
+-- v1 endpoints are called under both prefixes the sandbox accepts, /v1 and /api/v1.
+--
+-- Requests go through the curl command line, not through the client under test,
+-- and bodies are decoded by the validator's own decoder (integers stay integers).
+-- Error responses are checked against the schema the file gives for that
+-- path/method/status; the files document hardly any error responses, so otherwise
+-- against the generic error schemas they do document (see ERROR_SCHEMAS).
+--
+-- Besides the schemas, every body must carry the envelope Pipedrive documents:
+-- `success` true on 2xx and false otherwise, and the list/paging fields asked for.
+-- Properties the schemas do not name count as mismatches (the sandbox should not
+-- invent fields), except those listed in ALLOW with the reason.
+--
+-- CONTRACT_VERBOSE=1 also prints what ALLOW and the files' own examples let pass, and
+-- the documented properties each response leaves out. CONTRACT_SANDBOX_ARGS passes
+-- extra command-line options to the sandbox (e.g. "--real-nulls").
+local oa = require "support.openapi"
+local cjson = require "cjson"
+
+local VERBOSE = os.getenv("CONTRACT_VERBOSE") == "1"
+local T0 = os.clock()
+
+-- Places where the official schema is at odds with what FACTS.md documents. Keys are
+-- "<METHOD> <path> <JSON path>": path as in the file with its /v1 or /api/v2 prefix,
+-- or * for any; METHOD ERROR means any method, error responses (status >= 400) only;
+-- in the JSON path [] stands for any index and * for any key. An entry also covers
+-- everything below its JSON path.
+-- (Where the file's own example shows the form, as for /v1/deals' nested pagination,
+-- the validator accepts it without an entry here; see spec/support/openapi.lua.)
+-- An entry no check needed is reported at the end, so the list stays short and true.
+local ALLOW = {
+  ["GET /v1/leads $.additional_data.pagination"] =
+    "FACTS §1: v1 lists nest start/limit/more_items_in_collection in additional_data.pagination; "
+    .. "the leads schema lists them flat under additional_data (and its example has no paging)",
+  ["GET /v1/leads/archived $.additional_data.pagination"] = "as for GET /v1/leads (same schema)",
+  ["ERROR * $.error_info"] = "FACTS §1: error bodies carry error_info; failResponse and unathorizedResponse omit it",
+  ["ERROR * $.data"] = "FACTS §1: error bodies carry data: null; failResponse and unathorizedResponse omit it",
+  ["ERROR * $.additional_data"] = "FACTS §1: error bodies carry additional_data: null; the two schemas omit it",
+}
+
+-- Error schemas used when the file documents none for the path/method/status.
+local ERROR_SCHEMAS = {
+  v1 = {
+    [401] = { "v1", "/users/me", "get", 401, "unathorizedResponse" },
+    [400] = { "v1", "/users/{id}", "get", 404, "failResponse" },
+    [404] = { "v1", "/users/{id}", "get", 404, "failResponse" },
+  },
+  v2 = {
+    [401] = { "v1", "/users/me", "get", 401, "unathorizedResponse" }, -- v2 documents no 401
+    [400] = { "v2", "/deals/{id}/convert/lead", "post", 404, "GetConvertResponse" },
+    [404] = { "v2", "/deals/{id}/convert/lead", "post", 404, "GetConvertResponse" },
+  },
+}
+
+local FILES = { v2 = "openapi-v2.yaml", v1 = "openapi-v1.yaml", ["v1-old"] = "openapi-v1-2026-01-14.yaml" }
+
+---------------------------------------------------------------------------
+-- HTTP through the curl command line
+---------------------------------------------------------------------------
+
+local function shq(s)
+  return "'" .. tostring(s):gsub("'", [['\'']]) .. "'"
+end
+
+local curl_calls = 0
+
+-- Returns status (number), body text.
+local function curl(method, url, headers, body)
+  local cmd = { "curl -sS --max-time 20 -X", method, "-o - -w", shq("\n%{http_code}") }
+  for name, value in pairs(headers or {}) do
+    cmd[#cmd + 1] = "-H " .. shq(name .. ": " .. value)
+  end
+  if body then cmd[#cmd + 1] = "--data-binary " .. shq(body) end
+  cmd[#cmd + 1] = shq(url)
+  local p = assert(io.popen(table.concat(cmd, " ") .. " 2>&1", "r"))
+  local out = p:read("a")
+  p:close()
+  curl_calls = curl_calls + 1
+  local text, code = out:match("^(.*)\n(%d%d%d)$")
+  assert(text, ("curl %s %s failed: %s"):format(method, url, out))
+  return tonumber(code), text
+end
+
+local function qs(query)
+  if not query then return "" end
+  local keys = {}
+  for k in pairs(query) do keys[#keys + 1] = k end
+  table.sort(keys)
+  local parts = {}
+  for _, k in ipairs(keys) do
+    local v = tostring(query[k]):gsub("[^%w%-%._~]", function(c) return ("%%%02X"):format(c:byte()) end)
+    parts[#parts + 1] = k .. "=" .. v
+  end
+  return "?" .. table.concat(parts, "&")
+end
+
+---------------------------------------------------------------------------
+-- The sandbox and its data
+---------------------------------------------------------------------------
+
+local sb -- { url, api_token, stop }
+local ctx = {} -- ids of what setup created
+local mismatches = {} -- every failure, printed together at the end
+
+-- An API call with the sandbox's token (or opts.token, false for none). A 429 (the
+-- sandbox's rate limits) is waited out: rate limiting is not what this spec checks.
+local function call(method, path, opts)
+  opts = opts or {}
+  local headers = { accept = "application/json" }
+  local token = opts.token
+  if token == nil then token = sb.api_token end
+  if token then headers["x-api-token"] = token end
+  local body
+  if opts.body then
+    body = cjson.encode(opts.body)
+    headers["content-type"] = "application/json"
+  end
+  local status, text
+  for _ = 1, 5 do
+    status, text = curl(method, sb.url .. path .. qs(opts.query), headers, body)
+    if status ~= 429 then break end
+    os.execute("sleep 1")
+  end
+  return status, text
+end
+
+-- POST that must succeed (used to make data); returns the decoded data.
+local function make(path, body)
+  local status, text = call("POST", path, { body = body })
+  assert(status == 200 or status == 201, ("POST %s -> %d: %s"):format(path, status, text:sub(1, 300)))
+  local doc = assert(oa.json_decode(text))
+  return doc.data
+end
+
+---------------------------------------------------------------------------
+-- One check
+---------------------------------------------------------------------------
+
+local allow_used = {}
+
+-- The validator's allow predicate for one response; notes which entries were used.
+local function allow_for(method, canon, status)
+  local t, full = {}, {}
+  for key, reason in pairs(ALLOW) do
+    local m, p, jp = key:match("^(%S+) (%S+) (%S+)$")
+    assert(m, "bad ALLOW key " .. key)
+    local m_ok = m == method or m == "*" or (m == "ERROR" and status >= 400)
+    if m_ok and (p == "*" or p == canon) then
+      t[jp] = reason
+      full[jp] = key
+    end
+  end
+  local match = oa.allow_matcher(t)
+  return function(path)
+    local reason, jp = match(path)
+    if reason then allow_used[full[jp]] = true end
+    return reason
+  end
+end
+
+local function schema_for(c)
+  local spec = oa.load(FILES[c.file])
+  local schema, example = oa.response_schema(spec, c.doc, c.method, c.status)
+  if schema then return spec, schema, example, FILES[c.file] end
+  local e = assert(ERROR_SCHEMAS[c.file == "v2" and "v2" or "v1"][c.status],
+    ("no schema for %s %s %d and no generic one"):format(c.method, c.doc, c.status))
+  local gspec = oa.load(FILES[e[1]])
+  local gschema, gexample = assert(oa.response_schema(gspec, e[2], e[3], e[4]))
+  return gspec, gschema, gexample, ("%s %s (of %s %s %d)"):format(FILES[e[1]], e[5], e[3]:upper(), e[2], e[4])
+end
+
+local function report(title, lines)
+  local text = title .. "\n    " .. table.concat(lines, "\n    ")
+  mismatches[#mismatches + 1] = text
+  assert(false, text)
+end
+
+-- c = { method, prefix, doc (path in the file), file, status, path (actual, optional),
+--       query, body, token, expect = function(body, status) -> list of failures }
+local function verify(c, title)
+  local path = c.path or c.doc
+  if type(path) == "function" then path = path() end
+  local query = type(c.query) == "function" and c.query() or c.query
+  local body = type(c.body) == "function" and c.body() or c.body
+  local status, text = call(c.method:upper(), c.prefix .. path, { query = query, body = body, token = c.token })
+  local failures = {}
+  if status ~= c.status then
+    failures[#failures + 1] = ("status: expected %d, got %d"):format(c.status, status)
+  end
+  local doc, derr = oa.json_decode(text)
+  if doc == nil then
+    failures[#failures + 1] = ("body is not JSON (%s): %s"):format(derr, text:sub(1, 200))
+    report(title, failures)
+  end
+  local spec, schema, example = schema_for(c)
+  local canon = (c.file == "v2" and "/api/v2" or "/v1") .. c.doc
+  local absent = VERBOSE and {} or nil
+  local ok, problems, allowed = oa.validate(schema, doc, spec, {
+    allow = allow_for(c.method:upper(), canon, status), example = example, undeclared = "problem", absent = absent,
+  })
+  if not ok then
+    for _, p in ipairs(problems) do failures[#failures + 1] = p end
+  end
+  if oa.kind(doc) == "object" then
+    local want = c.status < 400
+    if doc.success ~= want then
+      failures[#failures + 1] = ("$.success: expected %s (FACTS §1 envelope), got %s"):format(tostring(want),
+        oa.kind(doc.success) == "null" and "null" or tostring(doc.success))
+    end
+    if not want and type(doc.error) ~= "string" then
+      failures[#failures + 1] = "$.error: expected the error message string (FACTS §1), got " .. oa.kind(doc.error)
+    end
+  else
+    failures[#failures + 1] = "$: expected a JSON object envelope, got " .. oa.kind(doc)
+  end
+  if c.expect and #failures == 0 then
+    for _, f in ipairs(c.expect(doc, status) or {}) do failures[#failures + 1] = f end
+  end
+  if VERBOSE then
+    local left = {}
+    for p in pairs(absent) do left[#left + 1] = p end
+    table.sort(left)
+    if #allowed > 0 or #left > 0 then
+      io.stderr:write(title, "\n    ", table.concat(allowed, "\n    "), #allowed > 0 and "\n    " or "",
+        #left > 0 and ("documented but left out: " .. table.concat(left, ", ")) or "", "\n")
+    end
+  end
+  if #failures > 0 then report(title, failures) end
+  return doc
+end
+
+---------------------------------------------------------------------------
+-- Expectations that make a check meaningful (a list with items, paging present)
+---------------------------------------------------------------------------
+
+local function list_of(min)
+  return function(doc)
+    local data = doc.data
+    if oa.kind(data) == "object" and data.items then data = data.items end
+    if oa.kind(data) ~= "array" or #data < min then
+      return { ("$.data: expected at least %d items to check, got %s"):format(min,
+        oa.kind(data) == "array" and #data or oa.kind(data)) }
+    end
+  end
+end
+
+local function cursor_more(doc)
+  local fails = list_of(1)(doc) or {}
+  local ad = doc.additional_data
+  if oa.kind(ad) ~= "object" or type(ad.next_cursor) ~= "string" then
+    fails[#fails + 1] = "$.additional_data.next_cursor: expected a cursor string (FACTS §1: more items exist)"
+  end
+  return fails
+end
+
+local function offset_more(doc)
+  local fails = list_of(1)(doc) or {}
+  local pg = oa.kind(doc.additional_data) == "object" and doc.additional_data.pagination
+  if oa.kind(pg) ~= "object" or pg.more_items_in_collection ~= true or math.type(pg.next_start) ~= "integer" then
+    fails[#fails + 1] = "$.additional_data.pagination: expected more_items_in_collection true and next_start "
+      .. "(FACTS §1: more items exist)"
+  end
+  return fails
+end
+
+---------------------------------------------------------------------------
+-- The cases
+---------------------------------------------------------------------------
+
+local CASES = {}
+
+local function add(c)
+  CASES[#CASES + 1] = c
+end
+
+local V1_PREFIXES = { "/v1", "/api/v1" }
+
+-- success checks; `file` names which OpenAPI file documents the path
+local function endpoint(file, prefixes, c)
+  for _, prefix in ipairs(prefixes) do
+    local e = {}
+    for k, v in pairs(c) do e[k] = v end
+    e.file, e.prefix = file, prefix
+    add(e)
+  end
+end
+
+local function v2_resource(name, singular, make_body)
+  local base = "/" .. name
+  endpoint("v2", { "/api/v2" }, { method = "get", doc = base, status = 200, expect = list_of(3) })
+  endpoint("v2", { "/api/v2" }, { method = "get", doc = base, status = 200, query = { limit = 2 },
+    note = "first page, limit=2", expect = cursor_more })
+  endpoint("v2", { "/api/v2" }, { method = "get", doc = base, status = 200, note = "next page by cursor",
+    query = function()
+      local _, text = call("GET", "/api/v2" .. base, { query = { limit = 2 } })
+      return { limit = 2, cursor = assert(oa.json_decode(text)).additional_data.next_cursor }
+    end, expect = list_of(1) })
+  endpoint("v2", { "/api/v2" }, { method = "post", doc = base, status = 200, body = make_body })
+  endpoint("v2", { "/api/v2" }, { method = "get", doc = base .. "/{id}", status = 200,
+    path = function() return base .. "/" .. ctx[singular .. "_v2"] end })
+  endpoint("v2", { "/api/v2" }, { method = "delete", doc = base .. "/{id}", status = 200,
+    path = function() return base .. "/" .. make("/api/v2" .. base, make_body()).id end })
+  endpoint("v2", { "/api/v2" }, { method = "get", doc = base .. "/search", status = 200,
+    query = { term = "Contract" }, expect = list_of(2) })
+  endpoint("v2", { "/api/v2" }, { method = "get", doc = base .. "/search", status = 200,
+    query = { term = "Contract", limit = 1 }, note = "limit=1", expect = cursor_more })
+  -- errors
+  endpoint("v2", { "/api/v2" }, { method = "get", doc = base, status = 401, token = "wrong-token", note = "wrong token" })
+  endpoint("v2", { "/api/v2" }, { method = "get", doc = base .. "/{id}", status = 404, path = base .. "/987654",
+    note = "unknown id" })
+  endpoint("v2", { "/api/v2" }, { method = "delete", doc = base .. "/{id}", status = 404, path = base .. "/987654",
+    note = "unknown id" })
+  endpoint("v2", { "/api/v2" }, { method = "post", doc = base, status = 400, body = { visible_to = 3 },
+    note = "no " .. (name == "deals" and "title" or "name") })
+  endpoint("v2", { "/api/v2" }, { method = "get", doc = base .. "/search", status = 400, note = "no term" })
+end
+
+local function v1_resource(name, singular, make_body)
+  local base = "/" .. name
+  endpoint("v1-old", V1_PREFIXES, { method = "get", doc = base, status = 200, expect = list_of(3) })
+  endpoint("v1-old", V1_PREFIXES, { method = "get", doc = base, status = 200, query = { start = 0, limit = 2 },
+    note = "start=0&limit=2", expect = offset_more })
+  endpoint("v1-old", V1_PREFIXES, { method = "get", doc = base, status = 200, query = { start = 2, limit = 2 },
+    note = "start=2&limit=2", expect = list_of(1) })
+  endpoint("v1-old", V1_PREFIXES, { method = "post", doc = base, status = 201, body = make_body })
+  endpoint("v1-old", V1_PREFIXES, { method = "get", doc = base .. "/{id}", status = 200,
+    path = function() return base .. "/" .. ctx[singular .. "_v1"] end })
+  endpoint("v1-old", V1_PREFIXES, { method = "delete", doc = base .. "/{id}", status = 200,
+    path = function() return base .. "/" .. make("/v1" .. base, make_body()).id end })
+  endpoint("v1-old", V1_PREFIXES, { method = "get", doc = base .. "/search", status = 200,
+    query = { term = "Contract" }, expect = list_of(2) })
+  endpoint("v1-old", V1_PREFIXES, { method = "get", doc = base .. "/search", status = 200,
+    query = { term = "Contract", start = 0, limit = 1 }, note = "limit=1", expect = offset_more })
+  endpoint("v1-old", V1_PREFIXES, { method = "get", doc = base, status = 401, token = "wrong-token",
+    note = "wrong token" })
+  endpoint("v1-old", V1_PREFIXES, { method = "get", doc = base .. "/{id}", status = 404, path = base .. "/987654",
+    note = "unknown id" })
+  endpoint("v1-old", V1_PREFIXES, { method = "post", doc = base, status = 400, body = { visible_to = "3" },
+    note = "no " .. (name == "deals" and "title" or "name") })
+  endpoint("v1-old", V1_PREFIXES, { method = "get", doc = base .. "/search", status = 400, note = "no term" })
+end
+
+local seq = 0
+local function next_n()
+  seq = seq + 1
+  return seq
+end
+
+v2_resource("deals", "deal", function()
+  return { title = "Contract Deal " .. next_n(), value = 1500, currency = "EUR",
+    person_id = ctx.person_v2, org_id = ctx.org_v2, expected_close_date = "2030-01-31" }
+end)
+v2_resource("persons", "person", function()
+  return { name = "Contract Person " .. next_n(), org_id = ctx.org_v2,
+    emails = { { value = "p" .. seq .. "@example.com", primary = true, label = "work" } },
+    phones = { { value = "+3725550" .. seq, primary = true, label = "mobile" } } }
+end)
+v2_resource("organizations", "org", function()
+  return { name = "Contract Org " .. next_n(), address = { value = "Tallinn, Estonia" } }
+end)
+
+v1_resource("deals", "deal", function()
+  return { title = "Contract Deal " .. next_n(), value = "2500", currency = "EUR",
+    person_id = ctx.person_v2, org_id = ctx.org_v2, expected_close_date = "2030-02-28" }
+end)
+v1_resource("persons", "person", function()
+  return { name = "Contract Person " .. next_n(), org_id = ctx.org_v2,
+    email = { { value = "q" .. seq .. "@example.com", primary = true, label = "work" } },
+    phone = { { value = "+3725551" .. seq, primary = true, label = "work" } } }
+end)
+v1_resource("organizations", "org", function()
+  return { name = "Contract Org " .. next_n(), address = "Tartu, Estonia" }
+end)
+
+-- stages and pipelines: lists only
+endpoint("v2", { "/api/v2" }, { method = "get", doc = "/stages", status = 200, expect = list_of(2) })
+endpoint("v2", { "/api/v2" }, { method = "get", doc = "/stages", status = 200, query = { limit = 1 },
+  note = "limit=1", expect = cursor_more })
+endpoint("v2", { "/api/v2" }, { method = "get", doc = "/stages", status = 401, token = "wrong-token",
+  note = "wrong token" })
+endpoint("v2", { "/api/v2" }, { method = "get", doc = "/pipelines", status = 200, expect = list_of(1) })
+endpoint("v2", { "/api/v2" }, { method = "get", doc = "/pipelines", status = 401, token = "wrong-token",
+  note = "wrong token" })
+endpoint("v1-old", V1_PREFIXES, { method = "get", doc = "/stages", status = 200, expect = list_of(2) })
+endpoint("v1-old", V1_PREFIXES, { method = "get", doc = "/stages", status = 200, query = { start = 0, limit = 1 },
+  note = "start=0&limit=1", expect = offset_more })
+endpoint("v1-old", V1_PREFIXES, { method = "get", doc = "/stages", status = 401, token = "wrong-token",
+  note = "wrong token" })
+endpoint("v1-old", V1_PREFIXES, { method = "get", doc = "/pipelines", status = 200, expect = list_of(1) })
+endpoint("v1-old", V1_PREFIXES, { method = "get", doc = "/pipelines", status = 401, token = "wrong-token",
+  note = "wrong token" })
+
+-- leads: v1 CRUD (current v1 file), search in v1 and v2
+local function lead_body()
+  return { title = "Contract Lead " .. next_n(), person_id = ctx.person_v2, organization_id = ctx.org_v2,
+    value = { amount = 750, currency = "EUR" }, expected_close_date = "2030-03-31" }
+end
+endpoint("v1", V1_PREFIXES, { method = "get", doc = "/leads", status = 200, expect = list_of(3) })
+endpoint("v1", V1_PREFIXES, { method = "get", doc = "/leads", status = 200, query = { start = 0, limit = 2 },
+  note = "start=0&limit=2", expect = offset_more })
+endpoint("v1", V1_PREFIXES, { method = "get", doc = "/leads/archived", status = 200 })
+endpoint("v1", V1_PREFIXES, { method = "post", doc = "/leads", status = 201, body = lead_body })
+endpoint("v1", V1_PREFIXES, { method = "get", doc = "/leads/{id}", status = 200,
+  path = function() return "/leads/" .. ctx.lead_v1 end })
+endpoint("v1", V1_PREFIXES, { method = "delete", doc = "/leads/{id}", status = 200,
+  path = function() return "/leads/" .. make("/v1/leads", lead_body()).id end })
+endpoint("v1", V1_PREFIXES, { method = "get", doc = "/leads/{id}", status = 404,
+  path = "/leads/00000000-0000-4000-8000-000000000000", note = "unknown id" })
+endpoint("v1", V1_PREFIXES, { method = "delete", doc = "/leads/{id}", status = 404,
+  path = "/leads/00000000-0000-4000-8000-000000000000", note = "unknown id" })
+endpoint("v1", V1_PREFIXES, { method = "post", doc = "/leads", status = 400, body = { title = "No person, no org" },
+  note = "neither person nor organization" })
+endpoint("v1", V1_PREFIXES, { method = "get", doc = "/leads", status = 401, token = "wrong-token", note = "wrong token" })
+endpoint("v1", V1_PREFIXES, { method = "get", doc = "/leads/search", status = 200, query = { term = "Contract" },
+  expect = list_of(2) })
+endpoint("v1", V1_PREFIXES, { method = "get", doc = "/leads/search", status = 200,
+  query = { term = "Contract", start = 0, limit = 1 }, note = "limit=1", expect = offset_more })
+endpoint("v2", { "/api/v2" }, { method = "get", doc = "/leads/search", status = 200, query = { term = "Contract" },
+  expect = list_of(2) })
+endpoint("v2", { "/api/v2" }, { method = "get", doc = "/leads/search", status = 200,
+  query = { term = "Contract", limit = 1 }, note = "limit=1", expect = cursor_more })
+endpoint("v2", { "/api/v2" }, { method = "get", doc = "/leads/search", status = 400, note = "no term" })
+
+-- lookups (current v1 file)
+for _, p in ipairs{ "/users", "/leadLabels", "/currencies" } do
+  endpoint("v1", V1_PREFIXES, { method = "get", doc = p, status = 200, expect = list_of(1) })
+  endpoint("v1", V1_PREFIXES, { method = "get", doc = p, status = 401, token = "wrong-token", note = "wrong token" })
+end
+endpoint("v1", V1_PREFIXES, { method = "get", doc = "/filters", status = 200, expect = list_of(1) })
+endpoint("v1", V1_PREFIXES, { method = "get", doc = "/filters", status = 200, query = { type = "deals" },
+  note = "type=deals", expect = list_of(1) })
+endpoint("v1", V1_PREFIXES, { method = "get", doc = "/filters", status = 401, token = "wrong-token",
+  note = "wrong token" })
+
+---------------------------------------------------------------------------
+
+local function title_of(c)
+  local t = ("%s %s%s"):format(c.method:upper(), c.prefix, c.doc)
+  if c.status >= 400 or c.note then
+    t = t .. " (" .. (c.status >= 400 and (c.status .. (c.note and ", " or "")) or "") .. (c.note or "") .. ")"
+  end
+  local _, _, _, file = schema_for(c)
+  return t .. " matches " .. file
+end
+
+describe("contract: sandbox responses match Pipedrive's OpenAPI files", function()
+  setup(function()
+    for _, f in pairs(FILES) do oa.load(f) end -- parse the files once, before the clock matters
+    local spawn = require "pipedrive.sandbox.spawn"
+    local args = {}
+    for a in (os.getenv("CONTRACT_SANDBOX_ARGS") or ""):gmatch("%S+") do args[#args + 1] = a end
+    sb = spawn.start{ args = args }
+    -- data: persons, organizations, deals linked to both, leads (each in both versions)
+    ctx.org_v2 = make("/api/v2/organizations", { name = "Contract Org A", address = { value = "Tallinn" } }).id
+    ctx.person_v2 = make("/api/v2/persons", { name = "Contract Person A", org_id = ctx.org_v2 }).id
+    ctx.deal_v2 = make("/api/v2/deals", { title = "Contract Deal A", person_id = ctx.person_v2,
+      org_id = ctx.org_v2, value = 1000, currency = "EUR" }).id
+    ctx.org_v1 = make("/v1/organizations", { name = "Contract Org B" }).id
+    ctx.person_v1 = make("/v1/persons", { name = "Contract Person B", org_id = ctx.org_v1 }).id
+    ctx.deal_v1 = make("/v1/deals", { title = "Contract Deal B", person_id = ctx.person_v1, org_id = ctx.org_v1,
+      value = "2000", currency = "EUR" }).id
+    make("/api/v2/organizations", { name = "Contract Org C" })
+    make("/api/v2/persons", { name = "Contract Person C", org_id = ctx.org_v1 })
+    make("/api/v2/deals", { title = "Contract Deal C", person_id = ctx.person_v1, org_id = ctx.org_v1 })
+    ctx.lead_v1 = make("/v1/leads", { title = "Contract Lead A", person_id = ctx.person_v2,
+      value = { amount = 500, currency = "EUR" } }).id
+    make("/v1/leads", { title = "Contract Lead B", organization_id = ctx.org_v1 })
+    make("/v1/leads", { title = "Contract Lead C", person_id = ctx.person_v1, organization_id = ctx.org_v1 })
+  end)
+
+  teardown(function()
+    if sb then sb.stop() end
+    if #mismatches > 0 then
+      io.stderr:write(("\ncontract mismatches (%d endpoints):\n  %s\n"):format(#mismatches,
+        table.concat(mismatches, "\n  ")))
+    end
+    local unused = {}
+    for key in pairs(ALLOW) do
+      if not allow_used[key] then unused[#unused + 1] = key end
+    end
+    if #unused > 0 and #mismatches == 0 then
+      table.sort(unused)
+      io.stderr:write("\ncontract: ALLOW entries no response needed (remove them?):\n  ",
+        table.concat(unused, "\n  "), "\n")
+    end
+    if VERBOSE then
+      io.stderr:write(("contract: %d curl calls, %.2f s CPU in this process\n"):format(curl_calls, os.clock() - T0))
+    end
+  end)
+
+  for _, c in ipairs(CASES) do
+    it(title_of(c), function() verify(c, title_of(c)) end)
+  end
+end)
