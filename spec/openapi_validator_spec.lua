@@ -311,6 +311,15 @@ describe("openapi.validate", function()
     assert.same({ "$.128: expected string, got integer 1" }, problems(schema, obj{ ["128"] = 1 }))
   end)
 
+  it("raises when given no schema, rather than passing everything", function()
+    assert.has_error(function() oa.validate(nil, 1) end, "oa.validate: the schema must be a table, got nil")
+  end)
+
+  it("shows long and multi-line strings shortened, on one line", function()
+    local list = problems({ type = "integer" }, "line one\nline two, and then a good deal more text")
+    assert.same({ '$: expected integer, got string "line one\\nline two, and then a good de..."' }, list)
+  end)
+
   it("quotes keys that are not plain names in paths", function()
     local schema = { type = "object", additionalProperties = { type = "integer" } }
     assert.same({ '$["a b"]: expected integer, got boolean true' }, problems(schema, obj{ ["a b"] = true }))
@@ -512,6 +521,29 @@ describe("Pipedrive's OpenAPI files", function()
     local _, list = oa.validate(schema, oa.from_yaml(example), old)
     assert.same({ "$.related_objects.user.8877.has_pic: expected integer, got boolean false" }, list)
     assert.is_true((oa.validate(schema, oa.from_yaml(example), old, { example = example })))
+  end)
+
+  it("can be walked whole: every response example in the three files validates without a schema error", function()
+    for _, spec in ipairs{ v2, v1, old } do
+      local checked = 0
+      for path, item in pairs(spec.paths) do
+        for method, op in pairs(item) do
+          if type(op) == "table" and type(op.responses) == "table" then
+            for status in pairs(op.responses) do
+              local schema, example = oa.response_schema(spec, path, method, status)
+              if schema and example ~= nil then
+                checked = checked + 1
+                local _, list = oa.validate(schema, oa.from_yaml(example), spec)
+                for _, p in ipairs(list) do
+                  assert.is_nil(p:find("schema error", 1, true), ("%s %s %s: %s"):format(method, path, status, p))
+                end
+              end
+            end
+          end
+        end
+      end
+      assert.is_true(checked > 150, oa.name(spec) .. ": only " .. checked .. " examples")
+    end
   end)
 
   describe("catch hand-made wrong responses", function()

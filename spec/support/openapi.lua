@@ -33,7 +33,12 @@
 --   * a property named in UPPER_SNAKE_CASE with an underscore (USER_ID, PERSON_ID,
 --     ORGANIZATION_ID, PICTURE_ID ...) is a placeholder for the keys of a map
 --     (related_objects.user["123"]), so it validates every key no other property names;
---   * YAML turns unquoted keys such as 128 or 200 into numbers; keys are compared as strings.
+--   * YAML turns unquoted keys such as 128 or 200 into numbers; keys are compared as strings;
+--   * where a file contradicts itself, its own example counts: given the response's
+--     example (opts.example), a wrong type or null that the example shows at the same
+--     place, or an undeclared property it has there, is listed as allowed, not as a
+--     problem (e.g. related_objects.user.*.has_pic: integer in the schema, false in the
+--     example; v1 deals' additional_data.pagination, in the example only).
 local lyaml = require "lyaml"
 
 local M = {}
@@ -407,7 +412,7 @@ local function preview(v)
   if k == "string" then
     local s = v
     if #s > 40 then s = s:sub(1, 37) .. "..." end
-    return ("string %q"):format(s):gsub("\\\n", "\\n")
+    return (("string %q"):format(s):gsub("\\\n", "\\n"))
   elseif k == "integer" then
     return ("integer %d"):format(v)
   elseif k == "number" then
@@ -459,7 +464,7 @@ local function view_of(st, node)
   local seen = {}
   local function add(n, from)
     local r, err = M.resolve(st.spec, n)
-    if not r then v.errors[#v.errors + 1] = err return end
+    if not r then v.errors[#v.errors + 1] = err or ("no schema at " .. from) return end
     if type(r) ~= "table" then
       v.errors[#v.errors + 1] = ("schema at %s is a %s, not an object"):format(from, type(r))
       return
@@ -827,6 +832,7 @@ M.allow_matcher = allow_fn
 --   opts.absent  = a table that collects the normalized paths of declared properties left out
 --   opts.path    = the name of the root (default "$")
 function M.validate(schema, value, spec, opts)
+  if type(schema) ~= "table" then error("oa.validate: the schema must be a table, got " .. type(schema), 2) end
   opts = opts or {}
   spec = spec or {}
   local st = {
