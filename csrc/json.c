@@ -34,6 +34,26 @@
 static char pd_box_key;
 static char pd_array_mt_key;
 
+/* ----------------------------------------------------------------- raising */
+
+/* Raises a formatted message as is. luaL_error would prefix the position of
+ * the Lua caller; our messages start with the function's name instead
+ * ("json_encode: ..."), so callers can match them and they read the same
+ * wherever the call came from. Only lua_pushfstring formats (%s %d %c %f). */
+static int pd_raise(lua_State *L, const char *fmt, ...) {
+                    va_list ap;
+  lua_checkstack(L, 2);
+  va_start(ap, fmt);
+  lua_pushvfstring(L, fmt, ap);
+  va_end(ap);
+  return lua_error(L);
+}
+
+/* lua_checkstack that raises with the function's name, for the same reason. */
+static void pd_checkstack(lua_State *L, int n, const char *fname) {
+  if (!lua_checkstack(L, n)) pd_raise(L, "%s: out of Lua stack", fname);
+}
+
 /* ------------------------------------------------------------------ boxes */
 
 /* The box's finalizer: frees whatever the buffer still holds when an error
@@ -575,7 +595,7 @@ static int pd_json_decode_l(lua_State *L) {
   size_t n;
   const char *s;
   if (lua_type(L, 1) != LUA_TSTRING)
-    return luaL_error(L, "json_decode: expected a string, got %s", luaL_typename(L, 1));
+    return pd_raise(L, "json_decode: expected a string, got %s", luaL_typename(L, 1));
   s = lua_tolstring(L, 1, &n);
   lua_settop(L, 1);
   if (pd_json_decode_buf(L, s, n, err, sizeof err)) return 1;
@@ -655,7 +675,7 @@ static void pd_jenc_path(const pd_jenc *e, char *out, size_t cap) {
 static void pd_jenc_fail(pd_jenc *e, const char *msg) {
   char path[400];
   pd_jenc_path(e, path, sizeof path);
-  luaL_error(e->L, "%s: %s%s%s", e->fname, msg, path[0] ? " at " : "", path);
+  pd_raise(e->L, "%s: %s%s%s", e->fname, msg, path[0] ? " at " : "", path);
 }
 
 /* Strings are checked for UTF-8 here so that a broken string is reported with
@@ -904,7 +924,7 @@ static void pd_json_encode_push(lua_State *L, int idx, const char *fname) {
   pd_buf *b;
   int box;
   idx = idx < 0 && idx > LUA_REGISTRYINDEX ? lua_gettop(L) + idx + 1 : idx;
-  luaL_checkstack(L, 8, "json_encode");
+  pd_checkstack(L, 8, fname);
   b = pd_box_new(L, PD_JSON_MAXOUT);
   box = lua_gettop(L);
   e = (pd_jenc *)pd_newuserdata(L, sizeof *e);
@@ -919,7 +939,7 @@ static void pd_json_encode_push(lua_State *L, int idx, const char *fname) {
   pd_jenc_value(e, idx);
   if (pd_buf_failed(b)) {
     pd_buf_free(b);
-    luaL_error(L, "%s: JSON text larger than %d MiB or out of memory", fname, (int)(PD_JSON_MAXOUT >> 20));
+    pd_raise(L, "%s: JSON text larger than %d MiB or out of memory", fname, (int)(PD_JSON_MAXOUT >> 20));
   }
   pd_box_push(L, b);
   lua_replace(L, box);
@@ -941,7 +961,7 @@ static int pd_json_array_l(lua_State *L) {
     lua_settop(L, 0);
     lua_newtable(L);
   } else if (lua_type(L, 1) != LUA_TTABLE) {
-    return luaL_error(L, "array: expected a table or nil, got %s", luaL_typename(L, 1));
+    return pd_raise(L, "array: expected a table or nil, got %s", luaL_typename(L, 1));
   }
   lua_settop(L, 1);
   pd_push_array_mt(L);

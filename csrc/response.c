@@ -62,7 +62,7 @@ static int pd_error_tostring(lua_State *L) {
     return 1;
   }
   lua_settop(L, 1);
-  luaL_checkstack(L, 8, "error tostring");
+  pd_checkstack(L, 8, "pipedrive.error");
   b = pd_box_new(L, 2048);
   pd_buf_add(b, "pipedrive: ", 11);
   s = pd_err_field(L, 1, "kind", &n);
@@ -103,7 +103,7 @@ static int pd_error_tostring(lua_State *L) {
  * which could carry a term the user searched for or a token. */
 static void pd_error_new(lua_State *L, const char *kind, int status, const char *message, const char *method,
                          const char *path) {
-  luaL_checkstack(L, 4, "pd_error_new");
+  pd_checkstack(L, 4, "pipedrive.error");
   lua_createtable(L, 0, 8);
   if (kind) {
     lua_pushstring(L, kind);
@@ -506,11 +506,11 @@ static int pd_parse_response_l(lua_State *L) {
   const char *s;
   char derr[160];
   if (lua_type(L, 1) != LUA_TTABLE)
-    return luaL_error(L, "parse_response: expected a response table, got %s", luaL_typename(L, 1));
+    return pd_raise(L, "parse_response: expected a response table, got %s", luaL_typename(L, 1));
   if (!lua_isnoneornil(L, 2) && lua_type(L, 2) != LUA_TTABLE)
-    return luaL_error(L, "parse_response: ctx must be a table, got %s", luaL_typename(L, 2));
+    return pd_raise(L, "parse_response: ctx must be a table, got %s", luaL_typename(L, 2));
   lua_settop(L, 2);
-  luaL_checkstack(L, 24, "parse_response");
+  pd_checkstack(L, 24, "parse_response");
   if (lua_isnil(L, 2)) {
     lua_newtable(L);
     lua_replace(L, 2);
@@ -518,14 +518,14 @@ static int pd_parse_response_l(lua_State *L) {
   memset(&r, 0, sizeof r);
   lua_getfield(L, 1, "status");
   if (!pd_isinteger(L, 3) || lua_tonumber(L, 3) < 0 || lua_tonumber(L, 3) > 999)
-    return luaL_error(L, "parse_response: res.status must be an integer HTTP status, got %s", luaL_typename(L, 3));
+    return pd_raise(L, "parse_response: res.status must be an integer HTTP status, got %s", luaL_typename(L, 3));
   r.status = (long)lua_tonumber(L, 3);
   lua_getfield(L, 1, "headers");
   if (lua_isnil(L, 4)) {
     lua_pop(L, 1);
     lua_newtable(L);
   } else if (lua_type(L, 4) != LUA_TTABLE) {
-    return luaL_error(L, "parse_response: res.headers must be a table, got %s", luaL_typename(L, 4));
+    return pd_raise(L, "parse_response: res.headers must be a table, got %s", luaL_typename(L, 4));
   }
   r.headers = 4;
   lua_getfield(L, 1, "body");
@@ -533,22 +533,22 @@ static int pd_parse_response_l(lua_State *L) {
     lua_pop(L, 1);
     lua_pushliteral(L, "");
   } else if (lua_type(L, 5) != LUA_TSTRING) {
-    return luaL_error(L, "parse_response: res.body must be a string, got %s", luaL_typename(L, 5));
+    return pd_raise(L, "parse_response: res.body must be a string, got %s", luaL_typename(L, 5));
   }
   r.body = 5;
   lua_getfield(L, 2, "method");
   if (!lua_isnil(L, 6) && lua_type(L, 6) != LUA_TSTRING)
-    return luaL_error(L, "parse_response: ctx.method must be a string");
+    return pd_raise(L, "parse_response: ctx.method must be a string");
   r.method = lua_tostring(L, 6);
   lua_getfield(L, 2, "path");
   if (!lua_isnil(L, 7) && lua_type(L, 7) != LUA_TSTRING)
-    return luaL_error(L, "parse_response: ctx.path must be a string");
+    return pd_raise(L, "parse_response: ctx.path must be a string");
   r.path = lua_tostring(L, 7);
   lua_getfield(L, 2, "paging");
   if (!lua_isnil(L, 8)) {
     paging = lua_type(L, 8) == LUA_TSTRING ? lua_tostring(L, 8) : "";
     if (strcmp(paging, "cursor") && strcmp(paging, "offset") && strcmp(paging, "none"))
-      return luaL_error(L, "parse_response: ctx.paging must be \"cursor\", \"offset\" or \"none\"");
+      return pd_raise(L, "parse_response: ctx.paging must be \"cursor\", \"offset\" or \"none\"");
   }
   lua_getfield(L, 2, "search");
   search = lua_toboolean(L, 9);

@@ -66,14 +66,14 @@ static int pd_url_encode_l(lua_State *L) {
   const char *s;
   pd_buf *b;
   if (lua_type(L, 1) != LUA_TSTRING)
-    return luaL_error(L, "url_encode: expected a string, got %s", luaL_typename(L, 1));
+    return pd_raise(L, "url_encode: expected a string, got %s", luaL_typename(L, 1));
   s = lua_tolstring(L, 1, &n);
-  if (n > ((size_t)-1 - 1) / 3) return luaL_error(L, "url_encode: string too long");
+  if (n > ((size_t)-1 - 1) / 3) return pd_raise(L, "url_encode: string too long");
   b = pd_box_new(L, n * 3 + 1);
   pd_url_append(b, s, n);
   if (pd_buf_failed(b)) {
     pd_buf_free(b);
-    return luaL_error(L, "url_encode: out of memory");
+    return pd_raise(L, "url_encode: out of memory");
   }
   pd_box_push(L, b);
   return 1;

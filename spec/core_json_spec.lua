@@ -377,6 +377,21 @@ describe("core.json_encode", function()
     assert.matches("json_encode: nesting deeper than 1000", raises(encode, deep), 1, true)
   end)
 
+  it("raises messages that start with the function name, without a position", function()
+    local ok, msg = pcall(function()
+      local s = encode({ f = print })
+      return s
+    end)
+    assert.is_false(ok)
+    assert.equal("json_encode: cannot encode function at .f", msg)
+    ok, msg = pcall(function()
+      local v = decode(5)
+      return v
+    end)
+    assert.is_false(ok)
+    assert.equal("json_decode: expected a string, got number", msg)
+  end)
+
   it("encodes the same table twice when it is shared but not cyclic", function()
     local shared = { 1 }
     assert.equal('{"a":[1],"b":[1]}', encode({ a = shared, b = shared }))
