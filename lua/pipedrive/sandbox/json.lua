@@ -31,7 +31,7 @@ function M.is_array(t)
 end
 
 local type, pairs, tostring, math_type, floor, huge = type, pairs, tostring, math.type, math.floor, math.huge
-local sort, concat, format, byte = table.sort, table.concat, string.format, string.byte
+local sort, concat, format, byte, find = table.sort, table.concat, string.format, string.byte, string.find
 local null = M.null
 
 local ESCAPES = {
@@ -60,6 +60,41 @@ M.encode_number = encode_number
 
 local encode_value
 
+-- Objects of one shape share their key set, so the sorted key order is
+-- remembered per key set (found by the keys in traversal order), and each
+-- key's '"key":' text is made once.
+local sorted_keys, sorted_count = {}, 0
+local key_texts, comma_key_texts, key_count = {}, {}, 0
+
+local function key_text(key, comma)
+  local text = encode_string(key) .. ":"
+  if key_count < 10000 then
+    key_count = key_count + 1
+    key_texts[key] = text
+    comma_key_texts[key] = "," .. text
+  end
+  return comma and ("," .. text) or text
+end
+
+local function object_keys(t)
+  local keys, k = {}, 0
+  for key in pairs(t) do
+    if type(key) ~= "string" then error("json: object key " .. tostring(key) .. " is not a string", 0) end
+    k = k + 1
+    keys[k] = key
+  end
+  local sig = concat(keys, "\0")
+  local sorted = sorted_keys[sig]
+  if sorted then return sorted end
+  sort(keys)
+  if sorted_count >= 2000 then
+    sorted_keys, sorted_count = {}, 0
+  end
+  sorted_keys[sig] = keys
+  sorted_count = sorted_count + 1
+  return keys
+end
+
 local function encode_table(t, out, n, depth)
   if depth > 100 then error("json: nesting too deep", 0) end
   local mt = getmetatable(t)
@@ -77,29 +112,38 @@ local function encode_table(t, out, n, depth)
     out[n] = "]"
     return n
   end
-  local keys, k = {}, 0
-  for key in pairs(t) do
-    if type(key) ~= "string" then error("json: object key " .. tostring(key) .. " is not a string", 0) end
-    k = k + 1
-    keys[k] = key
-  end
-  sort(keys)
+  local keys = object_keys(t)
   n = n + 1
   out[n] = "{"
-  local first = true
-  for i = 1, k do
+  for i = 1, #keys do
     local key = keys[i]
-    if first then
-      first = false
+    n = n + 1
+    if i == 1 then
+      out[n] = key_texts[key] or key_text(key, false)
     else
-      n = n + 1
-      out[n] = ","
+      out[n] = comma_key_texts[key] or key_text(key, true)
     end
-    n = n + 1
-    out[n] = encode_string(key)
-    n = n + 1
-    out[n] = ":"
-    n = encode_value(t[key], out, n, depth + 1)
+    local v = t[key]
+    local tv = type(v)
+    if tv == "string" then
+      n = n + 1
+      if find(v, '[%c"\\]') then
+        out[n] = encode_string(v)
+      else
+        out[n] = '"' .. v .. '"'
+      end
+    elseif tv == "number" and math_type(v) == "integer" then
+      n = n + 1
+      out[n] = format("%d", v)
+    elseif tv == "boolean" then
+      n = n + 1
+      out[n] = v and "true" or "false"
+    elseif v == null then
+      n = n + 1
+      out[n] = "null"
+    else
+      n = encode_value(v, out, n, depth + 1)
+    end
   end
   n = n + 1
   out[n] = "}"
