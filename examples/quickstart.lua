@@ -15,12 +15,12 @@ local pd = pipedrive.new{
 print(("client: %s"):format(tostring(pd)))
 
 -- Every call returns value, info or nil, err; `check` stops the tour on an error.
-local function check(value, err)
+local function check(value, info_or_err)
   if value == nil then
-    io.stderr:write("failed: ", tostring(err), "\n")
+    io.stderr:write("failed: ", tostring(info_or_err), "\n")
     os.exit(1)
   end
-  return value
+  return value, info_or_err
 end
 
 local org = check(pd.organizations.add{ name = "Ångström Industries" })
