@@ -109,6 +109,14 @@ describe("sandbox app", function()
       assert.equal("boolean", type(v2.data[1].is_deleted))
     end)
 
+    it("takes hand-written request tables: query in the path, mixed-case header names", function()
+      ok_call(app, "POST", "/api/v2/deals", { body = { title = "x" } })
+      local status, _, text = app:handle{ method = "GET", path = "/api/v2/deals?limit=1",
+                                          headers = { ["X-Api-Token"] = TOKEN } }
+      assert.equal(200, status, text)
+      assert.equal(1, #cjson.decode(text).data)
+    end)
+
     it("404 for an unknown path, 405 for a wrong method", function()
       local status, doc = call(app, "GET", "/api/v2/nothing")
       assert.equal(404, status)

@@ -29,8 +29,11 @@ M.RESOURCES = {
 ------------------------------------------------------------------------------
 local CACHE_SIZE = 8
 
-local function select_records(app, kind, key, pred, cmp)
+-- `live_only`: the predicate only drops deleted records (then, with none
+-- deleted, the store's own array is the answer).
+local function select_records(app, kind, key, pred, cmp, live_only)
   local st = app.store
+  if live_only and not cmp and st.deleted_count[kind] == 0 then return st:list(kind) end
   local cache = app.list_cache
   local entry = cache[key]
   if entry and entry.version == st.version then return entry.items end
@@ -292,11 +295,11 @@ local function v1_sort(st, kind, s)
 end
 
 -- Like select_records, with a v1 sort applied to the selection.
-local function select_sorted(app, kind, key, pred, sorter)
+local function select_sorted(app, kind, key, pred, sorter, live_only)
   local cache = app.list_cache
   local entry = cache[key]
   if entry and entry.version == app.store.version then return entry.items end
-  local items = select_records(app, kind, key .. "#unsorted", pred)
+  local items = select_records(app, kind, key .. "#unsorted", pred, nil, live_only)
   if sorter then
     local copy = {}
     for i, r in ipairs(items) do copy[i] = r end
@@ -631,7 +634,8 @@ function M.list_deals_v1(app, ctx)
     return true
   end
   local key = table.concat({ "v1deal", status, tostring(owner), tostring(stage_id), tostring(filter_id), sort_key }, "|")
-  local items = select_sorted(app, "deal", key, pred, sorter)
+  local live_only = status == "all_not_deleted" and not owner and not stage_id and not rule
+  local items = select_sorted(app, "deal", key, pred, sorter, live_only)
   local page, pagination = offset_page(items, start, limit)
   local data = map(page, function(d) return shapes.deal_v1(st, d) end)
   return v1_list_answer(pagination, empty_v1_data(app, data), shapes.related(st, "deal", page))
@@ -685,7 +689,9 @@ function M.list_deals_v2(app, ctx)
   local key = table.concat({ "v2deal", tostring(filter_id), q.raw.ids or "", tostring(owner_id), tostring(person_id),
     tostring(org_id), tostring(pipeline_id), tostring(stage_id), table.concat(status_list or {}, ","),
     tostring(since), tostring(till), sort_by, tostring(desc) }, "|")
-  local items = select_records(app, "deal", key, pred, (sort_by ~= "id" or desc) and less or nil)
+  local live_only = not rule and not status_set and not ids and not owner_id and not person_id and not org_id
+    and not pipeline_id and not stage_id and not since and not till
+  local items = select_records(app, "deal", key, pred, (sort_by ~= "id" or desc) and less or nil, live_only)
   local page, next_cursor = cursor_page(app, q, items, sort_by, desc, less, limit)
   local opts = { include = include, custom_fields = custom }
   return 200, { success = true, data = map(page, function(d) return shapes.deal_v2(st, d, opts) end),
@@ -717,7 +723,7 @@ function M.list_contacts_v1(app, ctx, res)
     return true
   end
   local key = table.concat({ "v1" .. kind, tostring(owner), tostring(filter_id), fc or "", sort_key }, "|")
-  local items = select_sorted(app, kind, key, pred, sorter)
+  local items = select_sorted(app, kind, key, pred, sorter, not owner and not fc and not rule)
   local page, pagination = offset_page(items, start, limit)
   local shape = kind == "person" and shapes.person_v1 or shapes.org_v1
   local data = map(page, function(r) return shape(st, r) end)
@@ -763,7 +769,8 @@ function M.list_contacts_v2(app, ctx, res)
   local less = v2_order(sort_by, desc)
   local key = table.concat({ "v2" .. kind, tostring(filter_id), q.raw.ids or "", tostring(owner_id), tostring(org_id),
     tostring(deal_id), tostring(since), tostring(till), sort_by, tostring(desc) }, "|")
-  local items = select_records(app, kind, key, pred, (sort_by ~= "id" or desc) and less or nil)
+  local live_only = not rule and not ids and not owner_id and not org_id and not deal_id and not since and not till
+  local items = select_records(app, kind, key, pred, (sort_by ~= "id" or desc) and less or nil, live_only)
   local page, next_cursor = cursor_page(app, q, items, sort_by, desc, less, limit)
   local shape = kind == "person" and shapes.person_v2 or shapes.org_v2
   local opts = { include = include, custom_fields = custom }

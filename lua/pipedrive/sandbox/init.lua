@@ -365,6 +365,26 @@ end
 -- -> status, headers, body (JSON text).
 function App:handle(req)
   local path = req.path or "/"
+  if req.query_string == nil and path:find("?", 1, true) then
+    -- a request table written by hand: "/api/v2/deals?limit=5"
+    local p, q = path:match("^([^?]*)%?(.*)$")
+    local copy = {}
+    for k, v in pairs(req) do copy[k] = v end
+    copy.path, copy.query_string = p, q
+    req, path = copy, p
+  end
+  local given = req.headers or {}
+  for k in pairs(given) do
+    if type(k) == "string" and k:find("%u") then
+      local lower = {}
+      for name, v in pairs(given) do lower[tostring(name):lower()] = v end
+      local copy = {}
+      for kk, v in pairs(req) do copy[kk] = v end
+      copy.headers = lower
+      req = copy
+      break
+    end
+  end
   if path == "/_sandbox" or path:sub(1, 10) == "/_sandbox/" then return self:admin(req, path) end
   self:record(req)
   local ctx = { req = req, method = (req.method or "GET"):upper() }

@@ -162,6 +162,9 @@ function Store:reset()
   self.records = { deal = {}, person = {}, organization = {}, lead = {} }
   self.by_id = { deal = {}, person = {}, organization = {}, lead = {} }
   self.last_id = { deal = 0, person = 0, organization = 0 }
+  -- How many records of a kind are marked deleted: with none, "every live
+  -- record in id order" is the list itself and needs no walk.
+  self.deleted_count = { deal = 0, person = 0, organization = 0, lead = 0 }
   self.version = self.version + 1
   self.counts_cache = nil
   if self.fixtures > 0 then
@@ -232,6 +235,7 @@ local function add(self, kind, r)
   local list = self.records[kind]
   list[#list + 1] = r
   self.by_id[kind][r.id] = r
+  if r.deleted then self.deleted_count[kind] = self.deleted_count[kind] + 1 end
   self:touch()
   return r
 end
@@ -413,6 +417,7 @@ function Store:delete(kind, id)
   else
     r.deleted = true
     r.update_time = self:now()
+    self.deleted_count[kind] = self.deleted_count[kind] + 1
   end
   self:touch()
   return r
