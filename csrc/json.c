@@ -139,11 +139,11 @@ static void pd_num_to_dot(char *s) {
  * result gets ".0" (JSON: 5000.0 must decode as a float again); without it
  * (query strings) the plain "5000" is kept. Returns 0 for NaN and infinities. */
 static size_t pd_fmt_double(double v, char *out, int mark_float) {
-  int prec, n = 0;
+  int prec;
   size_t len;
   if (isnan(v) || isinf(v)) return 0;
   for (prec = 15; prec <= 17; prec++) {
-    n = snprintf(out, PD_NUMBUF - 3, "%.*g", prec, v);
+    int n = snprintf(out, PD_NUMBUF - 3, "%.*g", prec, v);
     if (n < 0 || n >= PD_NUMBUF - 3) return 0;
     if (strtod(out, NULL) == v) break;
   }
@@ -612,7 +612,11 @@ typedef struct pd_jkey {
   int slot;   /* index of the key in the anchoring table */
 } pd_jkey;
 
+/* One open container: which child is being encoded. Frames live in the C
+ * stack frames of the recursion, linked to their parent, so tracking the
+ * path costs nothing until an error needs it. */
 typedef struct pd_jframe {
+  const struct pd_jframe *parent;
   const char *key;     /* NULL: array index */
   size_t keylen;
   long long index;
@@ -625,18 +629,20 @@ typedef struct pd_jenc {
   int depth;
   int visiting;        /* stack slot: tables being encoded, for cycle detection */
   int mt_idx;          /* stack slot of core.array_mt */
-  pd_jframe path[PD_JSON_MAXDEPTH + 1];
+  const pd_jframe *top; /* innermost open container, NULL at the top level */
 } pd_jenc;
 
 /* Appends the path to the failing value (".person.email[2]") so that a caller
  * encoding a large request body can see which field is wrong. Keys are shown
  * only when printable, and cut short; values are never shown. */
 static void pd_jenc_path(const pd_jenc *e, char *out, size_t cap) {
+  const pd_jframe *chain[PD_JSON_MAXDEPTH], *fr;
   size_t w = 0;
-  int i;
+  int i, levels = 0;
   out[0] = '\0';
-  for (i = 0; i < e->depth && w + 48 < cap; i++) {
-    const pd_jframe *f = &e->path[i];
+  for (fr = e->top; fr && levels < PD_JSON_MAXDEPTH; fr = fr->parent) chain[levels++] = fr;
+  for (i = levels - 1; i >= 0 && w + 48 < cap; i--) {
+    const pd_jframe *f = chain[i];
     if (!f->key) {
       w += (size_t)snprintf(out + w, cap - w, "[%lld]", f->index);
     } else {
@@ -667,7 +673,7 @@ static void pd_jenc_path(const pd_jenc *e, char *out, size_t cap) {
       out[w] = '\0';
     }
   }
-  if (i < e->depth) snprintf(out + w, cap - w, "...");
+  if (i >= 0) snprintf(out + w, cap - w, "...");
 }
 
 /* Raises "<fname>: <what> at <path>". The output buffer is in a box, so the
@@ -759,6 +765,7 @@ static int pd_jenc_marker(pd_jenc *e, int idx) {
 static void pd_jenc_object(pd_jenc *e, int idx, size_t count) {
   lua_State *L = e->L;
   pd_jkey *keys = (pd_jkey *)pd_newuserdata(L, count * sizeof *keys);
+  pd_jframe f;
   int kt, i = 0, j;
   lua_createtable(L, count < INT_MAX ? (int)count : 0, 0);
   kt = lua_gettop(L);
@@ -783,12 +790,15 @@ static void pd_jenc_object(pd_jenc *e, int idx, size_t count) {
     i++;
   }
   qsort(keys, (size_t)i, sizeof *keys, pd_jkey_cmp);
+  f.parent = e->top;
+  f.index = 0;
+  e->top = &f;
   e->depth++;
   pd_buf_addc(e->b, '{');
   for (j = 0; j < i && !pd_buf_failed(e->b); j++) {
     if (j) pd_buf_addc(e->b, ',');
-    e->path[e->depth - 1].key = keys[j].s;
-    e->path[e->depth - 1].keylen = keys[j].n;
+    f.key = keys[j].s;
+    f.keylen = keys[j].n;
     pd_jenc_string(e, keys[j].s, keys[j].n);
     pd_buf_addc(e->b, ':');
     lua_rawgeti(L, kt, keys[j].slot);
@@ -798,6 +808,7 @@ static void pd_jenc_object(pd_jenc *e, int idx, size_t count) {
   }
   pd_buf_addc(e->b, '}');
   e->depth--;
+  e->top = f.parent;
   lua_pop(L, 2);
 }
 
@@ -856,18 +867,23 @@ static void pd_jenc_table(pd_jenc *e, int idx) {
   lua_pushboolean(L, 1);
   lua_rawset(L, e->visiting);
   if (marker == 1 || (marker == 0 && count > 0 && allint)) {
+    pd_jframe f;
+    f.parent = e->top;
+    f.key = NULL;
+    f.keylen = 0;
+    e->top = &f;
     e->depth++;
     pd_buf_addc(e->b, '[');
     for (i = 1; i <= maxkey && !pd_buf_failed(e->b); i++) {
       if (i > 1) pd_buf_addc(e->b, ',');
-      e->path[e->depth - 1].key = NULL;
-      e->path[e->depth - 1].index = i;
+      f.index = i;
       lua_rawgeti(L, idx, (lua_Integer)i);
       pd_jenc_value(e, lua_gettop(L));
       lua_pop(L, 1);
     }
     pd_buf_addc(e->b, ']');
     e->depth--;
+    e->top = f.parent;
   } else if (count == 0) {
     pd_buf_add(e->b, "{}", 2);
   } else {
@@ -917,26 +933,25 @@ static void pd_jenc_value(pd_jenc *e, int idx) {
 }
 
 /* The encoder as the other files use it: pushes the JSON text of the value at
- * idx; raises "<fname>: ..." for values JSON cannot hold. The state (about
- * 24 KB with the path frames) lives in a userdata rather than on the C stack. */
+ * idx; raises "<fname>: ..." for values JSON cannot hold. */
 static void pd_json_encode_push(lua_State *L, int idx, const char *fname) {
-  pd_jenc *e;
+  pd_jenc e;
   pd_buf *b;
   int box;
   idx = idx < 0 && idx > LUA_REGISTRYINDEX ? lua_gettop(L) + idx + 1 : idx;
   pd_checkstack(L, 8, fname);
   b = pd_box_new(L, PD_JSON_MAXOUT);
   box = lua_gettop(L);
-  e = (pd_jenc *)pd_newuserdata(L, sizeof *e);
-  e->L = L;
-  e->b = b;
-  e->fname = fname;
-  e->depth = 0;
+  e.L = L;
+  e.b = b;
+  e.fname = fname;
+  e.depth = 0;
+  e.top = NULL;
   lua_newtable(L);
-  e->visiting = lua_gettop(L);
+  e.visiting = lua_gettop(L);
   pd_push_array_mt(L);
-  e->mt_idx = lua_gettop(L);
-  pd_jenc_value(e, idx);
+  e.mt_idx = lua_gettop(L);
+  pd_jenc_value(&e, idx);
   if (pd_buf_failed(b)) {
     pd_buf_free(b);
     pd_raise(L, "%s: JSON text larger than %d MiB or out of memory", fname, (int)(PD_JSON_MAXOUT >> 20));

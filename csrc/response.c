@@ -172,12 +172,12 @@ static const char *pd_status_reason(long st) {
  * lua_getfield so a transport may give a case-insensitive table. The text is
  * parsed with the JSON number grammar: locale-free, integers stay integers. */
 static int pd_header_number(lua_State *L, int headers, const char *name) {
-  char err[160];
-  size_t n;
-  const char *s;
   lua_getfield(L, headers, name);
   if (lua_type(L, -1) == LUA_TNUMBER) return 1;
   if (lua_type(L, -1) == LUA_TSTRING) {
+    char err[160];
+    size_t n;
+    const char *s;
     s = lua_tolstring(L, -1, &n);
     while (n && (*s == ' ' || *s == '\t')) s++, n--;
     while (n && (s[n - 1] == ' ' || s[n - 1] == '\t')) n--;
@@ -337,11 +337,11 @@ typedef struct pd_resp {
 
 /* Builds nil, err for a failed call and returns 2 (the number of results). */
 static int pd_resp_fail(lua_State *L, const pd_resp *r, const char *kind, const char *message, int keep_text) {
-  int top = lua_gettop(L), err, pushed;
+  int top = lua_gettop(L), err;
   const char *msg = message;
   char fallback[64];
   if (!msg) {
-    pushed = r->value ? pd_push_body_message(L, r->value) : 0;
+    int pushed = r->value ? pd_push_body_message(L, r->value) : 0;
     if (pushed == 1) {
       msg = lua_tostring(L, -1);
     } else {
