@@ -114,7 +114,7 @@ function M.new(opts)
     if not fields then error(("pipedrive.%s.%s: %s"):format(rname, fname, r), level + 1) end
     local path = r.path or route.path
     local ctx_path = path:gsub("{(%w+)}", function(k) return tostring(r.path_params[k]) end)
-    local is_body = route.method == "POST"
+    local is_body = route.method ~= "GET" and route.method ~= "DELETE"
     for attempt = 1, 2 do
       local headers, host, generation = credentials()
       if not headers then
@@ -210,8 +210,8 @@ function M.new(opts)
       if type(op) == "table" and op.kind then
         local function fn(a, b)
           if a == t then a = b end -- also callable as pd.deals:list{...}
-          -- get(5), get(5, { include_fields = ... }), search("acme", { ... })
-          local positional = (op.kind == "get" or op.kind == "delete") and "id"
+          -- get(5), get(5, { include_fields = ... }), update(5, { title = ... }), search("acme", { ... })
+          local positional = (op.kind == "get" or op.kind == "delete" or op.kind == "update") and "id"
             or (op.kind == "search" and "term")
           if positional and a ~= nil and type(a) ~= "table" then
             local merged = { [positional] = a }

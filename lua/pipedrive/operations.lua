@@ -9,7 +9,7 @@
 -- Operation fields:
 --   v1, v2      = { method, path, paging = "offset"|"cursor"|"none", cost = n }
 --                 (an operation without v2 is served by v1 in every mode)
---   kind        = "list" | "search" | "get" | "add" | "delete"
+--   kind        = "list" | "search" | "get" | "add" | "update" | "delete"
 --   params      = name -> spec (query parameters; for "add", body fields)
 --   require_one = { {names...}, message }: at least one of the names must be given
 --
@@ -126,6 +126,19 @@ local function by_id(kind, id_type, v1path, v2path, v1cost, v2cost, extra)
     v2 = v2path and { method = kind == "delete" and "DELETE" or "GET", path = v2path, paging = "none", cost = v2cost },
     params = merge({ id = { type = id_type, required = true, path = true } }, extra or {}),
   }
+end
+
+-- An update takes the add fields, none of them required, plus the id in the path.
+local function update_of(add, id_type, v1, v2)
+  local p = {}
+  for k, spec in pairs(add.params) do
+    local c = {}
+    for kk, vv in pairs(spec) do c[kk] = vv end
+    c.required = nil
+    p[k] = c
+  end
+  p.id = { type = id_type, required = true, path = true }
+  return { kind = "update", v1 = v1, v2 = v2, params = p, custom_fields = add.custom_fields }
 end
 
 local function include_fields(list)
@@ -467,8 +480,107 @@ M.pipelines = {
   },
 }
 
+------------------------------------------------------------------------------
+-- Updates (the triggers' "updated" events need them): v2 PATCH, v1 PUT.
+------------------------------------------------------------------------------
+for _, r in ipairs({ "deals", "organizations", "persons" }) do
+  local res = M[r]
+  res.update = update_of(res.add, "id",
+    { method = "PUT", path = "/api/v1/" .. r .. "/{id}", paging = "none", cost = 10 },
+    { method = "PATCH", path = "/api/v2/" .. r .. "/{id}", paging = "none", cost = 5 })
+end
+M.leads.update = update_of(M.leads.add, "uuid",
+  { method = "PATCH", path = "/api/v1/leads/{id}", paging = "none", cost = 10 })
+M.leads.update.params.is_archived = { type = "boolean" }
+M.leads.update.params.value = { type = "money" } -- pipedrive.null clears it
+
+------------------------------------------------------------------------------
+-- Activities (the New Activity trigger)
+------------------------------------------------------------------------------
+local ACTIVITY_FIELDS = {
+  subject = { type = "string" },
+  type = { type = "string" },
+  due_date = { type = "date" },
+  due_time = { type = "string" },
+  duration = { type = "string" },
+  deal_id = { type = "id" },
+  lead_id = { type = "uuid" },
+  person_id = { type = "id" },
+  org_id = { type = "id" },
+  owner_id = { type = "id", v1 = "user_id" },
+  user_id = { type = "id", v2 = "owner_id" },
+  note = { type = "string" },
+  public_description = { type = "string" },
+  done = { type = "boolean", v1 = function(value, out) out.done = value and 1 or 0 end },
+  busy = { type = "boolean", v1 = "busy_flag" },
+  priority = { type = "integer", v1 = false, hint = V2_ONLY },
+}
+
+M.activities = {
+  object = "activity",
+  id_type = "id",
+  list = {
+    kind = "list",
+    v1 = { method = "GET", path = "/api/v1/activities", paging = "offset", cost = 20 },
+    v2 = { method = "GET", path = "/api/v2/activities", paging = "cursor", cost = 10 },
+    params = merge(OFFSET_PAGING, OWNER_AS_USER, {
+      filter_id = { type = "id" },
+      done = { type = "boolean", v1 = function(value, out) out.done = value and 1 or 0 end },
+      deal_id = { type = "id", v1 = false, hint = V2_ONLY },
+      person_id = { type = "id", v1 = false, hint = V2_ONLY },
+      org_id = { type = "id", v1 = false, hint = V2_ONLY },
+      updated_since = { type = "string", v1 = false, hint = V2_ONLY },
+      sort_by = { type = "string", enum = { "id", "update_time", "add_time", "due_date" }, v1 = false, hint = V2_ONLY },
+      sort_direction = { type = "string", enum = SORT_DIRECTIONS, v1 = false, hint = V2_ONLY },
+    }),
+  },
+  get = by_id("get", "id", "/api/v1/activities/{id}", "/api/v2/activities/{id}", 2, 1),
+  delete = by_id("delete", "id", "/api/v1/activities/{id}", "/api/v2/activities/{id}", 6, 3),
+  add = {
+    kind = "add",
+    v1 = { method = "POST", path = "/api/v1/activities", paging = "none", cost = 10 },
+    v2 = { method = "POST", path = "/api/v2/activities", paging = "none", cost = 5 },
+    params = ACTIVITY_FIELDS,
+  },
+}
+M.activities.update = update_of(M.activities.add, "id",
+  { method = "PUT", path = "/api/v1/activities/{id}", paging = "none", cost = 10 },
+  { method = "PATCH", path = "/api/v2/activities/{id}", paging = "none", cost = 5 })
+
+------------------------------------------------------------------------------
+-- Webhooks (v1 only; the triggers manage them)
+------------------------------------------------------------------------------
+M.webhooks = {
+  object = "webhook",
+  id_type = "id",
+  list = {
+    kind = "list",
+    v1 = { method = "GET", path = "/api/v1/webhooks", paging = "none", cost = 10 },
+    params = {},
+  },
+  add = {
+    kind = "add",
+    v1 = { method = "POST", path = "/api/v1/webhooks", paging = "none", cost = 10 },
+    params = {
+      subscription_url = { type = "string", required = true, min_len = 1 },
+      event_action = { type = "string", required = true,
+                       enum = { "create", "change", "delete", "added", "updated", "deleted", "merged", "*" } },
+      event_object = { type = "string", required = true,
+                       enum = { "activity", "activityType", "deal", "lead", "note", "organization", "person",
+                                "pipeline", "product", "stage", "user", "*" } },
+      name = { type = "string", required = true, min_len = 1, max_len = 255 },
+      user_id = { type = "id" },
+      http_auth_user = { type = "string" },
+      http_auth_password = { type = "string" },
+      version = { type = "string", enum = { "1.0", "2.0" } },
+    },
+  },
+  delete = by_id("delete", "id", "/api/v1/webhooks/{id}", nil, 6),
+}
+
 -- The resources in a stable order (for docs, the CLI and tests).
-M.RESOURCES = { "deals", "leads", "organizations", "persons", "users", "filters", "stages", "pipelines" }
-M.FUNCTIONS = { "list", "each", "add", "search", "get", "delete" }
+M.RESOURCES = { "deals", "leads", "organizations", "persons", "activities", "users", "filters", "stages",
+                "pipelines", "webhooks" }
+M.FUNCTIONS = { "list", "each", "add", "search", "get", "update", "delete" }
 
 return M
