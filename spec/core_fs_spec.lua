@@ -50,7 +50,10 @@ local function child(prelude, code, ...)
   spit(script, 'package.cpath = os.getenv("PD_CPATH")\nlocal core = require "pipedrive.core"\n' .. code)
   local args = {}
   for i, a in ipairs({ ... }) do args[i] = q(a) end
-  local out = capture(("cd %s && PD_CPATH=%s sh -c %s 2>&1"):format(q(dir), q(package.cpath),
+  -- The child runs elsewhere, so relative cpath entries are made absolute.
+  local cwd = os.getenv("PWD") or "."
+  local cpath = package.cpath:gsub("[^;]+", function(e) return e:sub(1, 1) == "/" and e or cwd .. "/" .. e end)
+  local out = capture(("cd %s && PD_CPATH=%s sh -c %s 2>&1"):format(q(dir), q(cpath),
     q(prelude .. "; exec " .. LUA .. " " .. q(script) .. " " .. table.concat(args, " "))))
   os.remove(script)
   return out
