@@ -25,7 +25,7 @@ CORE_SRC = csrc/core.c $(filter-out csrc/core.c csrc/httpd.c,$(wildcard csrc/*.c
 INST_LIBDIR ?= $(BUILD)/install/lib
 INST_LUADIR ?= $(BUILD)/install/lua
 
-.PHONY: all test demo lint clean install deps
+.PHONY: all test demo oauth-demo lint clean install deps
 
 all: $(CORE_SO) $(HTTPD_SO)
 
@@ -44,6 +44,9 @@ test: all
 
 demo: all
 	LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='$(BUILD)/?.so;;' $(LUA) examples/demo.lua
+
+oauth-demo: all
+	sh examples/oauth_demo.sh
 
 lint:
 	luacheck -q lua spec bin examples bench
