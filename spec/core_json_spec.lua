@@ -4,11 +4,7 @@ local core = require "pipedrive.core"
 
 local decode, encode, null, array = core.json_decode, core.json_encode, core.null, core.array
 
-local function raises(fn, ...)
-  local ok, msg = pcall(fn, ...)
-  assert.is_false(ok, "expected an error")
-  return tostring(msg)
-end
+local raises = require("support.util").raises
 
 -- decode must fail with nil, message (never raise, never crash)
 local function bad(text, pattern)

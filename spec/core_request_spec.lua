@@ -6,11 +6,7 @@ local build, null, array = core.build_request, core.null, core.array
 
 local BASE = "https://acme.pipedrive.com"
 
-local function raises(fn, ...)
-  local ok, msg = pcall(fn, ...)
-  assert.is_false(ok, "expected an error")
-  return tostring(msg)
-end
+local raises = require("support.util").raises
 
 local function req(t)
   t.method = t.method or "GET"

@@ -8,11 +8,7 @@ local function res(status, body, headers)
   return { status = status, body = body, headers = headers or { ["content-type"] = "application/json" } }
 end
 
-local function raises(fn, ...)
-  local ok, msg = pcall(fn, ...)
-  assert.is_false(ok, "expected an error")
-  return tostring(msg)
-end
+local raises = require("support.util").raises
 
 local V2_LIST = { method = "GET", path = "/api/v2/deals", paging = "cursor" }
 local V1_LIST = { method = "GET", path = "/api/v1/deals", paging = "offset" }

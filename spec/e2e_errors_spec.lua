@@ -3,11 +3,7 @@
 local sandbox = require "support.sandbox"
 local pipedrive = require "pipedrive"
 
-local function raises(fn, ...)
-  local ok, msg = pcall(fn, ...)
-  assert.is_false(ok, "expected an error")
-  return tostring(msg)
-end
+local raises = require("support.util").raises
 
 describe("errors", function()
   local sb, pd

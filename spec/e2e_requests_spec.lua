@@ -9,11 +9,7 @@ local function last(sb)
   return log[#log]
 end
 
-local function raises(fn, ...)
-  local ok, msg = pcall(fn, ...)
-  assert.is_false(ok, "expected an error")
-  return tostring(msg)
-end
+local raises = require("support.util").raises
 
 describe("requests on the wire", function()
   local sb, v2, v1
