@@ -3,7 +3,8 @@
 -- $PIPEDRIVE_OPENAPI_DIR; see spec/support/openapi.lua):
 --   openapi-v2.yaml              /api/v2/...
 --   openapi-v1-2026-01-14.yaml   v1 deals, persons, organizations, stages, pipelines
---   openapi-v1.yaml              v1 leads, users, filters, leadLabels, currencies
+--   openapi-v1.yaml              v1 leads, users, filters, leadLabels, currencies, webhooks
+-- (v1 activities and the v1 updates of deals, persons and organizations: the 2026-01-14 file)
 -- v1 endpoints are called under both prefixes the sandbox accepts, /v1 and /api/v1.
 --
 -- Requests go through the curl command line, not through the client under test,
@@ -50,6 +51,9 @@ local ERROR_SCHEMAS = {
     [401] = { "v1", "/users/me", "get", 401, "unathorizedResponse" },
     [400] = { "v1", "/users/{id}", "get", 404, "failResponse" },
     [404] = { "v1", "/users/{id}", "get", 404, "failResponse" },
+    -- FACTS §5: 422 when the 40-webhooks cap is hit; the file documents no body, so the
+    -- webhooks API's own error body is expected
+    [422] = { "v1", "/webhooks", "post", 400, "the 400 body of POST /webhooks" },
   },
   v2 = {
     [401] = { "v1", "/users/me", "get", 401, "unathorizedResponse" }, -- v2 documents no 401
@@ -213,7 +217,17 @@ local function verify(c, title)
       failures[#failures + 1] = ("$.success: expected %s (FACTS §1 envelope), got %s"):format(tostring(want),
         oa.kind(doc.success) == "null" and "null" or tostring(doc.success))
     end
-    if not want and type(doc.error) ~= "string" then
+    if c.envelope == "webhooks" and status ~= 401 then
+      -- FACTS §5: the webhooks API answers {"status":"ok"|"error","success",...} with field errors in `errors`
+      local want_status = want and "ok" or "error"
+      if doc.status ~= want_status then
+        failures[#failures + 1] = ("$.status: expected %q (FACTS §5 envelope), got %s"):format(want_status,
+          tostring(doc.status))
+      end
+      if not want and oa.kind(doc.errors) ~= "object" then
+        failures[#failures + 1] = "$.errors: expected the field errors object (FACTS §5), got " .. oa.kind(doc.errors)
+      end
+    elseif not want and type(doc.error) ~= "string" then
       failures[#failures + 1] = "$.error: expected the error message string (FACTS §1), got " .. oa.kind(doc.error)
     end
   else
@@ -438,6 +452,130 @@ endpoint("v1", V1_PREFIXES, { method = "get", doc = "/filters", status = 200, qu
 endpoint("v1", V1_PREFIXES, { method = "get", doc = "/filters", status = 401, token = "wrong-token",
   note = "wrong token" })
 
+-- updates: v2 PATCH, v1 PUT (2026-01-14 file), v1 leads PATCH (current file)
+local UPDATES = {
+  { "deals", "deal", { title = "Contract Deal A (renamed)", value = 1200, status = "won" }, { title = "" } },
+  { "persons", "person", { name = "Contract Person A (renamed)", emails = { { value = "new@example.com" } } },
+    { name = "" } },
+  { "organizations", "org", { name = "Contract Org A (renamed)", address = { value = "Narva" } }, { name = "" } },
+}
+for _, u in ipairs(UPDATES) do
+  local base, singular, body, bad = "/" .. u[1], u[2], u[3], u[4]
+  endpoint("v2", { "/api/v2" }, { method = "patch", doc = base .. "/{id}", status = 200, body = body,
+    path = function() return base .. "/" .. ctx[singular .. "_v2"] end })
+  endpoint("v2", { "/api/v2" }, { method = "patch", doc = base .. "/{id}", status = 404, body = body,
+    path = base .. "/987654", note = "unknown id" })
+  endpoint("v2", { "/api/v2" }, { method = "patch", doc = base .. "/{id}", status = 400, body = bad,
+    path = function() return base .. "/" .. ctx[singular .. "_v2"] end, note = "empty name" })
+  local v1body = {}
+  for k, v in pairs(body) do v1body[k] = v end
+  if v1body.value then v1body.value = "1300" end
+  if v1body.emails then v1body.email, v1body.emails = "newer@example.com", nil end
+  if v1body.address then v1body.address = "Tartu" end
+  endpoint("v1-old", V1_PREFIXES, { method = "put", doc = base .. "/{id}", status = 200, body = v1body,
+    path = function() return base .. "/" .. ctx[singular .. "_v1"] end })
+  endpoint("v1-old", V1_PREFIXES, { method = "put", doc = base .. "/{id}", status = 404, body = v1body,
+    path = base .. "/987654", note = "unknown id" })
+end
+endpoint("v1", V1_PREFIXES, { method = "patch", doc = "/leads/{id}", status = 200,
+  body = { title = "Contract Lead A (renamed)", value = { amount = 900, currency = "EUR" }, was_seen = true },
+  path = function() return "/leads/" .. ctx.lead_v1 end })
+endpoint("v1", V1_PREFIXES, { method = "patch", doc = "/leads/{id}", status = 404, body = { title = "x" },
+  path = "/leads/00000000-0000-4000-8000-000000000000", note = "unknown id" })
+
+-- activities: v2 (v2 file) and v1 (2026-01-14 file)
+local function activity_body(v1)
+  local n = next_n()
+  local b = { subject = "Contract call " .. n, type = "meeting", due_date = "2030-04-0" .. (n % 9 + 1),
+    due_time = "10:30", duration = "00:45", deal_id = ctx.deal_v2, person_id = ctx.person_v2, org_id = ctx.org_v2,
+    note = "Agenda", public_description = "Public", location = "Tallinn" }
+  if v1 then
+    b.user_id, b.busy_flag, b.done = 1, true, 0
+  else
+    b.owner_id, b.busy, b.done, b.priority = 1, true, false, 1
+    b.location = { value = "Tallinn, Estonia", locality = "Tallinn", country = "Estonia" }
+  end
+  return b
+end
+endpoint("v2", { "/api/v2" }, { method = "get", doc = "/activities", status = 200, expect = list_of(3) })
+endpoint("v2", { "/api/v2" }, { method = "get", doc = "/activities", status = 200, query = { limit = 2 },
+  note = "first page, limit=2", expect = cursor_more })
+endpoint("v2", { "/api/v2" }, { method = "get", doc = "/activities", status = 200,
+  query = { limit = 2, sort_by = "due_date", sort_direction = "desc" }, note = "sort_by=due_date", expect = cursor_more })
+endpoint("v2", { "/api/v2" }, { method = "post", doc = "/activities", status = 200, body = activity_body })
+endpoint("v2", { "/api/v2" }, { method = "get", doc = "/activities/{id}", status = 200,
+  path = function() return "/activities/" .. ctx.activity_v2 end })
+endpoint("v2", { "/api/v2" }, { method = "patch", doc = "/activities/{id}", status = 200,
+  body = { subject = "Contract call (moved)", done = true, due_time = "11:00" },
+  path = function() return "/activities/" .. ctx.activity_v2 end })
+endpoint("v2", { "/api/v2" }, { method = "delete", doc = "/activities/{id}", status = 200,
+  path = function() return "/activities/" .. make("/api/v2/activities", activity_body()).id end })
+endpoint("v2", { "/api/v2" }, { method = "get", doc = "/activities/{id}", status = 404, path = "/activities/987654",
+  note = "unknown id" })
+endpoint("v2", { "/api/v2" }, { method = "patch", doc = "/activities/{id}", status = 404, path = "/activities/987654",
+  body = { subject = "x" }, note = "unknown id" })
+endpoint("v2", { "/api/v2" }, { method = "delete", doc = "/activities/{id}", status = 404, path = "/activities/987654",
+  note = "unknown id" })
+endpoint("v2", { "/api/v2" }, { method = "post", doc = "/activities", status = 400, body = { type = "picnic" },
+  note = "unknown type" })
+endpoint("v2", { "/api/v2" }, { method = "get", doc = "/activities", status = 401, token = "wrong-token",
+  note = "wrong token" })
+endpoint("v1-old", V1_PREFIXES, { method = "get", doc = "/activities", status = 200, expect = list_of(3) })
+endpoint("v1-old", V1_PREFIXES, { method = "get", doc = "/activities", status = 200, query = { start = 0, limit = 2 },
+  note = "start=0&limit=2", expect = offset_more })
+endpoint("v1-old", V1_PREFIXES, { method = "post", doc = "/activities", status = 201,
+  body = function() return activity_body(true) end })
+endpoint("v1-old", V1_PREFIXES, { method = "get", doc = "/activities/{id}", status = 200,
+  path = function() return "/activities/" .. ctx.activity_v1 end })
+endpoint("v1-old", V1_PREFIXES, { method = "put", doc = "/activities/{id}", status = 200,
+  body = { subject = "Contract call (v1 moved)", done = 1, duration = "01:00" },
+  path = function() return "/activities/" .. ctx.activity_v1 end })
+endpoint("v1-old", V1_PREFIXES, { method = "delete", doc = "/activities/{id}", status = 200,
+  path = function() return "/activities/" .. make("/v1/activities", activity_body(true)).id end })
+endpoint("v1-old", V1_PREFIXES, { method = "get", doc = "/activities/{id}", status = 404, path = "/activities/987654",
+  note = "unknown id" })
+endpoint("v1-old", V1_PREFIXES, { method = "post", doc = "/activities", status = 400, body = { due_date = "someday" },
+  note = "bad due_date" })
+endpoint("v1-old", V1_PREFIXES, { method = "get", doc = "/activities", status = 401, token = "wrong-token",
+  note = "wrong token" })
+
+-- webhooks (current v1 file; FACTS §5). Their events (notes) never happen, so nothing is delivered.
+local function webhook_body(extra)
+  return function()
+    local b = { subscription_url = "http://127.0.0.1:9/contract-hook", event_action = "create",
+      event_object = "note", name = "Contract webhook " .. next_n() }
+    for k, v in pairs(extra or {}) do b[k] = v end
+    return b
+  end
+end
+local webhooks_full = false
+endpoint("v1", V1_PREFIXES, { method = "get", doc = "/webhooks", status = 200, envelope = "webhooks",
+  expect = list_of(1) })
+endpoint("v1", V1_PREFIXES, { method = "post", doc = "/webhooks", status = 201, envelope = "webhooks",
+  body = webhook_body() })
+endpoint("v1", V1_PREFIXES, { method = "post", doc = "/webhooks", status = 201, envelope = "webhooks",
+  body = webhook_body{ version = "1.0", event_action = "added", event_object = "activityType",
+                       http_auth_user = "hook", http_auth_password = "s3cret" },
+  note = "version 1.0, Basic auth" })
+endpoint("v1", V1_PREFIXES, { method = "delete", doc = "/webhooks/{id}", status = 200, envelope = "webhooks",
+  path = function() return "/webhooks/" .. make("/v1/webhooks", webhook_body()()).id end })
+endpoint("v1", V1_PREFIXES, { method = "delete", doc = "/webhooks/{id}", status = 404, envelope = "webhooks",
+  path = "/webhooks/987654", note = "unknown id" })
+endpoint("v1", V1_PREFIXES, { method = "post", doc = "/webhooks", status = 400, envelope = "webhooks",
+  body = webhook_body{ subscription_url = "not a url" }, note = "bad subscription_url" })
+endpoint("v1", V1_PREFIXES, { method = "post", doc = "/webhooks", status = 400, envelope = "webhooks",
+  body = webhook_body{ event_action = "added" }, note = "v1 action in a version 2.0 webhook" })
+endpoint("v1", V1_PREFIXES, { method = "post", doc = "/webhooks", status = 422, envelope = "webhooks",
+  body = function()
+    if not webhooks_full then
+      for _ = 1, 40 do make("/v1/webhooks", webhook_body{ user_id = 3 }()) end
+      webhooks_full = true
+    end
+    return webhook_body{ user_id = 3 }()
+  end, note = "40 webhooks per user" })
+endpoint("v1", V1_PREFIXES, { method = "get", doc = "/webhooks", status = 401, envelope = "webhooks",
+  token = "wrong-token", note = "wrong token" })
+
 ---------------------------------------------------------------------------
 
 local function title_of(c)
@@ -472,6 +610,11 @@ describe("contract: sandbox responses match Pipedrive's OpenAPI files", function
       value = { amount = 500, currency = "EUR" } }).id
     make("/v1/leads", { title = "Contract Lead B", organization_id = ctx.org_v1 })
     make("/v1/leads", { title = "Contract Lead C", person_id = ctx.person_v1, organization_id = ctx.org_v1 })
+    ctx.activity_v2 = make("/api/v2/activities", activity_body()).id
+    make("/api/v2/activities", activity_body())
+    ctx.activity_v1 = make("/v1/activities", activity_body(true)).id
+    make("/v1/activities", activity_body(true))
+    make("/v1/webhooks", webhook_body()())
   end)
 
   teardown(function()

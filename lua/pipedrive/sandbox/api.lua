@@ -434,9 +434,19 @@ local function labels(b, api)
   return b:int_array("label_ids")
 end
 
-local function normalize_deal(app, b, api)
+-- The record's name or title: required when adding; when updating it may be
+-- left out, but not emptied.
+local function name_field(b, name, opts)
+  local update = opts and opts.update
+  if update and b.raw[name] == null then invalid(name, "cannot be empty") end
+  local v = b:string(name, { required = not update, max = 255 })
+  if update and v and not v:find("%S") then invalid(name, "cannot be empty") end
+  return v
+end
+
+local function normalize_deal(app, b, api, opts)
   local f = {}
-  f.title = b:string("title", { required = true, max = 255 })
+  f.title = name_field(b, "title", opts)
   f.value = b:number("value", { string_ok = api == "v1" })
   local cur = b:string("currency")
   if cur then
@@ -474,9 +484,9 @@ end
 
 local MARKETING = { "no_consent", "unsubscribed", "subscribed", "archived" }
 
-local function normalize_person(app, b, api)
+local function normalize_person(app, b, api, opts)
   local f = {}
-  f.name = b:string("name", { required = true, max = 255 })
+  f.name = name_field(b, "name", opts)
   f.owner_id = user_ref(app, b, "owner_id")
   f.org_id = live_ref(app, b, "org_id", "organization", "organization")
   if api == "v1" then
@@ -499,9 +509,9 @@ local function normalize_person(app, b, api)
   return f
 end
 
-local function normalize_org(app, b, api)
+local function normalize_org(app, b, api, opts)
   local f = {}
-  f.name = b:string("name", { required = true, max = 255 })
+  f.name = name_field(b, "name", opts)
   f.owner_id = user_ref(app, b, "owner_id")
   f.label_ids = labels(b, api)
   f.visible_to = b:visible_to()
@@ -520,11 +530,13 @@ end
 
 local function normalize_lead(app, b, _, opts)
   local f = {}
-  f.title = b:string("title", { required = true, max = 255 })
+  local update = opts and opts.update
+  f.title = name_field(b, "title", opts)
   f.owner_id = user_ref(app, b, "owner_id")
   f.person_id = live_ref(app, b, "person_id", "person", "person")
   f.organization_id = live_ref(app, b, "organization_id", "organization", "organization")
-  if not f.person_id and not f.organization_id and not (opts and opts.unlinked_ok) then
+  if update then f.is_archived = b:bool("is_archived") end
+  if not f.person_id and not f.organization_id and not (opts and (opts.unlinked_ok or update)) then
     invalid("person_id", "a lead must be linked to a person_id or an organization_id")
   end
   local labels_v = b:get("label_ids")
@@ -866,12 +878,11 @@ function M.get(app, ctx, res)
   return 200, body
 end
 
-function M.add(app, ctx, res)
-  local st, kind, api = app.store, res.kind, ctx.api
-  local fields = M.NORMALIZE[kind](app, ctx.body, api)
-  local r = st:add(kind, fields)
+-- The answer to an add (v1 201, v2 200) or an update (200): the record in the version's shape.
+local function saved(app, kind, api, r, v1_status)
+  local st = app.store
   if kind == "lead" then
-    return 201, { success = true, data = shapes.lead_v1(st, r) }
+    return v1_status, { success = true, data = shapes.lead_v1(st, r) }
   end
   if api == "v2" then
     local shape = ({ deal = shapes.deal_v2, person = shapes.person_v2, organization = shapes.org_v2 })[kind]
@@ -880,12 +891,66 @@ function M.add(app, ctx, res)
   local shape = ({ deal = shapes.deal_v1, person = shapes.person_v1, organization = shapes.org_v1 })[kind]
   local related = shapes.related(st, kind, { r })
   if kind == "person" then related = { user = related.user } end
-  return 201, { success = true, data = shape(st, r), related_objects = related }
+  return v1_status, { success = true, data = shape(st, r), related_objects = related }
+end
+
+function M.add(app, ctx, res)
+  local kind = res.kind
+  local fields = M.NORMALIZE[kind](app, ctx.body, ctx.api)
+  local r = app.store:add(kind, fields)
+  app.hooks:publish(app.hooks:prepare(kind, "create"), r)
+  return saved(app, kind, ctx.api, r, 201)
+end
+
+-- Body fields an update may set to null to unset them.
+local CLEARABLE = {
+  deal = { "person_id", "org_id", "expected_close_date", "probability", "lost_reason", "origin_id", "channel",
+           "channel_id" },
+  person = { "org_id", "birthday", "job_title", "notes", "postal_address" },
+  organization = { "address", "website", "linkedin", "industry", "annual_revenue", "employee_count" },
+  lead = { "person_id", "organization_id", "value", "expected_close_date", "origin_id", "channel", "channel_id" },
+}
+M.CLEARABLE = CLEARABLE
+
+--- The fields and the set of cleared names of an update body, checked like an
+-- add (nothing required). Raises before anything changes.
+function M.update_fields(app, ctx, kind)
+  local b = ctx.body
+  local fields = M.NORMALIZE[kind](app, b, ctx.api, { update = true })
+  local clear = {}
+  for _, name in ipairs(CLEARABLE[kind] or {}) do
+    if b.raw[name] == null then clear[name] = true end
+  end
+  if b.raw.label_ids == null or (ctx.api == "v1" and b.raw.label == null) then fields.label_ids = {} end
+  return fields, clear
+end
+
+-- PATCH /api/v2/x/{id}, PUT /v1/x/{id}, PATCH /v1/leads/{id}.
+function M.update(app, ctx, res)
+  local st, kind = app.store, res.kind
+  local r = st:live(kind, ctx.id)
+  if not r then not_found(res) end
+  local fields, clear = M.update_fields(app, ctx, kind)
+  if kind == "lead" then
+    local person = not clear.person_id and (fields.person_id or r.person_id)
+    local org = not clear.organization_id and (fields.organization_id or r.organization_id)
+    if not person and not org then
+      invalid("person_id", "a lead must stay linked to a person_id or an organization_id")
+    end
+  end
+  local ev = app.hooks:prepare(kind, "change", r)
+  st:update(kind, r, fields, clear)
+  app.hooks:publish(ev, r)
+  return saved(app, kind, ctx.api, r, 200)
 end
 
 function M.delete(app, ctx, res)
-  local r = app.store:delete(res.kind, ctx.id)
+  local st, kind = app.store, res.kind
+  local r = st:live(kind, ctx.id)
   if not r then not_found(res) end
+  local ev = app.hooks:prepare(kind, "delete", r)
+  st:delete(kind, ctx.id)
+  app.hooks:publish(ev, nil)
   return 200, { success = true, data = { id = r.id } }
 end
 
@@ -1081,6 +1146,15 @@ function M.lead_labels(app)
   local st = app.store
   return 200, { success = true, data = map(st.lead_labels, function(l) return shapes.lead_label_v1(st, l) end) }
 end
+
+-- For the handlers in other files (activities).
+M.helpers = {
+  select_records = select_records, offset_params = offset_params, offset_page = offset_page,
+  cursor_page = cursor_page, cursor_limit = cursor_limit, v2_order = v2_order, v2_sort = v2_sort,
+  filter_rule = filter_rule, live_ref = live_ref, user_ref = user_ref, v2_include = v2_include,
+  not_found = not_found, address = address, app_none = app_none, map = map, v1_list_answer = v1_list_answer,
+  empty_v1_data = empty_v1_data, since_until = since_until,
+}
 
 function M.currencies(app, ctx)
   local st = app.store

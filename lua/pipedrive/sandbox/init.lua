@@ -16,6 +16,8 @@
 --   GET    /_sandbox/state     every record, deleted ones included, and the id counters
 --   GET    /_sandbox/requests  the API requests received (tokens redacted)
 --   DELETE /_sandbox/requests  clears that log
+--   GET    /_sandbox/deliveries  webhook delivery attempts (see delivery.lua)
+--   DELETE /_sandbox/deliveries  clears that log
 --   POST   /_sandbox/bulk      {"object":"deal","count":N,"title_prefix":"Bulk","fields":{...}}
 --   POST   /_sandbox/shutdown  asks the server loop to stop
 --
@@ -23,12 +25,20 @@
 -- start and on reset), clock (seconds; default os.time), rate_limit (requests per
 -- 2 s window, default 80), search_rate_limit (default 10), daily_limit (POSTs per
 -- day, default 10000), real_nulls (write null where Pipedrive does even when the
--- schema does not allow it; see shapes.lua), log_max (request log size, 10000).
+-- schema does not allow it; see shapes.lua), log_max (request log size, 10000),
+-- webhook_retry_delays (seconds before each retry, default { 3, 30, 150 }),
+-- webhook_duplicate (send every successful delivery twice), webhook_timeout (10).
+--
+-- Webhook deliveries are only queued while a request is handled; a server
+-- loop sends them with `app:tick()` between requests (`app:wait(max)` says
+-- how long it may sleep before that is due) and ends with `app:close()`.
 local json = require "pipedrive.sandbox.json"
 local util = require "pipedrive.sandbox.util"
 local check = require "pipedrive.sandbox.check"
 local store_mod = require "pipedrive.sandbox.store"
 local api = require "pipedrive.sandbox.api"
+local activities = require "pipedrive.sandbox.activities"
+local webhooks = require "pipedrive.sandbox.webhooks"
 
 local null, array = json.null, json.array
 local fail = check.fail
@@ -64,6 +74,8 @@ function M.new(opts)
   app.fine_clock = opts.fine_clock or (opts.clock) or default_fine_clock()
   app.store = store_mod.new{ clock = app.clock, fixtures = opts.fixtures, seed = opts.seed }
   app.store.real_nulls = opts.real_nulls == true
+  app.hooks = webhooks.new(app, { retry_delays = opts.webhook_retry_delays, duplicate = opts.webhook_duplicate,
+                                  timeout = opts.webhook_timeout })
   app:reset_counters()
   return app
 end
@@ -75,10 +87,26 @@ function App:reset_counters()
   self.list_cache = { n = 0 }
 end
 
---- Back to the seeded state: records, request log, rate-limit counters.
+--- Back to the seeded state: records, request log, rate-limit counters,
+-- webhooks and their pending deliveries.
 function App:reset()
   self.store:reset()
+  self.hooks:reset()
   self:reset_counters()
+end
+
+--- Webhook deliveries: start the due ones, collect the finished ones.
+function App:tick()
+  self.hooks.delivery:pump()
+end
+
+--- Seconds the server loop may wait for requests before tick() has work (at most `max`).
+function App:wait(max)
+  return self.hooks.delivery:wait(max)
+end
+
+function App:close()
+  self.hooks.delivery:close()
 end
 
 ------------------------------------------------------------------------------
@@ -171,6 +199,9 @@ local function split_prefix(path)
   return nil
 end
 
+-- Resources with their own router: fn(version, segs) -> methods, resource, path id.
+local ROUTERS = { activities = activities.route, webhooks = webhooks.route }
+
 --- methods (method -> handler), resource, path id; nil for an unknown path.
 local function route(version, segs)
   local n, top = #segs, segs[1]
@@ -182,9 +213,15 @@ local function route(version, segs)
     if n == 2 and res.kind == "lead" and segs[2] == "archived" then
       return { GET = api.list_archived_leads_v1 }, res
     end
-    if n == 2 then return { GET = api.get, DELETE = api.delete }, res, segs[2] end
+    if n == 2 then
+      -- updates: PATCH in v2 and for v1 leads, PUT for the other v1 records
+      local update = (version == "v2" or res.kind == "lead") and "PATCH" or "PUT"
+      return { GET = api.get, DELETE = api.delete, [update] = api.update }, res, segs[2]
+    end
     return nil
   end
+  local router = ROUTERS[top]
+  if router then return router(version, segs) end
   if n ~= 1 then return nil end
   local fn = (version == "v1" and V1_LOOKUPS or V2_LOOKUPS)[top]
   if fn then return { GET = fn } end
@@ -248,7 +285,8 @@ function App:dispatch(ctx)
   if not ctx.me then fail(401, "unauthorized access") end
   ctx.q = check.query(query)
   if id then ctx.id = path_id(res, id) end
-  if ctx.method == "POST" then ctx.body = read_body(req, version, res) end
+  local m = ctx.method
+  if m == "POST" or m == "PUT" or m == "PATCH" then ctx.body = read_body(req, version, res) end
   return fn(self, ctx, res)
 end
 
@@ -319,11 +357,22 @@ local ADMIN = {
     self:reset()
     return 200, { ok = true }
   end },
-  ["/_sandbox/state"] = { GET = function(self) return 200, self.store:dump() end },
+  ["/_sandbox/state"] = { GET = function(self)
+    local state = self.store:dump()
+    state.webhooks = self.hooks:dump()
+    return 200, state
+  end },
   ["/_sandbox/requests"] = {
     GET = function(self) return 200, self.log end,
     DELETE = function(self)
       self.log = array()
+      return 200, { ok = true }
+    end,
+  },
+  ["/_sandbox/deliveries"] = {
+    GET = function(self) return 200, self.hooks.delivery.log end,
+    DELETE = function(self)
+      self.hooks.delivery.log = array()
       return 200, { ok = true }
     end,
   },

@@ -30,19 +30,37 @@ Options:
   --real-nulls         write null where Pipedrive does even when its OpenAPI
                        schema does not allow null (default: leave such
                        properties out)
+  --webhook-retry-delays LIST
+                       seconds to wait before each retry of a failed webhook
+                       delivery, comma-separated (default 3,30,150: four
+                       attempts); "" sends each event once
+  --webhook-duplicate  send every successfully delivered webhook event a
+                       second time, as real networks sometimes do
   --quiet              do not print the listening line
   -h, --help           show this text
 
+Webhooks: POST /v1/webhooks subscribes a URL to events (version "2.0" by
+default, "1.0" for the v1 payload format). Creating, updating and deleting
+deals, persons, organizations, activities and leads (v2 webhooks only)
+through the API sends each matching webhook a JSON POST, with HTTP Basic
+auth when the webhook has http_auth_user/http_auth_password. Deliveries go
+out after the API call is answered, from background curl processes; a 2xx
+answer within 10 s is a success, anything else is retried (see
+--webhook-retry-delays) and then dropped.
+
 Admin endpoints (no token, loopback clients only):
-  GET /_sandbox/health, POST /_sandbox/reset, GET /_sandbox/state,
-  GET|DELETE /_sandbox/requests, POST /_sandbox/bulk
+  GET /_sandbox/health, POST /_sandbox/reset (also removes webhooks and
+  pending deliveries), GET /_sandbox/state, GET|DELETE /_sandbox/requests,
+  GET|DELETE /_sandbox/deliveries (webhook delivery attempts: webhook_id,
+  event_id, object, action, attempt, status, ok, time), POST /_sandbox/bulk
   {"object":"deal","count":N,"title_prefix":"Bulk"}, POST /_sandbox/shutdown
 
 It exits on SIGTERM or SIGINT.
 ]]
 
-local FLAGS = { allow_remote = true, quiet = true, real_nulls = true, help = true }
-local VALUES = { host = true, port = true, port_file = true, api_token = true, fixtures = true, exit_after = true }
+local FLAGS = { allow_remote = true, quiet = true, real_nulls = true, help = true, webhook_duplicate = true }
+local VALUES = { host = true, port = true, port_file = true, api_token = true, fixtures = true, exit_after = true,
+                 webhook_retry_delays = true }
 
 --- argv -> options table, or nil and a message.
 function M.parse_args(argv)
@@ -85,6 +103,18 @@ function M.parse_args(argv)
     local n = tonumber(o.exit_after)
     if not n or n <= 0 then return nil, "--exit-after must be a positive number of seconds" end
     o.exit_after = n
+  end
+  if o.webhook_retry_delays ~= nil and type(o.webhook_retry_delays) == "string" then
+    local delays = {}
+    for part in o.webhook_retry_delays:gmatch("[^,]+") do
+      local n = tonumber((part:gsub("^%s+", ""):gsub("%s+$", "")))
+      if not n or n < 0 or n ~= n or n == math.huge then
+        return nil, "--webhook-retry-delays must be a comma-separated list of seconds, such as 3,30,150"
+      end
+      delays[#delays + 1] = n
+    end
+    if #delays > 10 then return nil, "--webhook-retry-delays takes at most 10 delays" end
+    o.webhook_retry_delays = delays
   end
   if o.api_token == "" then return nil, "--api-token must not be empty" end
   if o.host == "localhost" then o.host = "127.0.0.1" end
@@ -129,7 +159,8 @@ function M.main(argv)
     return 2
   end
   local httpd = require "pipedrive.httpd"
-  local app = sandbox.new{ api_token = o.api_token, fixtures = o.fixtures, real_nulls = o.real_nulls }
+  local app = sandbox.new{ api_token = o.api_token, fixtures = o.fixtures, real_nulls = o.real_nulls,
+                           webhook_retry_delays = o.webhook_retry_delays, webhook_duplicate = o.webhook_duplicate }
   local srv, lerr = httpd.listen{
     host = o.host, port = o.port, max_body = 16 * 1024 * 1024,
     handler = function(req) return app:handle(req) end,
@@ -152,16 +183,21 @@ function M.main(argv)
     io.stdout:write(("pipedrive sandbox listening on http://%s:%d\n"):format(shown, port))
     io.stdout:flush()
   end
+  -- Requests are served in srv:step; webhook deliveries start and are
+  -- collected between steps (app:tick), so the loop wakes up as often as
+  -- they need (app:wait) and never waits for a receiver.
   local deadline = o.exit_after and (os.time() + o.exit_after)
   while not app.stop_requested do
-    local wait = 0.5
+    local wait = app:wait(0.5)
     if deadline then
       local left = deadline - os.time()
       if left <= 0 then break end
       if left < wait then wait = left end
     end
     srv:step(wait)
+    app:tick()
   end
+  app:close()
   srv:close()
   return 0
 end

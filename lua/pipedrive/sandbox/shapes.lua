@@ -237,6 +237,10 @@ local function org_related(st, o)
   return r
 end
 
+-- For other record types' related_objects (activities).
+M.person_related, M.org_related, M.user_related = person_related, org_related, user_related
+M.cc_email, M.none = cc_email, none
+
 ------------------------------------------------------------------------------
 -- Stages, pipelines, users, filters, labels, currencies
 ------------------------------------------------------------------------------

@@ -128,7 +128,7 @@ Store.__index = Store
 Store.FILTER_RULES = FILTER_RULES
 
 -- The kinds of records the API creates.
-M.KINDS = { "deal", "person", "organization", "lead" }
+M.KINDS = { "deal", "person", "organization", "lead", "activity" }
 
 --- A new store in its seeded state. opts: clock, seed (lead UUIDs), fixtures (deals to pre-create).
 function M.new(opts)
@@ -159,12 +159,12 @@ function Store:reset()
   self.filter_by_id = index(self.filters)
   self.lead_label_by_id = index(self.lead_labels)
   self.currency_by_code = index(self.currencies, "code")
-  self.records = { deal = {}, person = {}, organization = {}, lead = {} }
-  self.by_id = { deal = {}, person = {}, organization = {}, lead = {} }
-  self.last_id = { deal = 0, person = 0, organization = 0 }
+  self.records = { deal = {}, person = {}, organization = {}, lead = {}, activity = {} }
+  self.by_id = { deal = {}, person = {}, organization = {}, lead = {}, activity = {} }
+  self.last_id = { deal = 0, person = 0, organization = 0, activity = 0 }
   -- How many records of a kind are marked deleted: with none, "every live
   -- record in id order" is the list itself and needs no walk.
-  self.deleted_count = { deal = 0, person = 0, organization = 0, lead = 0 }
+  self.deleted_count = { deal = 0, person = 0, organization = 0, lead = 0, activity = 0 }
   self.version = self.version + 1
   self.counts_cache = nil
   if self.fixtures > 0 then
@@ -244,6 +244,11 @@ local function next_id(self, kind)
   local id = self.last_id[kind] + 1
   self.last_id[kind] = id
   return id
+end
+
+--- Stores a record built elsewhere (activities): `build(id, now)` returns it.
+function Store:insert(kind, build)
+  return add(self, kind, build(next_id(self, kind), self:now()))
 end
 
 --- Creates a deal from fields already checked by the app (see init.lua).
@@ -400,6 +405,77 @@ function Store:add(kind, f)
   return ADDERS[kind](self, f)
 end
 
+-- What an update changes beyond the fields themselves, per kind. `old` is a
+-- shallow copy of the record before the fields were written.
+local function update_deal(self, d, f, old, now)
+  if f.stage_id then
+    d.pipeline_id = self.stage_by_id[f.stage_id].pipeline_id
+  elseif f.pipeline_id and self.stage_by_id[d.stage_id].pipeline_id ~= f.pipeline_id then
+    d.stage_id = self:pipeline_stages(f.pipeline_id)[1].id
+  end
+  if d.stage_id ~= old.stage_id then d.stage_change_time = now end
+  local status = f.status
+  if status == "deleted" or f.is_deleted == true then
+    d.status = old.status
+    if not d.deleted then
+      d.deleted = true
+      self.deleted_count.deal = self.deleted_count.deal + 1
+    end
+  else
+    d.deleted = old.deleted
+  end
+  if status and status ~= "deleted" and status ~= old.status then
+    if status == "won" then
+      d.won_time = f.won_time or now
+      d.first_won_time = d.first_won_time or d.won_time
+      d.close_time = f.close_time or d.won_time
+      d.lost_time = nil
+    elseif status == "lost" then
+      d.lost_time = f.lost_time or now
+      d.close_time = f.close_time or d.lost_time
+      d.won_time = nil
+    else
+      d.won_time, d.lost_time, d.close_time = nil, nil, nil
+    end
+  end
+  if f.is_archived == true and not old.is_archived then d.archive_time = f.archive_time or now end
+  if f.is_archived == false then d.archive_time = nil end
+  d.is_deleted = nil
+end
+
+local function update_person(_, p, f)
+  if f.name then p.first_name, p.last_name = split_name(f.name) end
+end
+
+local UPDATERS = { deal = update_deal, person = update_person }
+
+--- Writes checked fields into a live record: `fields` (name -> new value;
+-- custom_fields are merged), `clear` (a set of names to unset). Arrays are
+-- replaced. Returns the record.
+function Store:update(kind, r, fields, clear)
+  local now = self:now()
+  local old = {}
+  for k, v in pairs(r) do old[k] = v end
+  for k, v in pairs(fields) do
+    if k == "custom_fields" then
+      local merged = {}
+      for ck, cv in pairs(r.custom_fields or {}) do merged[ck] = cv end
+      for ck, cv in pairs(v) do merged[ck] = cv end
+      r.custom_fields = merged
+    elseif k == "label_ids" or k == "emails" or k == "phones" or k == "ims" then
+      r[k] = array(v)
+    else
+      r[k] = v
+    end
+  end
+  for k in pairs(clear or {}) do r[k] = nil end
+  local extra = UPDATERS[kind]
+  if extra then extra(self, r, fields, old, now) end
+  r.update_time = now
+  self:touch()
+  return r
+end
+
 --- Deletes: deals, persons and organizations are marked, leads removed.
 -- Returns the record, or nil when there is no live record with that id.
 function Store:delete(kind, id)
@@ -487,11 +563,13 @@ function Store:dump()
   return {
     company = self.company,
     counters = { deal = self.last_id.deal, person = self.last_id.person,
-                 organization = self.last_id.organization, lead = #self.records.lead },
+                 organization = self.last_id.organization, lead = #self.records.lead,
+                 activity = self.last_id.activity },
     deals = copy_records(self.records.deal),
     persons = copy_records(self.records.person),
     organizations = copy_records(self.records.organization),
     leads = copy_records(self.records.lead),
+    activities = copy_records(self.records.activity),
     users = copy_records(self.users),
     pipelines = copy_records(self.pipelines),
     stages = copy_records(self.stages),
