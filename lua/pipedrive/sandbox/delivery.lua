@@ -163,10 +163,14 @@ function Delivery:start(job)
     job.failed_to_start = true
     return
   end
+  -- The job removes its config and body itself once curl is done (so no
+  -- credentials stay behind, whatever happens to the sandbox), then publishes
+  -- the status; when close() removed the config first, it publishes nothing.
+  local q_cfg, q_body, q_tmp, q_out = shell_quote(cfg), shell_quote(body), shell_quote(out .. ".tmp"), shell_quote(out)
   local cmd = ("(umask 077; %s -s -o /dev/null -w '%%{http_code}' --max-time %s -K %s --data-binary @%s > %s"
-    .. " 2>/dev/null; if [ -e %s ]; then mv -f %s %s; else rm -f %s; fi) </dev/null >/dev/null 2>&1 &"):format(
-    shell_quote(self.curl), tostring(self.timeout), shell_quote(cfg), shell_quote(body), shell_quote(out .. ".tmp"),
-    shell_quote(body), shell_quote(out .. ".tmp"), shell_quote(out), shell_quote(out .. ".tmp"))
+    .. " 2>/dev/null; if [ -e %s ]; then rm -f %s %s; mv -f %s %s; else rm -f %s %s; fi) </dev/null >/dev/null 2>&1 &")
+    :format(shell_quote(self.curl), tostring(self.timeout), q_cfg, q_body, q_tmp,
+      q_cfg, q_cfg, q_body, q_tmp, q_out, q_body, q_tmp)
   if not os.execute(cmd) then job.failed_to_start = true end
 end
 
@@ -272,9 +276,12 @@ function Delivery:pump()
   self.queue = rest
 end
 
---- Removes the files of attempts still under way (their curl then cleans up after itself).
+--- Removes the config files of attempts still under way (each job then
+-- removes the rest and publishes no result).
 function Delivery:close()
-  for _, job in ipairs(self.running) do remove_files(job) end
+  for _, job in ipairs(self.running) do
+    if job.files then os.remove(job.files[1]) end
+  end
   self.running = {}
   self.queue = {}
 end
