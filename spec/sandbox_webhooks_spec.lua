@@ -676,6 +676,8 @@ describe("sandbox webhook delivery (process)", function()
     assert.equal(cjson.null, by["v1.deleted.deal"].body.current)
     assert.equal(0, by["v1.deleted.deal"].body.retry)
 
+    -- the sandbox records an attempt once its curl has ended, a moment after the receiver answered
+    assert.is_true(rx.until_(function() return #admin_get(sb, "/_sandbox/deliveries") >= 6 end, 10))
     local log = admin_get(sb, "/_sandbox/deliveries")
     assert.equal(6, #log)
     for _, e in ipairs(log) do
@@ -708,6 +710,7 @@ describe("sandbox webhook delivery (process)", function()
     assert.equal(v1[1].body.meta.timestamp, v1[3].body.meta.timestamp)
     rx.until_(function() return false end, 0.3) -- nothing more comes
     assert.equal(3, #rx.at("/v2"))
+    assert.is_true(rx.until_(function() return #admin_get(sb, "/_sandbox/deliveries") >= 6 end, 10))
     local log = admin_get(sb, "/_sandbox/deliveries")
     local attempts = {}
     for _, e in ipairs(log) do
@@ -772,6 +775,7 @@ describe("sandbox webhook delivery with --webhook-duplicate (process)", function
     assert.equal(2, #got)
     assert.same(got[1].body, got[2].body)
     assert.equal("Twice Ltd", got[1].body.data.name)
+    assert.is_true(rx.until_(function() return #admin_get(sb, "/_sandbox/deliveries") >= 2 end, 10))
     local log = admin_get(sb, "/_sandbox/deliveries")
     assert.equal(2, #log)
     assert.is_nil(log[1].duplicate)
