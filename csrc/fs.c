@@ -14,7 +14,7 @@
  * These are expected failures (a missing directory, a full disk), so they
  * are returned as nil, "<path>: <reason>", errno in the io.open style;
  * only misuse (wrong argument types) raises. Error text names the path and
- * the OS reason, never the data. Needs oauth.c (included before this file)
+ * the OS reason, never the data. Needs secret.c (included before this file)
  * for randomness, the protected push and registration.
  */
 #include "compat.h"
@@ -120,7 +120,7 @@ static int fs_write_file_atomic(lua_State *L) {
   unsigned char rnd[6];
   int fd, e, n;
   luaL_argcheck(L, mode >= 0 && mode <= 0777, 3, "mode must be permission bits (0 to 511)");
-  if (oauth_random_bytes(rnd, sizeof rnd) != 0) return fs_fail(L, path, "no randomness for a temporary name: ", errno);
+  if (secret_random_bytes(rnd, sizeof rnd) != 0) return fs_fail(L, path, "no randomness for a temporary name: ", errno);
   n = snprintf(tmp, sizeof tmp, "%s.tmp.%ld.", path, (long)getpid());
   if (n < 0 || (size_t)n + 2 * sizeof rnd >= sizeof tmp) return fs_fail(L, path, "", ENAMETOOLONG);
   k = (size_t)n;
@@ -226,7 +226,7 @@ static int fs_read_file(lua_State *L) {
       if (errno == EINTR) continue;
       e = errno;
       (void)close(fd);
-      oauth_buf_release(&b, 1);
+      secret_buf_release(&b, 1);
       return fs_fail(L, path, "", e);
     }
     if (r == 0) break;
@@ -239,14 +239,14 @@ static int fs_read_file(lua_State *L) {
   }
   (void)close(fd);
   if (too_big || pd_buf_failed(&b)) {
-    oauth_buf_release(&b, 1);
+    secret_buf_release(&b, 1);
     if (!too_big) return fs_fail(L, path, "", ENOMEM);
     lua_pushnil(L);
     lua_pushfstring(L, "%s: file is larger than %d bytes", path, (int)max);
     return 2;
   }
   /* The file may hold a token: wipe the C copy once Lua has its own. */
-  oauth_push_buf(L, &b, 1);
+  secret_push_buf(L, &b, 1);
   return 1;
 }
 
@@ -258,5 +258,5 @@ static void pd_fs_open(lua_State *L) {
       {"read_file", fs_read_file},
       {NULL, NULL},
   };
-  oauth_register(L, fns);
+  secret_register(L, fns);
 }

@@ -190,6 +190,7 @@ typedef struct pd_jdec {
   const char *err;      /* first error: static text */
   size_t err_pos;       /* its 0-based byte offset */
   int err_ch;           /* offending byte, or -1 */
+  int lenient;          /* PD_JSON_LENIENT: see pd_json_decode_mode */
 } pd_jdec;
 
 /* Records the first error and unwinds by returning 0 up the recursion; the
@@ -281,8 +282,8 @@ static int pd_jdec_string(pd_jdec *d) {
       q++;
     } else {
       int n = pd_utf8_seq(q, end);
-      if (!n) return pd_jdec_fail(d, q, "invalid UTF-8 in string", 0);
-      q += n;
+      if (!n && !d->lenient) return pd_jdec_fail(d, q, "invalid UTF-8 in string", 0);
+      q += n ? n : 1;
     }
   }
   if (q >= end) return pd_jdec_fail(d, d->p, "unterminated string", 0);
@@ -314,12 +315,19 @@ static int pd_jdec_string(pd_jdec *d) {
         default: return pd_jdec_fail(d, q, "invalid escape in string", 0);
       }
       if (t - q < 6 || !pd_hex4(q + 2, &cp)) return pd_jdec_fail(d, q, "invalid \\u escape in string", 0);
-      if (cp >= 0xDC00 && cp <= 0xDFFF) return pd_jdec_fail(d, q, "lone low surrogate in string", 0);
-      if (cp >= 0xD800 && cp <= 0xDBFF) {
-        if (t - q < 12 || q[6] != '\\' || q[7] != 'u' || !pd_hex4(q + 8, &lo) || lo < 0xDC00 || lo > 0xDFFF)
-          return pd_jdec_fail(d, q, "lone high surrogate in string", 0);
-        cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-        q += 12;
+      if (cp >= 0xDC00 && cp <= 0xDFFF) {
+        if (!d->lenient) return pd_jdec_fail(d, q, "lone low surrogate in string", 0);
+        cp = 0xFFFD;
+        q += 6;
+      } else if (cp >= 0xD800 && cp <= 0xDBFF) {
+        if (t - q < 12 || q[6] != '\\' || q[7] != 'u' || !pd_hex4(q + 8, &lo) || lo < 0xDC00 || lo > 0xDFFF) {
+          if (!d->lenient) return pd_jdec_fail(d, q, "lone high surrogate in string", 0);
+          cp = 0xFFFD; /* the next escape, if any, is read on its own */
+          q += 6;
+        } else {
+          cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+          q += 12;
+        }
       } else {
         q += 6;
       }
@@ -331,7 +339,8 @@ static int pd_jdec_string(pd_jdec *d) {
       q++;
     } else {
       int n = pd_utf8_seq(q, t);
-      if (!n) return pd_jdec_fail(d, q, "invalid UTF-8 in string", 0);
+      if (!n && !d->lenient) return pd_jdec_fail(d, q, "invalid UTF-8 in string", 0);
+      if (!n) n = 1;
       memcpy(out + w, q, (size_t)n);
       w += (size_t)n;
       q += n;
@@ -428,7 +437,7 @@ static int pd_jdec_number(pd_jdec *d) {
     }
   }
   if (!pd_jdec_float(d, d->p, (size_t)(p - d->p), &v)) return pd_jdec_fail(d, d->p, "invalid number", 0);
-  if (isinf(v)) return pd_jdec_fail(d, d->p, "number out of range", 0);
+  if (isinf(v) && !d->lenient) return pd_jdec_fail(d, d->p, "number out of range", 0);
   lua_pushnumber(d->L, (lua_Number)v);
   d->p = p;
   return 1;
@@ -547,11 +556,20 @@ static int pd_jdec_value(pd_jdec *d) {
   }
 }
 
+#define PD_JSON_STRICT 0
+#define PD_JSON_LENIENT 1
+
 /* The decoder as the other files use it: pushes the value of s[0..n) and
  * returns 1, or pushes nothing, writes "what at byte N" (1-based) into err
  * and returns 0. Only a memory error can raise, and it leaks nothing: all
- * temporary memory belongs to Lua. The caller keeps s alive (on the stack). */
-static int pd_json_decode_buf(lua_State *L, const char *s, size_t n, char *err, size_t errlen) {
+ * temporary memory belongs to Lua. The caller keeps s alive (on the stack).
+ * `mode` PD_JSON_STRICT is the contract of json_decode. PD_JSON_LENIENT is
+ * for text we only pick a few members out of (OAuth token answers): a lone
+ * surrogate escape becomes U+FFFD, bytes that are not UTF-8 are kept as
+ * they are and a number beyond double range becomes +-HUGE_VAL, so one
+ * stray value in a server's answer cannot hide the error code next to it.
+ * Everything else (grammar, depth) is the same. */
+static int pd_json_decode_mode(lua_State *L, const char *s, size_t n, int mode, char *err, size_t errlen) {
   pd_jdec d;
   int base = lua_gettop(L), ok;
   if (!lua_checkstack(L, 8)) {
@@ -566,6 +584,7 @@ static int pd_json_decode_buf(lua_State *L, const char *s, size_t n, char *err, 
   d.end = d.start + n;
   d.mt_idx = base + 1;
   d.scratch_idx = base + 2;
+  d.lenient = mode == PD_JSON_LENIENT;
   ok = pd_jdec_value(&d);
   if (ok) {
     pd_jdec_ws(&d);
@@ -585,6 +604,11 @@ static int pd_json_decode_buf(lua_State *L, const char *s, size_t n, char *err, 
   lua_replace(L, base + 1);
   lua_settop(L, base + 1);
   return 1;
+}
+
+/* Strict decoding, the JSON of json_decode and of API responses. */
+static int pd_json_decode_buf(lua_State *L, const char *s, size_t n, char *err, size_t errlen) {
+  return pd_json_decode_mode(L, s, n, PD_JSON_STRICT, err, errlen);
 }
 
 /* core.json_decode(s): malformed text is an expected runtime condition (it

@@ -8,9 +8,6 @@
  * an OpenResty cosocket, a recorded fixture), so the whole flow can be tested
  * and embedded without this file ever opening a socket.
  *
- *   core.random_token(nbytes)                -> base64url string (state values)
- *   core.consttime_equal(a, b)               -> boolean
- *   core.base64_encode(s)                    -> standard, padded base64
  *   core.oauth_authorize_url{...}            -> URL string
  *   core.oauth_token_request{...}            -> request table (code or refresh grant)
  *   core.oauth_revoke_request{...}           -> request table
@@ -20,32 +17,22 @@
  * Secrets (client secret, codes, tokens) must never reach an error message:
  * argument errors name the field only, and server messages are scrubbed of
  * every secret we know plus anything that looks like a token before they are
- * shown. Memory rule: every malloc'd buffer is freed before anything that
- * may raise a Lua error runs; strings leave C through oauth_push_buf, which
- * pushes inside a protected call so that even a memory error frees first.
+ * shown. Memory rule (secret.c): every malloc'd buffer is freed before
+ * anything that may raise a Lua error runs; strings leave C through
+ * secret_push_buf. Needs, from the files included before it: secret.c
+ * (base64, wiping, the protected push), url.c (percent-encoding), json.c
+ * (the decoder) and response.c (error tables).
  */
 #include "compat.h"
 #include "buf.h"
-
-#include <errno.h>
-#include <fcntl.h>
-#include <unistd.h>
-
-/* getrandom(2) came with glibc 2.25; elsewhere /dev/urandom serves. (Not
- * __has_include: static analysers here cannot evaluate it.) */
-#if defined(__linux__) && defined(__GLIBC__) && \
-    (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 25))
-#include <sys/random.h>
-#define OAUTH_HAVE_GETRANDOM 1
-#endif
 
 #define OAUTH_DEFAULT_URL "https://oauth.pipedrive.com"
 #define OAUTH_FIELD_MAX 4096u          /* ids, URIs, states, scopes */
 #define OAUTH_SECRET_MAX 16384u        /* client secrets, codes, tokens */
 #define OAUTH_REQ_MAX (64u * 1024u)    /* any URL, form body or header we build */
 #define OAUTH_BODY_MAX (1024u * 1024u) /* token responses larger than this are not read */
-#define OAUTH_JSON_STR_MAX (64u * 1024u)
-#define OAUTH_JSON_DEPTH 64
+#define OAUTH_JSON_STR_MAX (64u * 1024u) /* a body holding a string this long is not read */
+#define OAUTH_JSON_DEPTH 64            /* nor one nested deeper than this */
 #define OAUTH_MSG_MAX 320              /* bytes of a server message kept in an error */
 #define OAUTH_EXPIRES_MAX 315360000    /* ten years: anything longer is not a lifetime */
 
@@ -53,152 +40,15 @@
 /* Small shared helpers                                                   */
 /* ---------------------------------------------------------------------- */
 
-/* Overwrite memory that held a secret. A plain memset before free() may be
- * removed by the optimiser; stores through a volatile pointer may not. */
-static void oauth_wipe(void *p, size_t n) {
-  volatile unsigned char *v = (volatile unsigned char *)p;
-  while (n--) *v++ = 0;
-}
-
-/* Wipe (when asked) and free a buffer in one step, so that error paths that
- * must release several buffers before raising stay short and uniform. */
-static void oauth_buf_release(pd_buf *b, int wipe) {
-  if (wipe && b->data) oauth_wipe(b->data, b->cap);
-  pd_buf_free(b);
-}
-
-/* Body of the protected push: the only Lua call that touches a C buffer. */
-static int oauth_push_buf_k(lua_State *L) {
-  const pd_buf *b = (const pd_buf *)lua_touserdata(L, 1);
-  lua_pushlstring(L, b->data ? b->data : "", b->len);
-  return 1;
-}
-
-/* Every function registered by this file and fs.c carries oauth_push_buf_k
- * as upvalue 1, so pushing it later copies a value and allocates nothing
- * (on Lua 5.1 and LuaJIT, lua_pushcfunction would allocate a closure). */
-#define OAUTH_PUSHER lua_upvalueindex(1)
-
-/* Push a C buffer as a Lua string and free it, in that order, without ever
- * raising while the buffer is still allocated: the push runs under lua_pcall
- * (it can fail with a memory error), the buffer is released whatever
- * happened, and only then is a failure re-raised. Callers reserve stack
- * space before they allocate, so the two pushes here cannot fail. */
-static void oauth_push_buf(lua_State *L, pd_buf *b, int wipe) {
-  int rc;
-  lua_pushvalue(L, OAUTH_PUSHER);
-  lua_pushlightuserdata(L, b);
-  rc = lua_pcall(L, 1, 1, 0);
-  oauth_buf_release(b, wipe);
-  if (rc != 0) lua_error(L);
-}
-
-/* Add functions to the module table on top of the stack, each with the
- * protected-push helper as its upvalue (see OAUTH_PUSHER). */
-static void oauth_register(lua_State *L, const luaL_Reg *fns) {
-  for (; fns->name; fns++) {
-    lua_pushcfunction(L, oauth_push_buf_k);
-    lua_pushcclosure(L, fns->func, 1);
-    lua_setfield(L, -2, fns->name);
-  }
-}
-
-/* Fill `out` with n bytes from the kernel's CSPRNG. getrandom(2) needs no
- * file descriptor (so it works in chroots and when fds run out); older
- * kernels and non-Linux systems fall back to /dev/urandom. Returns 0, or
- * -1 with errno set. Never raises: callers decide how to report. */
-static int oauth_random_bytes(unsigned char *out, size_t n) {
-  size_t got = 0;
-  int fd, e;
-#ifdef OAUTH_HAVE_GETRANDOM
-  while (got < n) {
-    ssize_t r = getrandom(out + got, n - got, 0);
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      break;
-    }
-    got += (size_t)r;
-  }
-  if (got == n) return 0;
-  if (errno != ENOSYS && errno != EPERM) return -1;
-  got = 0;
-#endif
-  do {
-    fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-  } while (fd < 0 && errno == EINTR);
-  if (fd < 0) return -1;
-  while (got < n) {
-    ssize_t r = read(fd, out + got, n - got);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) {
-      e = r == 0 ? EIO : errno;
-      close(fd);
-      errno = e;
-      return -1;
-    }
-    got += (size_t)r;
-  }
-  close(fd);
-  return 0;
-}
-
-static const char oauth_b64_std[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-static const char oauth_b64_url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-/* Encode one group of 1..3 bytes into out (4 bytes of room); returns the
- * characters written. `url` picks the URL-safe alphabet without padding
- * (RFC 4648 section 5, for values that travel in URLs); otherwise the
- * standard padded alphabet (section 4, for HTTP Basic credentials). The C
- * buffer, the Lua buffer and the stack array users below all go through
- * this one group encoder, so there is a single place to get base64 right. */
-static size_t oauth_b64_group(const unsigned char *s, size_t n, char *out, int url) {
-  const char *abc = url ? oauth_b64_url : oauth_b64_std;
-  unsigned v = (unsigned)s[0] << 16;
-  size_t k = 0;
-  if (n > 1) v |= (unsigned)s[1] << 8;
-  if (n > 2) v |= s[2];
-  out[k++] = abc[(v >> 18) & 63];
-  out[k++] = abc[(v >> 12) & 63];
-  if (n > 1) out[k++] = abc[(v >> 6) & 63];
-  else if (!url) out[k++] = '=';
-  if (n > 2) out[k++] = abc[v & 63];
-  else if (!url) out[k++] = '=';
-  return k;
-}
-
-/* Base64 of n bytes appended to a C buffer (see oauth_b64_group). */
-static void oauth_b64_add(pd_buf *b, const unsigned char *s, size_t n, int url) {
-  char q[4];
-  size_t i;
-  for (i = 0; i < n; i += 3) pd_buf_add(b, q, oauth_b64_group(s + i, n - i > 3 ? 3 : n - i, q, url));
-}
-
-/* Percent-encode everything but RFC 3986 unreserved characters. Used for
- * both query strings and application/x-www-form-urlencoded bodies: a space
- * becomes %20, which every form decoder accepts, so one encoder serves both
- * and no value can ever break out of its parameter. */
-static void oauth_pct_add(pd_buf *b, const char *s, size_t n) {
-  static const char hex[] = "0123456789ABCDEF";
-  size_t i;
-  for (i = 0; i < n; i++) {
-    unsigned char c = (unsigned char)s[i];
-    if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
-        c == '.' || c == '_' || c == '~') {
-      pd_buf_addc(b, (char)c);
-    } else {
-      pd_buf_addc(b, '%');
-      pd_buf_addc(b, hex[c >> 4]);
-      pd_buf_addc(b, hex[c & 15]);
-    }
-  }
-}
-
-/* Append "name=<encoded value>", preceded by '&' unless first. */
+/* Append "name=<encoded value>", preceded by '&' unless first. Used for
+ * both the authorize query string and the form bodies: url.c's encoder
+ * keeps only RFC 3986 unreserved characters, so a space becomes %20 (which
+ * every form decoder accepts) and no value can break out of its parameter. */
 static void oauth_param_add(pd_buf *b, int first, const char *name, const char *v, size_t n) {
   if (!first) pd_buf_addc(b, '&');
   pd_buf_adds(b, name);
   pd_buf_addc(b, '=');
-  oauth_pct_add(b, v, n);
+  pd_url_append(b, v, n);
 }
 
 /* ASCII case-insensitive prefix test; server messages vary in case. */
@@ -300,70 +150,6 @@ static const char *oauth_base(lua_State *L, int t, const char *fn, size_t *len) 
 }
 
 /* ---------------------------------------------------------------------- */
-/* random_token, consttime_equal, base64_encode                           */
-/* ---------------------------------------------------------------------- */
-
-/* core.random_token(nbytes = 32): a fresh unguessable value for the OAuth
- * `state` (CSRF protection) and similar nonces. 16..64 bytes keeps it from
- * being too weak or absurdly long; raises if the OS has no randomness,
- * because a predictable state would silently defeat its purpose. */
-static int oauth_random_token(lua_State *L) {
-  unsigned char raw[64];
-  char out[88]; /* 64 bytes -> 86 characters */
-  lua_Integer n = luaL_optinteger(L, 1, 32);
-  size_t i, k = 0;
-  luaL_argcheck(L, n >= 16 && n <= 64, 1, "random_token: nbytes must be between 16 and 64");
-  if (oauth_random_bytes(raw, (size_t)n) != 0) {
-    int e = errno;
-    return luaL_error(L, "random_token: no randomness available: %s", strerror(e));
-  }
-  for (i = 0; i < (size_t)n; i += 3)
-    k += oauth_b64_group(raw + i, (size_t)n - i > 3 ? 3 : (size_t)n - i, out + k, 1);
-  oauth_wipe(raw, sizeof raw);
-  lua_pushlstring(L, out, k);
-  return 1;
-}
-
-/* core.consttime_equal(a, b): string equality whose running time depends
- * only on the length of the longer input, never on where the inputs first
- * differ, so comparing a received state or webhook password with the
- * expected one does not leak it a byte at a time. Bytes past the end of the
- * shorter string are read from index 0 (Lua strings always hold a NUL
- * there) and masked out; the length difference is folded into the result. */
-static int oauth_consttime_equal(lua_State *L) {
-  size_t la, lb, n, i;
-  const unsigned char *a = (const unsigned char *)luaL_checklstring(L, 1, &la);
-  const unsigned char *b = (const unsigned char *)luaL_checklstring(L, 2, &lb);
-  volatile unsigned acc = 0;
-  unsigned diff = 0;
-  n = la > lb ? la : lb;
-  for (i = 0; i < n; i++) {
-    size_t ina = (size_t)0 - (size_t)(i < la); /* all ones while i is inside a */
-    size_t inb = (size_t)0 - (size_t)(i < lb);
-    unsigned ca = a[i & ina] & (unsigned)ina;
-    unsigned cb = b[i & inb] & (unsigned)inb;
-    diff |= (ca ^ cb) | ((unsigned)ina ^ (unsigned)inb);
-  }
-  acc = diff | (unsigned)(la != lb);
-  lua_pushboolean(L, acc == 0);
-  return 1;
-}
-
-/* core.base64_encode(s): standard padded base64, which HTTP Basic auth
- * needs and which Lua 5.x lacks. The output size is known in advance and
- * bounded by the input, so it is built in a Lua buffer directly. */
-static int oauth_base64_encode(lua_State *L) {
-  size_t n, i;
-  const unsigned char *s = (const unsigned char *)luaL_checklstring(L, 1, &n);
-  luaL_Buffer lb;
-  char q[4];
-  luaL_buffinit(L, &lb);
-  for (i = 0; i < n; i += 3) luaL_addlstring(&lb, q, oauth_b64_group(s + i, n - i > 3 ? 3 : n - i, q, 0));
-  luaL_pushresult(&lb);
-  return 1;
-}
-
-/* ---------------------------------------------------------------------- */
 /* Request builders                                                       */
 /* ---------------------------------------------------------------------- */
 
@@ -372,7 +158,7 @@ static int oauth_base64_encode(lua_State *L) {
  * only fires if the limits above are changed inconsistently. */
 static void oauth_buf_check(lua_State *L, pd_buf *b, int wipe, const char *fn) {
   if (!pd_buf_failed(b)) return;
-  oauth_buf_release(b, wipe);
+  secret_buf_release(b, wipe);
   luaL_error(L, "%s: request too large or out of memory", fn);
 }
 
@@ -426,7 +212,7 @@ static int oauth_authorize_url(lua_State *L) {
   oauth_param_add(&b, 0, "state", state, nstate);
   if (scope) oauth_param_add(&b, 0, "scope", scope, nscope);
   oauth_buf_check(L, &b, 0, fn);
-  oauth_push_buf(L, &b, 0);
+  secret_push_buf(L, &b, 0);
   return 1;
 }
 
@@ -443,10 +229,10 @@ static void oauth_push_basic(lua_State *L, const char *fn, const char *id, size_
   oauth_buf_check(L, &cred, 1, fn);
   pd_buf_init(&hdr, OAUTH_REQ_MAX);
   pd_buf_adds(&hdr, "Basic ");
-  oauth_b64_add(&hdr, (const unsigned char *)cred.data, cred.len, 0);
-  oauth_buf_release(&cred, 1);
+  secret_b64_add(&hdr, (const unsigned char *)cred.data, cred.len, 0);
+  secret_buf_release(&cred, 1);
   oauth_buf_check(L, &hdr, 1, fn);
-  oauth_push_buf(L, &hdr, 1);
+  secret_push_buf(L, &hdr, 1);
 }
 
 /* Turn the three strings on top of the stack (url, body, authorization, in
@@ -505,7 +291,7 @@ static int oauth_token_request(lua_State *L) {
   pd_buf_add(&b, base, nbase);
   pd_buf_adds(&b, "/oauth/token");
   oauth_buf_check(L, &b, 0, fn);
-  oauth_push_buf(L, &b, 0);
+  secret_push_buf(L, &b, 0);
 
   pd_buf_init(&b, OAUTH_REQ_MAX);
   if (is_code) {
@@ -517,7 +303,7 @@ static int oauth_token_request(lua_State *L) {
     oauth_param_add(&b, 0, "refresh_token", rt, nrt);
   }
   oauth_buf_check(L, &b, 1, fn);
-  oauth_push_buf(L, &b, 1);
+  secret_push_buf(L, &b, 1);
 
   oauth_push_basic(L, fn, id, nid, secret, nsecret);
   oauth_make_request(L);
@@ -547,296 +333,17 @@ static int oauth_revoke_request(lua_State *L) {
   pd_buf_add(&b, base, nbase);
   pd_buf_adds(&b, "/oauth/revoke");
   oauth_buf_check(L, &b, 0, fn);
-  oauth_push_buf(L, &b, 0);
+  secret_push_buf(L, &b, 0);
 
   pd_buf_init(&b, OAUTH_REQ_MAX);
   oauth_param_add(&b, 1, "token", token, ntoken);
   if (hint) oauth_param_add(&b, 0, "token_type_hint", hint, nhint);
   oauth_buf_check(L, &b, 1, fn);
-  oauth_push_buf(L, &b, 1);
+  secret_push_buf(L, &b, 1);
 
   oauth_push_basic(L, fn, id, nid, secret, nsecret);
   oauth_make_request(L);
   return 1;
-}
-
-/* ---------------------------------------------------------------------- */
-/* A bounded JSON reader for token responses                              */
-/* ---------------------------------------------------------------------- */
-
-/* Token responses are flat objects of strings and numbers. This reader
- * decodes the top-level object's scalar members into a Lua table and
- * validates, then drops, nested values (Pipedrive error bodies may carry
- * `data: null` or objects). It is self-contained on purpose: it works
- * whatever json.c does or whether it is loaded, it needs no allocation of
- * its own (strings are built in Lua buffers), and every dimension is
- * bounded (body size, string length, nesting depth), so a hostile or
- * broken answer costs little and cannot crash anything. */
-typedef struct oauth_js {
-  const char *p, *end;
-} oauth_js;
-
-/* Skip JSON whitespace. */
-static void oauth_js_ws(oauth_js *j) {
-  while (j->p < j->end && (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r')) j->p++;
-}
-
-/* Value of one hex digit, or -1. */
-static int oauth_js_hex(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-/* Read four hex digits of a \u escape; -1 when malformed. */
-static long oauth_js_u4(oauth_js *j) {
-  long v = 0;
-  int i;
-  if (j->end - j->p < 4) return -1;
-  for (i = 0; i < 4; i++) {
-    int h = oauth_js_hex(j->p[i]);
-    if (h < 0) return -1;
-    v = v * 16 + h;
-  }
-  j->p += 4;
-  return v;
-}
-
-/* Append a code point as UTF-8 to a Lua buffer. */
-static void oauth_js_utf8(luaL_Buffer *lb, unsigned long cp) {
-  if (cp < 0x80) {
-    luaL_addchar(lb, (char)cp);
-  } else if (cp < 0x800) {
-    luaL_addchar(lb, (char)(0xC0 | (cp >> 6)));
-    luaL_addchar(lb, (char)(0x80 | (cp & 0x3F)));
-  } else if (cp < 0x10000) {
-    luaL_addchar(lb, (char)(0xE0 | (cp >> 12)));
-    luaL_addchar(lb, (char)(0x80 | ((cp >> 6) & 0x3F)));
-    luaL_addchar(lb, (char)(0x80 | (cp & 0x3F)));
-  } else {
-    luaL_addchar(lb, (char)(0xF0 | (cp >> 18)));
-    luaL_addchar(lb, (char)(0x80 | ((cp >> 12) & 0x3F)));
-    luaL_addchar(lb, (char)(0x80 | ((cp >> 6) & 0x3F)));
-    luaL_addchar(lb, (char)(0x80 | (cp & 0x3F)));
-  }
-}
-
-/* Read a string starting at the opening quote. With `push`, the decoded
- * text is pushed (escapes resolved, lone surrogates become U+FFFD);
- * without, it is only validated. Returns 0 on malformed or overlong input,
- * leaving the stack as it was. */
-static int oauth_js_string(lua_State *L, oauth_js *j, int push) {
-  luaL_Buffer lb;
-  size_t n = 0;
-  if (j->p >= j->end || *j->p != '"') return 0;
-  j->p++;
-  if (push) luaL_buffinit(L, &lb);
-  for (;;) {
-    unsigned char c;
-    unsigned long cp;
-    if (j->p >= j->end || ++n > OAUTH_JSON_STR_MAX) goto bad;
-    c = (unsigned char)*j->p++;
-    if (c == '"') break;
-    if (c < 0x20) goto bad;
-    if (c != '\\') {
-      if (push) luaL_addchar(&lb, (char)c);
-      continue;
-    }
-    if (j->p >= j->end) goto bad;
-    c = (unsigned char)*j->p++;
-    switch (c) {
-      case '"': case '\\': case '/': cp = c; break;
-      case 'b': cp = '\b'; break;
-      case 'f': cp = '\f'; break;
-      case 'n': cp = '\n'; break;
-      case 'r': cp = '\r'; break;
-      case 't': cp = '\t'; break;
-      case 'u': {
-        long u = oauth_js_u4(j);
-        if (u < 0) goto bad;
-        cp = (unsigned long)u;
-        if (cp >= 0xD800 && cp <= 0xDBFF) {
-          /* A high surrogate counts only when a low one follows. */
-          if (j->end - j->p >= 6 && j->p[0] == '\\' && j->p[1] == 'u') {
-            oauth_js save = *j;
-            long lo;
-            j->p += 2;
-            lo = oauth_js_u4(j);
-            if (lo >= 0xDC00 && lo <= 0xDFFF) {
-              cp = 0x10000 + ((cp - 0xD800) << 10) + ((unsigned long)lo - 0xDC00);
-            } else {
-              *j = save;
-              cp = 0xFFFD;
-            }
-          } else {
-            cp = 0xFFFD;
-          }
-        } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
-          cp = 0xFFFD;
-        }
-        break;
-      }
-      default: goto bad;
-    }
-    if (push) oauth_js_utf8(&lb, cp);
-  }
-  if (push) luaL_pushresult(&lb);
-  return 1;
-bad:
-  if (push) {
-    /* Close the Lua buffer so the stack is balanced, then drop its result. */
-    luaL_pushresult(&lb);
-    lua_pop(L, 1);
-  }
-  return 0;
-}
-
-/* Read a number per the JSON grammar. With `push`, push it as Lua would
- * read it (an integer when it has no fraction or exponent and fits,
- * otherwise a float); numbers longer than 63 characters are refused there.
- * Returns 0 when malformed. */
-static int oauth_js_number(lua_State *L, oauth_js *j, int push) {
-  const char *s = j->p;
-  char tmp[64];
-  size_t n;
-  if (j->p < j->end && *j->p == '-') j->p++;
-  if (j->p >= j->end) return 0;
-  if (*j->p == '0') {
-    j->p++;
-  } else if (*j->p >= '1' && *j->p <= '9') {
-    while (j->p < j->end && *j->p >= '0' && *j->p <= '9') j->p++;
-  } else {
-    return 0;
-  }
-  if (j->p < j->end && *j->p == '.') {
-    j->p++;
-    if (j->p >= j->end || *j->p < '0' || *j->p > '9') return 0;
-    while (j->p < j->end && *j->p >= '0' && *j->p <= '9') j->p++;
-  }
-  if (j->p < j->end && (*j->p == 'e' || *j->p == 'E')) {
-    j->p++;
-    if (j->p < j->end && (*j->p == '+' || *j->p == '-')) j->p++;
-    if (j->p >= j->end || *j->p < '0' || *j->p > '9') return 0;
-    while (j->p < j->end && *j->p >= '0' && *j->p <= '9') j->p++;
-  }
-  if (!push) return 1;
-  n = (size_t)(j->p - s);
-  if (n >= sizeof tmp) return 0;
-  memcpy(tmp, s, n);
-  tmp[n] = '\0';
-#if LUA_VERSION_NUM >= 503
-  if (lua_stringtonumber(L, tmp) == 0) return 0;
-#else
-  lua_pushnumber(L, (lua_Number)strtod(tmp, NULL));
-#endif
-  return 1;
-}
-
-/* Match a literal such as "true". */
-static int oauth_js_lit(oauth_js *j, const char *lit) {
-  size_t n = strlen(lit);
-  if ((size_t)(j->end - j->p) < n || memcmp(j->p, lit, n) != 0) return 0;
-  j->p += n;
-  return 1;
-}
-
-/* Validate and skip any value; nesting is capped so a deep body cannot
- * exhaust the C stack. */
-static int oauth_js_skip(lua_State *L, oauth_js *j, int depth) {
-  oauth_js_ws(j);
-  if (j->p >= j->end) return 0;
-  switch (*j->p) {
-    case '"': return oauth_js_string(L, j, 0);
-    case 't': return oauth_js_lit(j, "true");
-    case 'f': return oauth_js_lit(j, "false");
-    case 'n': return oauth_js_lit(j, "null");
-    case '{': case '[': {
-      char close = *j->p == '{' ? '}' : ']';
-      int obj = close == '}';
-      if (depth >= OAUTH_JSON_DEPTH) return 0;
-      j->p++;
-      oauth_js_ws(j);
-      if (j->p < j->end && *j->p == close) {
-        j->p++;
-        return 1;
-      }
-      for (;;) {
-        if (obj) {
-          oauth_js_ws(j);
-          if (!oauth_js_string(L, j, 0)) return 0;
-          oauth_js_ws(j);
-          if (j->p >= j->end || *j->p++ != ':') return 0;
-        }
-        if (!oauth_js_skip(L, j, depth + 1)) return 0;
-        oauth_js_ws(j);
-        if (j->p >= j->end) return 0;
-        if (*j->p == ',') {
-          j->p++;
-          continue;
-        }
-        if (*j->p++ != close) return 0;
-        return 1;
-      }
-    }
-    default: return oauth_js_number(L, j, 0);
-  }
-}
-
-/* Decode `s` as a JSON object and push a table of its scalar members
- * (strings, numbers, booleans; null and nested values are left out).
- * Returns 0 and pushes nothing when the text is not one well-formed object. */
-static int oauth_js_object(lua_State *L, const char *s, size_t n) {
-  oauth_js j;
-  int top = lua_gettop(L), t;
-  j.p = s;
-  j.end = s + n;
-  oauth_js_ws(&j);
-  if (j.p >= j.end || *j.p != '{') return 0;
-  j.p++;
-  lua_newtable(L);
-  t = lua_gettop(L);
-  oauth_js_ws(&j);
-  if (j.p < j.end && *j.p == '}') {
-    j.p++;
-  } else {
-    for (;;) {
-      oauth_js_ws(&j);
-      if (!oauth_js_string(L, &j, 1)) goto bad; /* key */
-      oauth_js_ws(&j);
-      if (j.p >= j.end || *j.p++ != ':') goto bad;
-      oauth_js_ws(&j);
-      if (j.p >= j.end) goto bad;
-      if (*j.p == '"') {
-        if (!oauth_js_string(L, &j, 1)) goto bad;
-      } else if (*j.p == '-' || (*j.p >= '0' && *j.p <= '9')) {
-        if (!oauth_js_number(L, &j, 1)) goto bad;
-      } else if (oauth_js_lit(&j, "true")) {
-        lua_pushboolean(L, 1);
-      } else if (oauth_js_lit(&j, "false")) {
-        lua_pushboolean(L, 0);
-      } else {
-        if (!oauth_js_skip(L, &j, 1)) goto bad;
-        lua_pushnil(L); /* null or nested: not kept */
-      }
-      if (lua_isnil(L, -1)) lua_pop(L, 2);
-      else lua_rawset(L, t);
-      oauth_js_ws(&j);
-      if (j.p >= j.end) goto bad;
-      if (*j.p == ',') {
-        j.p++;
-        continue;
-      }
-      if (*j.p++ != '}') goto bad;
-      break;
-    }
-  }
-  oauth_js_ws(&j);
-  if (j.p != j.end) goto bad;
-  return 1;
-bad:
-  lua_settop(L, top);
-  return 0;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -924,13 +431,62 @@ static void oauth_scrub(const char *msg, size_t n, const oauth_secret *sec, int 
   out[k] = '\0';
 }
 
+/* Whether every string in the decoded value at idx (keys included) is
+ * shorter than OAUTH_JSON_STR_MAX bytes and no table nests deeper than
+ * OAUTH_JSON_DEPTH levels (`depth` is idx's own level, 1 for the body).
+ * These are the token reader's own bounds, tighter than json.c's: a token
+ * answer is a flat object, so a body this large or deep is not one, and
+ * refusing it keeps huge scopes and messages out of tokens and errors. The
+ * walk is cheap (the body is at most 1 MiB) and never raises: a stack that
+ * cannot grow counts as out of bounds. */
+static int oauth_json_bounded(lua_State *L, int idx, int depth) {
+  if (depth > OAUTH_JSON_DEPTH || !lua_checkstack(L, 3)) return 0;
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    int ty = lua_type(L, -1), ok;
+    ok = lua_type(L, -2) != LUA_TSTRING || lua_rawlen(L, -2) < OAUTH_JSON_STR_MAX;
+    if (ok && ty == LUA_TSTRING) ok = lua_rawlen(L, -1) < OAUTH_JSON_STR_MAX;
+    else if (ok && ty == LUA_TTABLE) ok = oauth_json_bounded(L, lua_gettop(L), depth + 1);
+    lua_pop(L, ok ? 1 : 2); /* keep the key for lua_next unless stopping */
+    if (!ok) return 0;
+  }
+  return 1;
+}
+
+/* Decode a token endpoint answer with json.c's decoder and push it, or push
+ * nothing and return 0 when it is not a JSON object within the bounds
+ * above. Lenient mode (see pd_json_decode_mode): a stray byte or a lone
+ * surrogate in a server's message must not hide the error code beside it.
+ * The decoder's message is dropped: it describes a body that may well hold
+ * a token, and errors never show the body. */
+static int oauth_decode_body(lua_State *L, const char *s, size_t n) {
+  char err[96];
+  int top = lua_gettop(L);
+  if (!pd_json_decode_mode(L, s, n, PD_JSON_LENIENT, err, sizeof err)) return 0;
+  if (pd_is_object(L, top + 1) && oauth_json_bounded(L, top + 1, 1)) return 1;
+  lua_settop(L, top);
+  return 0;
+}
+
+/* Push t[field] of a decoded body when it is a string, number or boolean,
+ * else nil, and return its type: a JSON null (core.null), object or array
+ * member counts as absent, so "refresh_token": null keeps the refresh token
+ * in use and a nested "error" object is not taken for an error code. */
+static int oauth_get_member(lua_State *L, int t, const char *field) {
+  int ty;
+  lua_getfield(L, t, field);
+  ty = lua_type(L, -1);
+  if (ty == LUA_TSTRING || ty == LUA_TNUMBER || ty == LUA_TBOOLEAN) return ty;
+  lua_pop(L, 1);
+  lua_pushnil(L);
+  return LUA_TNIL;
+}
+
 /* Return t[field] if it is a string (pointer anchored in the table t),
- * else NULL. Raw access: a decoded body has no metatable. */
+ * else NULL. */
 static const char *oauth_get_str(lua_State *L, int t, const char *field, size_t *n) {
   const char *s = NULL;
-  lua_pushstring(L, field);
-  lua_rawget(L, t);
-  if (lua_type(L, -1) == LUA_TSTRING) s = lua_tolstring(L, -1, n);
+  if (oauth_get_member(L, t, field) == LUA_TSTRING) s = lua_tolstring(L, -1, n);
   lua_pop(L, 1); /* the table keeps the string alive */
   return s;
 }
@@ -958,9 +514,7 @@ static int oauth_fail(lua_State *L, const char *kind, int status, const char *me
 static lua_Integer oauth_get_int(lua_State *L, int t, const char *field, int *ok) {
   lua_Integer v = 0;
   *ok = 0;
-  lua_pushstring(L, field);
-  lua_rawget(L, t);
-  if (lua_type(L, -1) == LUA_TNUMBER) {
+  if (oauth_get_member(L, t, field) == LUA_TNUMBER) {
 #if LUA_VERSION_NUM >= 503
     if (lua_isinteger(L, -1)) {
       v = lua_tointeger(L, -1);
@@ -998,9 +552,7 @@ static int oauth_build_token(lua_State *L, int obj, int status, lua_Integer now,
   expires_in = oauth_get_int(L, obj, "expires_in", &ok);
   if (!ok || expires_in <= 0 || expires_in > OAUTH_EXPIRES_MAX)
     return oauth_fail(L, "decode", status, "token response has no positive expires_in", NULL);
-  lua_pushliteral(L, "refresh_token");
-  lua_rawget(L, obj);
-  if (!lua_isnil(L, -1)) {
+  if (oauth_get_member(L, obj, "refresh_token") != LUA_TNIL) {
     rt = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &nrt) : NULL;
     if (!rt || nrt == 0 || nrt > OAUTH_SECRET_MAX || !oauth_visible_ascii(rt, nrt))
       return oauth_fail(L, "decode", status, "token response has an unusable refresh_token", NULL);
@@ -1009,8 +561,7 @@ static int oauth_build_token(lua_State *L, int obj, int status, lua_Integer now,
     lua_pushvalue(L, old_rt);
   }
   /* the refresh token (or nil) stays on the stack until it is stored */
-  lua_pushliteral(L, "api_domain");
-  lua_rawget(L, obj);
+  oauth_get_member(L, obj, "api_domain");
   dom = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &ndom) : NULL;
   if (!lua_isnil(L, -1) && (!dom || ndom > OAUTH_FIELD_MAX || !oauth_is_http_url(dom, ndom)))
     return oauth_fail(L, "decode", status, "token response has an api_domain that is not an http(s) URL", NULL);
@@ -1096,7 +647,7 @@ static int oauth_parse_token(lua_State *L) {
   }
   is_refresh = grant && strcmp(grant, "refresh_token") == 0;
 
-  if (body && nbody <= OAUTH_BODY_MAX && oauth_js_object(L, body, nbody)) obj = lua_gettop(L);
+  if (body && nbody <= OAUTH_BODY_MAX && oauth_decode_body(L, body, nbody)) obj = lua_gettop(L);
 
   st = status / 100;
   failed = 0;
@@ -1104,8 +655,7 @@ static int oauth_parse_token(lua_State *L) {
     code = oauth_get_str(L, obj, "error", &ncode);
     desc = oauth_get_str(L, obj, "error_description", &ndesc);
     msg = oauth_get_str(L, obj, "message", &nmsg);
-    lua_pushliteral(L, "success");
-    lua_rawget(L, obj);
+    oauth_get_member(L, obj, "success");
     failed = code != NULL || (lua_isboolean(L, -1) && !lua_toboolean(L, -1));
     lua_pop(L, 1);
   }
@@ -1155,9 +705,6 @@ static int oauth_needs_refresh(lua_State *L) {
 /* Register this file's functions in the module table on top of the stack. */
 static void pd_oauth_open(lua_State *L) {
   static const luaL_Reg fns[] = {
-      {"random_token", oauth_random_token},
-      {"consttime_equal", oauth_consttime_equal},
-      {"base64_encode", oauth_base64_encode},
       {"oauth_authorize_url", oauth_authorize_url},
       {"oauth_token_request", oauth_token_request},
       {"oauth_revoke_request", oauth_revoke_request},
@@ -1165,5 +712,5 @@ static void pd_oauth_open(lua_State *L) {
       {"oauth_needs_refresh", oauth_needs_refresh},
       {NULL, NULL},
   };
-  oauth_register(L, fns);
+  secret_register(L, fns);
 }

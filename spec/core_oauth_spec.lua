@@ -287,6 +287,33 @@ describe("core.oauth_parse_token", function()
     assert.equal("a", t.access_token)
   end)
 
+  it("counts null, object and array members as absent", function()
+    local ctx = { grant_type = "refresh_token", refresh_token = "old-rt" }
+    local t = assert(parse(200, token_body{ refresh_token = raw"null", api_domain = raw"null", scope = raw"{}" }, ctx))
+    assert.equal("old-rt", t.refresh_token)
+    assert.is_nil(t.api_domain)
+    assert.is_nil(t.scope)
+    t = assert(parse(200, token_body{ refresh_token = raw'["x"]', error = raw'{"code":1}', success = raw"null" }, ctx))
+    assert.equal("old-rt", t.refresh_token)
+  end)
+
+  it("reads no body holding a string of 64 KiB or nesting deeper than 64", function()
+    local function kind(body) return select(2, parse(400, body)).kind end
+    local s = ("x"):rep(64 * 1024 - 1)
+    assert.equal("invalid_grant", kind('{"error":"invalid_grant","m":"' .. s .. '"}'))
+    assert.equal("oauth", kind('{"error":"invalid_grant","m":"' .. s .. 'x"}'))
+    assert.equal("oauth", kind('{"error":"invalid_grant","' .. s .. 'x":1}'))
+    assert.equal("invalid_grant", kind('{"error":"invalid_grant","m":' .. ("["):rep(63) .. ("]"):rep(63) .. "}"))
+    assert.equal("oauth", kind('{"error":"invalid_grant","m":' .. ("["):rep(64) .. ("]"):rep(64) .. "}"))
+  end)
+
+  it("still classifies an answer with stray bytes, lone surrogates or huge numbers", function()
+    local ctx = { grant_type = "refresh_token", refresh_token = RT }
+    local _, err = parse(400, '{"error":"invalid_grant","error_description":"Ung\252ltig \\udc00","n":1e999}', ctx)
+    assert.equal("reauth_required", err.kind)
+    assert.equal("Ung\252ltig \u{FFFD}", err.message)
+  end)
+
   it("decodes JSON string escapes", function()
     local t = assert(parse(200, [[{"access_token":"a\/b","token_type":"Bearer","expires_in":1,
       "scope":"caf\u00e9 \ud83d\ude00 \ud800x \"q\""}]]))
