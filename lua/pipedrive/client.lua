@@ -239,6 +239,13 @@ function M.new(opts)
     if http then http:close() end
   end
 
+  --- Webhook triggers on this client's account: pd.triggers{ url = ..., user = ..., password = ... }.
+  -- See lua/pipedrive/triggers.lua and the README.
+  function self.triggers(a, b)
+    if a == self then a = b end -- also callable as pd:triggers{...}
+    return require("pipedrive.triggers").new(self, a)
+  end
+
   --- The base URL calls go to now (the OAuth token's api_domain when it has one).
   function self.base_url() return base_for_display() end
 
