@@ -106,4 +106,14 @@ describe("requests on the wire", function()
     assert(v1.deals.add{ title = "Custom", [key] = "y" })
     assert.equal("y", core.json_decode(last(sb).body)[key])
   end)
+
+  it("keeps the webhook password out of the sandbox's request log", function()
+    local hook = assert(v2.webhooks.add{ subscription_url = "http://127.0.0.1:9/hook", event_action = "create",
+                                         event_object = "deal", name = "log check", http_auth_user = "u",
+                                         http_auth_password = "pw-Secret-42" })
+    local r = last(sb)
+    assert.is_nil(r.body:find("pw-Secret-42", 1, true))
+    assert.truthy(r.body:find('"http_auth_password":"***"', 1, true))
+    assert(v2.webhooks.delete(hook.id))
+  end)
 end)

@@ -294,6 +294,22 @@ end
 -- Request log
 ------------------------------------------------------------------------------
 local REDACT = { ["x-api-token"] = true, authorization = true }
+local SECRET_PARAMS = { "api_token", "code", "refresh_token", "token", "client_secret", "http_auth_password" }
+
+-- The log is for tests to read back, so secrets in it are replaced by ***:
+-- token headers, secret form or query parameters, webhook passwords in JSON.
+local function redact_params(s)
+  s = "&" .. s
+  for _, name in ipairs(SECRET_PARAMS) do
+    s = s:gsub("(&" .. name .. "=)[^&]*", "%1***")
+  end
+  return s:sub(2)
+end
+
+local function redact_body(body, content_type)
+  if content_type and content_type:find("x-www-form-urlencoded", 1, true) then return redact_params(body) end
+  return (body:gsub('("http_auth_password"%s*:%s*)"[^"]*"', '%1"***"'))
+end
 
 function App:record(req)
   local headers = {}
@@ -302,8 +318,8 @@ function App:record(req)
     headers[k] = REDACT[k] and "***" or v
   end
   local log = self.log
-  log[#log + 1] = { method = req.method, path = req.path, query_string = req.query_string or "",
-                    headers = headers, body = req.body or "" }
+  log[#log + 1] = { method = req.method, path = req.path, query_string = redact_params(req.query_string or ""),
+                    headers = headers, body = redact_body(req.body or "", headers["content-type"]) }
   if #log > self.log_max then
     local keep = self.log_max // 2
     table.move(log, #log - keep + 1, #log, 1)
