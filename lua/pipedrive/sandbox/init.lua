@@ -20,6 +20,10 @@
 --   DELETE /_sandbox/deliveries  clears that log
 --   POST   /_sandbox/bulk      {"object":"deal","count":N,"title_prefix":"Bulk","fields":{...}}
 --   POST   /_sandbox/shutdown  asks the server loop to stop
+--   GET    /_sandbox/oauth     OAuth counts; POST /_sandbox/oauth/expire ends every access token now
+--
+-- With oauth_clients it also plays oauth.pipedrive.com under /oauth/ (see oauth.lua),
+-- and API calls may carry "Authorization: Bearer <access token>".
 --
 -- opts of `new`: api_token (default "sandbox-token"), fixtures (deals created at
 -- start and on reset), clock (seconds; default os.time), rate_limit (requests per
@@ -27,7 +31,9 @@
 -- day, default 10000), real_nulls (write null where Pipedrive does even when the
 -- schema does not allow it; see shapes.lua), log_max (request log size, 10000),
 -- webhook_retry_delays (seconds before each retry, default { 3, 30, 150 }),
--- webhook_duplicate (send every successful delivery twice), webhook_timeout (10).
+-- webhook_duplicate (send every successful delivery twice), webhook_timeout (10),
+-- oauth_clients ({ [client_id] = secret }), token_ttl (3600), code_ttl (300),
+-- oauth_auto_approve, api_domain (for token answers; default the request's Host).
 --
 -- Webhook deliveries are only queued while a request is handled; a server
 -- loop sends them with `app:tick()` between requests (`app:wait(max)` says
@@ -39,6 +45,7 @@ local store_mod = require "pipedrive.sandbox.store"
 local api = require "pipedrive.sandbox.api"
 local activities = require "pipedrive.sandbox.activities"
 local webhooks = require "pipedrive.sandbox.webhooks"
+local oauth = require "pipedrive.sandbox.oauth"
 
 local null, array = json.null, json.array
 local fail = check.fail
@@ -74,6 +81,8 @@ function M.new(opts)
   app.fine_clock = opts.fine_clock or (opts.clock) or default_fine_clock()
   app.store = store_mod.new{ clock = app.clock, fixtures = opts.fixtures, seed = opts.seed }
   app.store.real_nulls = opts.real_nulls == true
+  app.oauth = oauth.new(app, { clients = opts.oauth_clients, token_ttl = opts.token_ttl, code_ttl = opts.code_ttl,
+                               auto_approve = opts.oauth_auto_approve, api_domain = opts.api_domain })
   app.hooks = webhooks.new(app, { retry_delays = opts.webhook_retry_delays, duplicate = opts.webhook_duplicate,
                                   timeout = opts.webhook_timeout })
   app:reset_counters()
@@ -92,6 +101,7 @@ end
 function App:reset()
   self.store:reset()
   self.hooks:reset()
+  self.oauth:reset()
   self:reset_counters()
 end
 
@@ -157,7 +167,7 @@ function App:respond(ctx, status, body, headers)
 end
 
 ------------------------------------------------------------------------------
--- Authentication: one place, so OAuth tokens can join later.
+-- Authentication: one place for API tokens and OAuth access tokens.
 ------------------------------------------------------------------------------
 --- The token a request presents: the x-api-token header, else an
 -- "Authorization: Bearer" header, else the legacy api_token query parameter.
@@ -174,10 +184,12 @@ function App:credentials(req, query) -- luacheck: ignore 212/self
   return nil
 end
 
---- The user a request acts as, or nil (401). Returns user, token, scheme.
+--- The user a request acts as, or nil (401). Returns user, token, scheme
+-- ("api_token", "bearer" for the API token as Bearer, "oauth" for an access token).
 function App:authenticate(req, query)
   local token, scheme = self:credentials(req, query)
   if token and token == self.api_token then return self.store:me(), token, scheme end
+  if token and scheme == "bearer" and self.oauth:accepts(token) then return self.store:me(), token, "oauth" end
   return nil, token, scheme
 end
 
@@ -319,7 +331,8 @@ function App:record(req)
   end
   local log = self.log
   log[#log + 1] = { method = req.method, path = req.path, query_string = redact_params(req.query_string or ""),
-                    headers = headers, body = redact_body(req.body or "", headers["content-type"]) }
+                    headers = headers, body = oauth.is_oauth_path(req.path) and oauth.redact_body(req)
+                      or redact_body(req.body or "", headers["content-type"]) }
   if #log > self.log_max then
     local keep = self.log_max // 2
     table.move(log, #log - keep + 1, #log, 1)
@@ -398,6 +411,7 @@ local ADMIN = {
     return 200, { ok = true }
   end },
 }
+for p, methods in pairs(oauth.ADMIN) do ADMIN[p] = methods end
 
 function App:admin(req, path)
   local headers = { ["content-type"] = "application/json" }
@@ -452,6 +466,7 @@ function App:handle(req)
   end
   if path == "/_sandbox" or path:sub(1, 10) == "/_sandbox/" then return self:admin(req, path) end
   self:record(req)
+  if oauth.is_oauth_path(path) then return self.oauth:handle(req) end
   local ctx = { req = req, method = (req.method or "GET"):upper() }
   local ok, status, body = xpcall(self.dispatch, function(e)
     if check.is_failure(e) then return e end

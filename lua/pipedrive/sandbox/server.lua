@@ -36,6 +36,14 @@ Options:
                        attempts); "" sends each event once
   --webhook-duplicate  send every successfully delivered webhook event a
                        second time, as real networks sometimes do
+  --oauth-client ID:SECRET
+                       register an OAuth app (repeatable); without one the
+                       /oauth/ endpoints answer 404
+  --oauth-auto-approve GET /oauth/authorize redirects at once with a code
+                       (default: a consent page with Approve and Deny buttons)
+  --token-ttl SECONDS  lifetime of OAuth access tokens (default 3600)
+  --code-ttl SECONDS   lifetime of authorization codes (default 300, as
+                       Pipedrive's 5 minutes)
   --quiet              do not print the listening line
   -h, --help           show this text
 
@@ -48,19 +56,32 @@ out after the API call is answered, from background curl processes; a 2xx
 answer within 10 s is a success, anything else is retried (see
 --webhook-retry-delays) and then dropped.
 
+OAuth (with --oauth-client): the sandbox also plays oauth.pipedrive.com.
+GET /oauth/authorize?client_id=..&redirect_uri=..&state=..[&scope=..] leads to
+redirect_uri?code=..&state=.. (or error=access_denied); POST /oauth/token
+(HTTP Basic client auth, form body) takes grant_type=authorization_code
+(code, redirect_uri) and grant_type=refresh_token (refresh_token; every refresh
+also replaces the refresh token); POST /oauth/revoke takes token. Token answers
+name api_domain, the sandbox's own URL; API calls there take
+"Authorization: Bearer <access_token>" beside the API token.
+
 Admin endpoints (no token, loopback clients only):
   GET /_sandbox/health, POST /_sandbox/reset (also removes webhooks and
   pending deliveries), GET /_sandbox/state, GET|DELETE /_sandbox/requests,
   GET|DELETE /_sandbox/deliveries (webhook delivery attempts: webhook_id,
   event_id, object, action, attempt, status, ok, time), POST /_sandbox/bulk
-  {"object":"deal","count":N,"title_prefix":"Bulk"}, POST /_sandbox/shutdown
+  {"object":"deal","count":N,"title_prefix":"Bulk"}, POST /_sandbox/shutdown,
+  GET /_sandbox/oauth (exchanges, refreshes, revokes, failed_refreshes,
+  active_access_tokens), POST /_sandbox/oauth/expire (ends every access
+  token now; /_sandbox/reset also forgets all OAuth codes and tokens)
 
 It exits on SIGTERM or SIGINT.
 ]]
 
-local FLAGS = { allow_remote = true, quiet = true, real_nulls = true, help = true, webhook_duplicate = true }
+local FLAGS = { allow_remote = true, quiet = true, real_nulls = true, help = true, webhook_duplicate = true,
+                oauth_auto_approve = true }
 local VALUES = { host = true, port = true, port_file = true, api_token = true, fixtures = true, exit_after = true,
-                 webhook_retry_delays = true }
+                 webhook_retry_delays = true, oauth_client = true, token_ttl = true, code_ttl = true }
 
 --- argv -> options table, or nil and a message.
 function M.parse_args(argv)
@@ -84,7 +105,15 @@ function M.parse_args(argv)
         i = i + 1
       end
       if v == nil then return nil, ("--%s needs a value"):format(name:gsub("_", "-")) end
-      o[name] = v
+      if name == "oauth_client" then
+        local id, secret = v:match("^([^:]+):(.+)$")
+        if not id then return nil, "--oauth-client must be ID:SECRET, both non-empty" end
+        o.oauth_clients = o.oauth_clients or {}
+        if o.oauth_clients[id] then return nil, "--oauth-client: client id given twice" end
+        o.oauth_clients[id] = secret
+      else
+        o[name] = v
+      end
     else
       return nil, ("unknown option '%s'"):format(a)
     end
@@ -103,6 +132,15 @@ function M.parse_args(argv)
     local n = tonumber(o.exit_after)
     if not n or n <= 0 then return nil, "--exit-after must be a positive number of seconds" end
     o.exit_after = n
+  end
+  for _, name in ipairs({ "token_ttl", "code_ttl" }) do
+    if o[name] ~= nil then
+      local n = tonumber(o[name])
+      if not n or n <= 0 or n ~= n or n == math.huge then
+        return nil, ("--%s must be a positive number of seconds"):format(name:gsub("_", "-"))
+      end
+      o[name] = math.tointeger(n) or n
+    end
   end
   if o.webhook_retry_delays ~= nil and type(o.webhook_retry_delays) == "string" then
     local delays = {}
@@ -160,7 +198,9 @@ function M.main(argv)
   end
   local httpd = require "pipedrive.httpd"
   local app = sandbox.new{ api_token = o.api_token, fixtures = o.fixtures, real_nulls = o.real_nulls,
-                           webhook_retry_delays = o.webhook_retry_delays, webhook_duplicate = o.webhook_duplicate }
+                           webhook_retry_delays = o.webhook_retry_delays, webhook_duplicate = o.webhook_duplicate,
+                           oauth_clients = o.oauth_clients, token_ttl = o.token_ttl, code_ttl = o.code_ttl,
+                           oauth_auto_approve = o.oauth_auto_approve }
   local srv, lerr = httpd.listen{
     host = o.host, port = o.port, max_body = 16 * 1024 * 1024,
     handler = function(req) return app:handle(req) end,
