@@ -82,9 +82,15 @@ describe("OAuth", function()
     -- a token refused before its expiry: one refresh, the call replayed once
     local before = oauth_counts(sb)
     sb.admin("POST", "/_sandbox/oauth/expire")
+    sb.clear_requests()
     local got = assert(pd.deals.get(d.id))
     assert.equal("Via OAuth", got.title)
     assert.equal(before.refreshes + 1, oauth_counts(sb).refreshes)
+    local gets = 0
+    for _, r in ipairs(sb.requests()) do
+      if r.method == "GET" and r.path == "/api/v2/deals/" .. d.id then gets = gets + 1 end
+    end
+    assert.equal(2, gets) -- refused with 401, then replayed once after the refresh
     assert.not_equal(token.access_token, pd.oauth.token().access_token)
 
     -- a later run: a new client from the file, after the access token expired

@@ -73,13 +73,14 @@ function M.new(opts, send, oauth_url)
   local broken = false          -- set by invalid_grant: only a new login helps
   local generation = 0          -- bumped on every new token: single-flight refresh
   local refreshing = false
+  local revoked = false         -- set by revoke, for a clearer error afterwards
   local pending_states = {}
   local self = {}
 
   local function publish(t)
     token = t
     generation = generation + 1
-    broken = false
+    broken, revoked = false, false
     if opts.on_token then opts.on_token(copy(t)) end
   end
 
@@ -183,7 +184,7 @@ function M.new(opts, send, oauth_url)
       return fail(res.status >= 500 and "server" or "oauth", ("revoke answered HTTP %d"):format(res.status),
         "/oauth/revoke")
     end
-    token, broken = nil, false
+    token, broken, revoked = nil, false, true
     generation = generation + 1
     if opts.on_revoke then opts.on_revoke() end
     return true
@@ -197,9 +198,14 @@ function M.new(opts, send, oauth_url)
   function self.authorization()
     if broken then return fail("reauth_required", "the refresh token was refused: log in again") end
     if not token then
-      return fail("reauth_required", "no OAuth token yet: call pd.oauth.login or pd.oauth.exchange")
+      return fail("reauth_required", revoked and "the token was revoked: log in again (pd.oauth.login or exchange)"
+        or "no OAuth token yet: call pd.oauth.login or pd.oauth.exchange")
     end
-    if core.oauth_needs_refresh(token, os.time(), skew) and token.refresh_token then
+    -- The margin never exceeds half the token's lifetime, so short-lived
+    -- tokens are not refreshed before every call.
+    local margin = skew
+    if math.type(token.expires_in) == "integer" then margin = math.min(skew, token.expires_in // 2) end
+    if core.oauth_needs_refresh(token, os.time(), margin) and token.refresh_token then
       local ok, err = self.refresh(generation)
       if not ok then return nil, err end
     end
