@@ -66,34 +66,41 @@ local function lua_list(items)
   return "{" .. table.concat(parts, ",") .. "}"
 end
 
---- Starts a sandbox and waits for its port; raises when it does not come up.
-function M.start(opts)
-  opts = opts or {}
-  local api_token = opts.api_token or "sandbox-token"
+--- Starts a program in the background and waits until it writes its port.
+-- opts: argv (function(port_file) returning the command: interpreter and
+-- arguments; the child writes its port to port_file), env (extra variables), log (a file for the
+-- child's output; default a temporary one, quoted when the start fails),
+-- timeout (seconds, default 10), what (names the program in errors).
+-- The child gets this process's package.path and package.cpath. Returns
+-- { pid, port, url, log?, stop = function(grace) } (stop: TERM, then KILL after
+-- `grace` seconds, default 2; idempotent; also on __gc and __close); raises
+-- when no port appears in time or the child exits first.
+function M.launch(opts)
+  local what = opts.what or "the program"
   local port_file = os.tmpname()
   os.remove(port_file) -- the child's rename makes it appear when the server listens
-  local log = opts.log
-  local own_log = false
+  local log, own_log = opts.log, false
   if not log then
     log = os.tmpname()
     own_log = true
   end
-  local args = { "--port", "0", "--port-file", port_file, "--api-token", api_token,
-                 "--exit-after", tostring(opts.exit_after or 3600), "--quiet" }
-  for _, a in ipairs(opts.args or {}) do args[#args + 1] = tostring(a) end
-  local code = ("os.exit(require('pipedrive.sandbox.server').main(%s))"):format(lua_list(args))
-  local lua = opts.lua or M.interpreter()
-  local cmd = table.concat({
-    "env",
-    shell_quote("LUA_PATH=" .. package.path), shell_quote("LUA_PATH_5_4=" .. package.path),
-    shell_quote("LUA_CPATH=" .. package.cpath), shell_quote("LUA_CPATH_5_4=" .. package.cpath),
-    shell_quote(lua), "-e", shell_quote(code),
-    "</dev/null", ">" .. shell_quote(log), "2>&1", "& echo $!",
-  }, " ")
+  local env = { LUA_PATH = package.path, LUA_PATH_5_4 = package.path,
+                LUA_CPATH = package.cpath, LUA_CPATH_5_4 = package.cpath }
+  for k, v in pairs(opts.env or {}) do
+    assert(type(k) == "string" and k:match("^[%a_][%w_]*$"), "spawn.launch: bad environment variable name")
+    env[k] = tostring(v)
+  end
+  local names = {}
+  for k in pairs(env) do names[#names + 1] = k end
+  table.sort(names)
+  local parts = { "env" }
+  for _, k in ipairs(names) do parts[#parts + 1] = shell_quote(k .. "=" .. env[k]) end
+  for _, a in ipairs(opts.argv(port_file)) do parts[#parts + 1] = shell_quote(a) end
+  local cmd = table.concat(parts, " ") .. " </dev/null >" .. shell_quote(log) .. " 2>&1 & echo $!"
   local sh = assert(io.popen(cmd, "r"))
   local pid = tonumber(sh:read("l"))
   sh:close()
-  if not pid then error("pipedrive.sandbox.spawn: could not start " .. lua, 2) end
+  if not pid then error("pipedrive.sandbox.spawn: could not start " .. what, 2) end
 
   local stopped = false
   local function stop(grace)
@@ -116,23 +123,39 @@ function M.start(opts)
     local text = read_file(port_file)
     local port = text and tonumber(text:match("^%s*(%d+)%s*$"))
     if port then
-      local sb = {
-        url = "http://127.0.0.1:" .. port, port = port, pid = pid, api_token = api_token,
-        log = not own_log and log or nil, stop = stop,
-      }
-      return setmetatable(sb, { __gc = function() stop() end, __close = function() stop() end })
+      local p = { url = "http://127.0.0.1:" .. port, port = port, pid = pid,
+                  log = not own_log and log or nil, stop = stop }
+      return setmetatable(p, { __gc = function() stop() end, __close = function() stop() end })
     end
     local dead = not pid_alive(pid)
+    -- os.time() has 1 s resolution; count the sleeps too so the wait is not cut short.
     if dead or (waited >= timeout and os.time() - t0 >= timeout) then
       local out = read_file(log) or ""
       stop()
       local why = dead and "exited before listening" or ("did not listen within %g s"):format(timeout)
       if out ~= "" then why = why .. ": " .. out:sub(-2000) end
-      error("pipedrive.sandbox.spawn: the sandbox " .. why, 2)
+      error(("pipedrive.sandbox.spawn: %s %s"):format(what, why), 2)
     end
     sleep(0.02)
     waited = waited + 0.02
   end
+end
+
+--- Starts a sandbox and waits for its port; raises when it does not come up.
+function M.start(opts)
+  opts = opts or {}
+  local api_token = opts.api_token or "sandbox-token"
+  local lua = opts.lua or M.interpreter()
+  local function argv(port_file)
+    local args = { "--port", "0", "--port-file", port_file, "--api-token", api_token,
+                   "--exit-after", tostring(opts.exit_after or 3600), "--quiet" }
+    for _, a in ipairs(opts.args or {}) do args[#args + 1] = tostring(a) end
+    return { lua, "-e", ("os.exit(require('pipedrive.sandbox.server').main(%s))"):format(lua_list(args)) }
+  end
+  local ok, sb = pcall(M.launch, { argv = argv, log = opts.log, timeout = opts.timeout, what = "the sandbox" })
+  if not ok then error(sb, 2) end
+  sb.api_token = api_token
+  return sb
 end
 
 return M
