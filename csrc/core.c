@@ -14,6 +14,7 @@
 #include "secret.c"
 #include "oauth.c"
 #include "fs.c"
+#include "clock.c"
 
 PD_EXPORT int luaopen_pipedrive_core(lua_State *L);
 
@@ -29,6 +30,7 @@ PD_EXPORT int luaopen_pipedrive_core(lua_State *L) {
   pd_secret_open(L);
   pd_oauth_open(L);
   pd_fs_open(L);
+  pd_clock_open(L);
   lua_pushliteral(L, "0.1.0");
   lua_setfield(L, -2, "_VERSION");
   return 1;

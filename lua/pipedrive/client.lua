@@ -9,6 +9,7 @@ local core = require "pipedrive.core"
 local operations = require "pipedrive.operations"
 local params = require "pipedrive.params"
 local oauth = require "pipedrive.oauth"
+local retry = require "pipedrive.retry"
 
 local M = {}
 
@@ -44,7 +45,7 @@ function M.new(opts)
   if type(opts) ~= "table" then error("pipedrive.new: expected a table of options", 2) end
   local known = { api_token = true, base_url = true, api = true, timeout = true, connect_timeout = true,
                   transport = true, insecure = true, user_agent = true, max_response = true,
-                  oauth = true, oauth_url = true }
+                  oauth = true, oauth_url = true, retries = true, sleep = true }
   for k in pairs(opts) do
     if not known[k] then error(("pipedrive.new: unknown option '%s'"):format(tostring(k)), 2) end
   end
@@ -70,6 +71,14 @@ function M.new(opts)
       error(("pipedrive.new: %s must be a positive number of seconds"):format(k), 2)
     end
   end
+
+  local policy, perr = retry.policy(opts.retries)
+  if policy == nil then error("pipedrive.new: " .. perr, 2) end
+  if opts.sleep ~= nil and type(opts.sleep) ~= "function" then
+    error("pipedrive.new: sleep must be a function(seconds)", 2)
+  end
+  local clock = { now = core.now, sleep = opts.sleep or core.sleep }
+  local last_rate -- the last rate-limit figures seen, for pd.rate_limit()
 
   local http
   local transport = opts.transport
@@ -108,6 +117,17 @@ function M.new(opts)
 
   -- One call of one operation; `level` places misuse errors at the user's line.
   local function call(rname, fname, op, args, level)
+    local call_policy = policy
+    if type(args) == "table" and args.retries ~= nil then
+      -- Per-call retries: taken out before the arguments are translated.
+      local p, perr2 = retry.policy(args.retries, policy)
+      if p == nil then error(("pipedrive.%s.%s: %s"):format(rname, fname, perr2), level + 1) end
+      call_policy = p
+      local a = {}
+      for k, v in pairs(args) do a[k] = v end
+      a.retries = nil
+      args = a
+    end
     local version = (api == "v1" or not op.v2) and "v1" or "v2"
     local route = op[version]
     local fields, r = params.translate(op, version, args)
@@ -115,7 +135,9 @@ function M.new(opts)
     local path = r.path or route.path
     local ctx_path = path:gsub("{(%w+)}", function(k) return tostring(r.path_params[k]) end)
     local is_body = route.method ~= "GET" and route.method ~= "DELETE"
-    for attempt = 1, 2 do
+    -- One attempt: credentials, request, transport, answer. Returns
+    -- data, info or nil, err, the token generation it used.
+    local function once()
       local headers, host, generation = credentials()
       if not headers then
         host.method, host.path = route.method, ctx_path
@@ -131,8 +153,9 @@ function M.new(opts)
           terr = transport_error(tostring(terr or "transport failed"), route.method, ctx_path)
         end
         terr.method, terr.path = terr.method or route.method, terr.path or ctx_path
-        return nil, terr
+        return nil, terr, generation
       end
+      last_rate = retry.rate_limit(res.headers, os.time()) or last_rate
       local data, info = core.parse_response(res, {
         method = route.method, path = ctx_path, paging = route.paging, search = op.kind == "search",
       })
@@ -141,6 +164,12 @@ function M.new(opts)
         info.cost = r.cost or route.cost
         return data, info
       end
+      retry.classify(info, res.headers)
+      return nil, info, generation
+    end
+    for attempt = 1, 2 do
+      local data, info, generation = retry.run(call_policy, route.method, once, clock)
+      if data ~= nil then return data, info end
       -- An access token refused before its expiry: refresh once (unless another
       -- call already did) and replay the call once.
       if not (auth and attempt == 1 and info.kind == "unauthorized") then return nil, info end
@@ -162,6 +191,9 @@ function M.new(opts)
     for k, v in pairs(args or {}) do a[k] = v end
     local max_items = a.max_items
     a.max_items = nil
+    if a.retries ~= nil and retry.policy(a.retries, policy) == nil then
+      error(("pipedrive.%s.each: %s"):format(rname, select(2, retry.policy(a.retries, policy))), 3)
+    end
     if max_items ~= nil and (math.type(max_items) ~= "integer" or max_items < 0) then
       error(("pipedrive.%s.each: max_items must be a non-negative integer"):format(rname), 3)
     end
@@ -169,7 +201,13 @@ function M.new(opts)
     local paging = op[version].paging
     if paging ~= "none" and a.limit == nil then a.limit = 500 end
     -- Check the arguments now, so misuse raises at the for statement.
-    local ok, problem = params.translate(op, version, a)
+    local checked = a
+    if a.retries ~= nil then
+      checked = {}
+      for k, v in pairs(a) do checked[k] = v end
+      checked.retries = nil
+    end
+    local ok, problem = params.translate(op, version, checked)
     if not ok then error(("pipedrive.%s.each: %s"):format(rname, problem), 3) end
     local page, i, count, done = nil, 0, 0, false
     return function()
@@ -244,6 +282,15 @@ function M.new(opts)
   function self.triggers(a, b)
     if a == self then a = b end -- also callable as pd:triggers{...}
     return require("pipedrive.triggers").new(self, a)
+  end
+
+  --- The last rate-limit figures seen: { limit, remaining, reset, daily_left, at }
+  -- (`at` is os.time() of that answer), or nil before any answer carried them.
+  function self.rate_limit()
+    if not last_rate then return nil end
+    local copy = {}
+    for k, v in pairs(last_rate) do copy[k] = v end
+    return copy
   end
 
   --- The base URL calls go to now (the OAuth token's api_domain when it has one).
