@@ -178,6 +178,10 @@ static CURLcode pd_http_setopts(pd_http *h, const char *method, const char *body
   } else if (strcmp(method, "GET") != 0) {
     PD_SET(CURLOPT_CUSTOMREQUEST, method);
   }
+  /* libcurl silently sends a request again when a reused connection closes
+   * before any answer; for POST and PATCH that can create a record twice. So
+   * those always go on a fresh connection, which libcurl never resends on. */
+  PD_SET(CURLOPT_FRESH_CONNECT, (strcmp(method, "POST") == 0 || strcmp(method, "PATCH") == 0) ? 1L : 0L);
 #undef PD_SET
   return rc;
 }

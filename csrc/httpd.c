@@ -12,6 +12,8 @@
  *                             max_body = 1048576, connection_timeout = 10,
  *                             connection_limit = 256, log_errors = true }
  *   fn(req) -> status, headers, body      (req described at pd_httpd_dispatch)
+ *   fn(req) -> "drop"                     closes the connection without an answer
+ *                                         (the sandbox's fault injection)
  *   srv:port(), srv:host(), srv:step(seconds), srv:run(), srv:stop(), srv:close()
  */
 #include "compat.h"
@@ -83,6 +85,7 @@ typedef struct pd_hcall {
   char remote_addr[INET6_ADDRSTRLEN];
   int remote_port;
   int status;
+  int drop; /* the handler returned "drop": close without an answer */
   pd_buf resp_headers;
 } pd_hcall;
 
@@ -236,6 +239,11 @@ static int pd_httpd_dispatch(lua_State *L) {
   lua_insert(L, -2);
   lua_call(L, 1, 3); /* stack: ctx, status, headers, body */
 
+  if (lua_type(L, 2) == LUA_TSTRING && strcmp(lua_tostring(L, 2), "drop") == 0) {
+    c->drop = 1;
+    lua_pushliteral(L, "");
+    return 1;
+  }
   status = lua_tointegerx(L, 2, &isnum);
   if (!isnum || status < 200 || status > 599)
     return luaL_error(L, "handler must return an HTTP status 200-599 first, got %s", luaL_typename(L, 2));
@@ -342,6 +350,10 @@ static enum MHD_Result pd_httpd_call_lua(pd_httpd *s, struct MHD_Connection *con
     goto out;
   }
 
+  if (c.drop) {
+    ok = MHD_NO; /* MHD closes the connection without a response */
+    goto out;
+  }
   body = lua_tolstring(L, -1, &blen);
   r = MHD_create_response_from_buffer(blen, (void *)(uintptr_t)body, MHD_RESPMEM_MUST_COPY);
   if (!r) {

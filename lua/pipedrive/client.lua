@@ -94,7 +94,22 @@ function M.new(opts)
   -- Credentials live only in these upvalues and in the header tables handed to
   -- the transport; the client table never holds them.
   local api_token_headers = token and { ["x-api-token"] = token, accept = "application/json" }
-  local auth = opts.oauth ~= nil and oauth.new(opts.oauth, transport, opts.oauth_url) or nil
+  -- OAuth token calls are POSTs: retried only on a 429 and when nothing was sent.
+  local function oauth_send(req)
+    if not policy then return transport(req) end
+    local res, ferr, last = retry.run(policy, "POST", function()
+      local r, e = transport(req)
+      if r and r.status == 429 then
+        local h = r.headers or {}
+        return nil, { status = 429, retry_after = tonumber(h["retry-after"] or h["x-ratelimit-reset"] or "") }, r
+      end
+      return r, e
+    end, clock)
+    if res then return res end
+    if last then return last end -- the final 429 answer, for the token parser
+    return nil, ferr
+  end
+  local auth = opts.oauth ~= nil and oauth.new(opts.oauth, oauth_send, opts.oauth_url) or nil
   local explicit_base = opts.base_url ~= nil
 
   -- The headers and API host for the next call: the OAuth token's api_domain

@@ -21,6 +21,7 @@
 --   POST   /_sandbox/bulk      {"object":"deal","count":N,"title_prefix":"Bulk","fields":{...}}
 --   POST   /_sandbox/shutdown  asks the server loop to stop
 --   GET    /_sandbox/oauth     OAuth counts; POST /_sandbox/oauth/expire ends every access token now
+--   GET|POST|DELETE /_sandbox/faults  fault-injection rules (faults.lua): list, add (a JSON list), clear
 --
 -- With oauth_clients it also plays oauth.pipedrive.com under /oauth/ (see oauth.lua),
 -- and API calls may carry "Authorization: Bearer <access token>".
@@ -33,7 +34,8 @@
 -- webhook_retry_delays (seconds before each retry, default { 3, 30, 150 }),
 -- webhook_duplicate (send every successful delivery twice), webhook_timeout (10),
 -- oauth_clients ({ [client_id] = secret }), token_ttl (3600), code_ttl (300),
--- oauth_auto_approve, api_domain (for token answers; default the request's Host).
+-- oauth_auto_approve, api_domain (for token answers; default the request's Host),
+-- faults (a list of fault rules, see faults.lua; kept across /_sandbox/reset).
 --
 -- Webhook deliveries are only queued while a request is handled; a server
 -- loop sends them with `app:tick()` between requests (`app:wait(max)` says
@@ -46,6 +48,7 @@ local api = require "pipedrive.sandbox.api"
 local activities = require "pipedrive.sandbox.activities"
 local webhooks = require "pipedrive.sandbox.webhooks"
 local oauth = require "pipedrive.sandbox.oauth"
+local faults = require "pipedrive.sandbox.faults"
 
 local null, array = json.null, json.array
 local fail = check.fail
@@ -62,6 +65,13 @@ local function default_fine_clock()
   local ok, socket = pcall(require, "socket")
   if ok and type(socket) == "table" and socket.gettime then return socket.gettime end
   return os.time
+end
+
+-- Waits inside a handler (fault delays): LuaSocket when installed, else sleep(1).
+local function default_sleep(seconds)
+  local ok, socket = pcall(require, "socket")
+  if ok and type(socket) == "table" and socket.sleep then return socket.sleep(seconds) end
+  os.execute(("sleep %.3f"):format(seconds))
 end
 
 local App = {}
@@ -85,6 +95,11 @@ function M.new(opts)
                                auto_approve = opts.oauth_auto_approve, api_domain = opts.api_domain })
   app.hooks = webhooks.new(app, { retry_delays = opts.webhook_retry_delays, duplicate = opts.webhook_duplicate,
                                   timeout = opts.webhook_timeout })
+  app.faults = faults.new(opts.sleep or default_sleep)
+  if opts.faults then
+    local ok, ferr = app.faults:add(opts.faults)
+    if not ok then error("sandbox: faults: " .. ferr, 2) end
+  end
   app:reset_counters()
   return app
 end
@@ -405,6 +420,20 @@ local ADMIN = {
       return 200, { ok = true }
     end,
   },
+  ["/_sandbox/faults"] = {
+    GET = function(self) return 200, { rules = array(self.faults.rules), hits = self.faults.hits } end,
+    POST = function(self, req)
+      local list = json.decode(req.body or "")
+      if type(list) ~= "table" then fail(400, "the body must be a JSON list of fault rules") end
+      local added, err = self.faults:add(list)
+      if not added then fail(400, err) end
+      return 200, { ok = true, rules = #self.faults.rules }
+    end,
+    DELETE = function(self)
+      self.faults:clear()
+      return 200, { ok = true }
+    end,
+  },
   ["/_sandbox/bulk"] = { POST = function(self, req) return self:bulk(req) end },
   ["/_sandbox/shutdown"] = { POST = function(self)
     self.stop_requested = true
@@ -466,6 +495,14 @@ function App:handle(req)
   end
   if path == "/_sandbox" or path:sub(1, 10) == "/_sandbox/" then return self:admin(req, path) end
   self:record(req)
+  local fault = self.faults:take((req.method or "GET"):upper(), path)
+  if fault and not faults.processes(fault) then return self.faults:answer(fault) end
+  if fault then return self.faults:answer(fault, self:process(req, path)) end
+  return self:process(req, path)
+end
+
+--- Answers an API (or OAuth) request that was logged.
+function App:process(req, path)
   if oauth.is_oauth_path(path) then return self.oauth:handle(req) end
   local ctx = { req = req, method = (req.method or "GET"):upper() }
   local ok, status, body = xpcall(self.dispatch, function(e)

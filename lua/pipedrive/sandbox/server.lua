@@ -44,6 +44,11 @@ Options:
   --token-ttl SECONDS  lifetime of OAuth access tokens (default 3600)
   --code-ttl SECONDS   lifetime of authorization codes (default 300, as
                        Pipedrive's 5 minutes)
+  --fault RULE_JSON    inject a fault (repeatable), e.g.
+                       '{"match":{"method":"POST"},"fault":"status","status":429,"retry_after":1,"count":2}';
+                       fault: status, drop, delay, html403, truncate, invalid_json;
+                       "when":"after" processes the request first (see
+                       GET|POST|DELETE /_sandbox/faults)
   --quiet              do not print the listening line
   -h, --help           show this text
 
@@ -73,7 +78,9 @@ Admin endpoints (no token, loopback clients only):
   {"object":"deal","count":N,"title_prefix":"Bulk"}, POST /_sandbox/shutdown,
   GET /_sandbox/oauth (exchanges, refreshes, revokes, failed_refreshes,
   active_access_tokens), POST /_sandbox/oauth/expire (ends every access
-  token now; /_sandbox/reset also forgets all OAuth codes and tokens)
+  token now; /_sandbox/reset also forgets all OAuth codes and tokens),
+  GET /_sandbox/faults (rules left, hits), POST /_sandbox/faults (a JSON
+  list of rules, added after the present ones), DELETE /_sandbox/faults
 
 It exits on SIGTERM or SIGINT.
 ]]
@@ -81,7 +88,8 @@ It exits on SIGTERM or SIGINT.
 local FLAGS = { allow_remote = true, quiet = true, real_nulls = true, help = true, webhook_duplicate = true,
                 oauth_auto_approve = true }
 local VALUES = { host = true, port = true, port_file = true, api_token = true, fixtures = true, exit_after = true,
-                 webhook_retry_delays = true, oauth_client = true, token_ttl = true, code_ttl = true }
+                 webhook_retry_delays = true, oauth_client = true, token_ttl = true, code_ttl = true,
+                 fault = true }
 
 --- argv -> options table, or nil and a message.
 function M.parse_args(argv)
@@ -111,6 +119,13 @@ function M.parse_args(argv)
         o.oauth_clients = o.oauth_clients or {}
         if o.oauth_clients[id] then return nil, "--oauth-client: client id given twice" end
         o.oauth_clients[id] = secret
+      elseif name == "fault" then
+        local rule = require("pipedrive.sandbox.json").decode(v)
+        local faults = require "pipedrive.sandbox.faults"
+        local ok, ferr = faults.check(rule)
+        if not ok then return nil, "--fault: " .. (type(rule) == "table" and ferr or "not a JSON object") end
+        o.faults = o.faults or {}
+        o.faults[#o.faults + 1] = rule
       else
         o[name] = v
       end
@@ -200,7 +215,7 @@ function M.main(argv)
   local app = sandbox.new{ api_token = o.api_token, fixtures = o.fixtures, real_nulls = o.real_nulls,
                            webhook_retry_delays = o.webhook_retry_delays, webhook_duplicate = o.webhook_duplicate,
                            oauth_clients = o.oauth_clients, token_ttl = o.token_ttl, code_ttl = o.code_ttl,
-                           oauth_auto_approve = o.oauth_auto_approve }
+                           oauth_auto_approve = o.oauth_auto_approve, faults = o.faults }
   local srv, lerr = httpd.listen{
     host = o.host, port = o.port, max_body = 16 * 1024 * 1024,
     handler = function(req) return app:handle(req) end,
