@@ -137,8 +137,8 @@ describe("core.http", function()
       assert.equal(a.remote_port, b.remote_port)
       assert.equal(a.remote_port, c.remote_port)
       -- POST and PATCH go on a fresh connection: libcurl never resends those.
-      local p = echo.decode(assert(h:perform{ method = "POST", url = base .. "/5", body = "x" }).body)
-      assert.not_equal(a.remote_port, p.remote_port)
+      local fresh = echo.decode(assert(h:perform{ method = "POST", url = base .. "/5", body = "x" }).body)
+      assert.not_equal(a.remote_port, fresh.remote_port)
       local h2 = core.http_new{}
       local d = echo.decode(assert(h2:perform{ method = "GET", url = base .. "/4" }).body)
       assert.not_equal(a.remote_port, d.remote_port)
