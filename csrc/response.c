@@ -483,8 +483,22 @@ static int pd_resp_success(lua_State *L, const pd_resp *r, const char *paging, i
       lua_getfield(L, pg, "start");
       lua_getfield(L, pg, "limit");
       if (pd_isinteger(L, -2) && pd_isinteger(L, -1) && lua_tonumber(L, -1) > 0) {
-        lua_pushinteger(L, (lua_Integer)(lua_tonumber(L, -2) + lua_tonumber(L, -1)));
-        lua_replace(L, pg + 2);
+        /* In integers, and only when the sum fits: converting an
+         * out-of-range double is undefined (found by fuzz_response).
+         * Without next_start the client reports the page as undecodable. */
+#if LUA_VERSION_NUM >= 503
+        lua_Integer start = lua_tointeger(L, -2), limit = lua_tointeger(L, -1);
+        if (start <= LUA_MAXINTEGER - limit) {
+          lua_pushinteger(L, start + limit);
+          lua_replace(L, pg + 2);
+        }
+#else
+        lua_Number sum = lua_tonumber(L, -2) + lua_tonumber(L, -1);
+        if (sum > -9007199254740992.0 && sum < 9007199254740992.0) {
+          lua_pushinteger(L, (lua_Integer)sum);
+          lua_replace(L, pg + 2);
+        }
+#endif
       }
       lua_settop(L, pg + 2);
     }
