@@ -25,7 +25,7 @@ CORE_SRC = csrc/core.c $(filter-out csrc/core.c csrc/httpd.c,$(wildcard csrc/*.c
 INST_LIBDIR ?= $(BUILD)/install/lib
 INST_LUADIR ?= $(BUILD)/install/lua
 
-.PHONY: all test demo oauth-demo lint clean install deps
+.PHONY: all test demo oauth-demo triggers-demo lint clean install deps asan asan-build valgrind fuzz fuzz-build fuzz-regress san-deps
 
 all: $(CORE_SO) $(HTTPD_SO)
 
@@ -45,6 +45,9 @@ test: all
 demo: all
 	LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='$(BUILD)/?.so;;' $(LUA) examples/demo.lua
 
+triggers-demo: all
+	LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='$(BUILD)/?.so;;' $(LUA) examples/triggers.lua --demo
+
 oauth-demo: all
 	sh examples/oauth_demo.sh
 
@@ -60,4 +63,55 @@ install: all
 	cp lua/pipedrive/sandbox/*.lua $(INST_LUADIR)/pipedrive/sandbox/
 
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(VALGRIND_BUILD) $(FUZZ_BUILD)
+
+# ---------------------------------------------------------------- sanitizers
+# `make asan`: both modules built by clang with ASan+UBSan into $(ASAN_BUILD),
+# then the whole suite with every Lua process under that runtime.
+# `make valgrind`: the whole suite under memcheck with the normal build.
+# `make fuzz`: the libFuzzer harnesses of fuzz/, FUZZ_SECONDS each;
+# `make fuzz-regress`: only replays fuzz/corpus and fuzz/regressions.
+# fuzz/README.md and the header of sanitize/suite.sh tell what each covers.
+SAN_CC      ?= clang
+SAN_FLAGS   ?= -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+ASAN_BUILD  ?= build-asan
+VALGRIND_BUILD ?= build-valgrind
+FUZZ_BUILD  ?= build-fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS = json request response oauth_token httpd
+FUZZ_FLAGS   = -fsanitize=fuzzer,address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LUA_LIBS    := $(shell pkg-config --libs lua$(LUA_VERSION) 2>/dev/null || echo -llua$(LUA_VERSION))
+
+san-deps:
+	@./run deps-san
+
+asan-build: san-deps
+	@$(MAKE) --no-print-directory BUILD=$(ASAN_BUILD) CC=$(SAN_CC) CFLAGS='-O1 -g $(SAN_FLAGS)' \
+	  LIBFLAG='-shared $(SAN_FLAGS)' all
+
+asan: asan-build
+	@LUA=$(LUA) SAN_CC=$(SAN_CC) BUSTED=$(BUSTED) sanitize/suite.sh asan $(ASAN_BUILD) $(ASAN_BUILD)
+
+valgrind: san-deps all
+	@LUA=$(LUA) BUSTED=$(BUSTED) sanitize/suite.sh valgrind $(BUILD) $(VALGRIND_BUILD)
+
+FUZZ_BINS = $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)
+
+$(FUZZ_BUILD)/fuzz_%: fuzz/fuzz_%.c fuzz/harness.h $(CORE_SRC)
+	@mkdir -p $(dir $@)
+	$(SAN_CC) -O1 -g $(FUZZ_FLAGS) -Wall -Wextra -std=c99 -D_POSIX_C_SOURCE=200809L -I$(LUA_INCDIR) -Icsrc $(CURL_CFLAGS) \
+	  -o $@ $< $(LUA_LIBS) $(CURL_LIBS) -lm
+
+$(FUZZ_BUILD)/fuzz_httpd: fuzz/fuzz_httpd.c fuzz/harness.h csrc/httpd.c csrc/compat.h csrc/buf.h
+	@mkdir -p $(dir $@)
+	$(SAN_CC) -O1 -g $(FUZZ_FLAGS) -Wall -Wextra -std=c99 -D_POSIX_C_SOURCE=200809L -I$(LUA_INCDIR) -Icsrc $(MHD_CFLAGS) \
+	  -o $@ $< $(LUA_LIBS) $(MHD_LIBS) -lm
+
+fuzz-build: san-deps
+	@$(MAKE) --no-print-directory -s $(FUZZ_BINS)
+
+fuzz: fuzz-build
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) fuzz/run.sh fuzz $(FUZZ_BUILD) $(FUZZ_TARGETS)
+
+fuzz-regress: fuzz-build
+	@fuzz/run.sh regress $(FUZZ_BUILD) $(FUZZ_TARGETS)
