@@ -727,10 +727,11 @@ function M.run(argv, env)
     getenv = env.getenv or os.getenv,
     isatty = env.isatty or function() return false end,
     read_file = env.read_file or function(path)
-      local f, err = path == "-" and io.stdin or io.open(path, "rb")
+      if path == "-" then return io.stdin:read("a") end
+      local f, err = io.open(path, "rb")
       if not f then return nil, err end
       local s = f:read("a")
-      if f ~= io.stdin then f:close() end
+      f:close()
       return s
     end,
   }

@@ -264,7 +264,8 @@ local MIN_COL = 4
 
 --- Lines of a table of `rows` (records) under `cols`, at most `width` columns
 -- wide when width is given: the widest columns give way first, each down to
--- MIN_COL (or its header), and cut cells end with an ellipsis.
+-- a floor of a few columns, then the last columns are left out; cut cells end
+-- with an ellipsis.
 function M.table_lines(rows, cols, width)
   local cells, widths = {}, {}
   for c, col in ipairs(cols) do widths[c] = M.width(col[1]) end
@@ -279,21 +280,39 @@ function M.table_lines(rows, cols, width)
     cells[i] = line
   end
   if width then
-    local function total()
-      local t = GAP * (#cols - 1)
-      for _, w in ipairs(widths) do t = t + w end
-      return t
+    -- Shrink the widest column, one column at a time, down to its floor; when
+    -- every column is at its floor, leave out the last one.
+    local n = #cols
+    local floors = {}
+    for c = 1, n do floors[c] = math.min(widths[c], math.max(MIN_COL, math.min(M.width(cols[c][1]), 6))) end
+    local function excess()
+      local t = GAP * (n - 1)
+      for c = 1, n do t = t + widths[c] end
+      return t - width
     end
-    local excess = total() - width
-    while excess > 0 do
+    local over = excess()
+    while over > 0 do
       local widest, at = 0, nil
-      for c, w in ipairs(widths) do
-        local floor = math.max(MIN_COL, math.min(M.width(cols[c][1]), 8))
-        if w > floor and w > widest then widest, at = w, c end
+      for c = 1, n do
+        if widths[c] > floors[c] and widths[c] > widest then widest, at = widths[c], c end
       end
-      if not at then break end
-      widths[at] = widths[at] - 1
-      excess = excess - 1
+      if at then
+        widths[at] = widths[at] - 1
+        over = over - 1
+      elseif n > 1 then
+        n = n - 1
+        over = excess()
+      else
+        break
+      end
+    end
+    if n < #cols then
+      local kept = {}
+      for c = 1, n do kept[c] = cols[c] end
+      cols = kept
+      for _, line in ipairs(cells) do
+        for c = #line, n + 1, -1 do line[c] = nil end
+      end
     end
   end
   local out = {}
@@ -313,15 +332,15 @@ function M.table_lines(rows, cols, width)
 end
 
 --- Lines showing one record as "key  value" pairs: the chosen columns, or
--- every field (id first, then by name).
+-- every field that is not null (id first, then by name).
 function M.record_lines(r, cols, width)
   local pairs_ = {}
   if cols then
     for _, col in ipairs(cols) do pairs_[#pairs_ + 1] = { col[1], M.cell(column_value(col, r)) } end
   else
     local keys = {}
-    for k in pairs(r) do
-      if type(k) == "string" then keys[#keys + 1] = k end
+    for k, v in pairs(r) do
+      if type(k) == "string" and v ~= null then keys[#keys + 1] = k end
     end
     table.sort(keys, function(a, b)
       if a == "id" or b == "id" then return a == "id" and b ~= "id" end
