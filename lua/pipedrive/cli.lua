@@ -98,7 +98,12 @@ local function action_synopsis(rname, fname, op)
       parts[#parts + 1] = flag_name(k) .. (TYPE_LABEL[spec.type] ~= "" and " " .. TYPE_LABEL[spec.type] or "")
     end
   end
-  parts[#parts + 1] = "[--param value ...]"
+  for _, spec in pairs(op.params) do
+    if not spec.required and not spec.path then
+      parts[#parts + 1] = "[--param value ...]"
+      break
+    end
+  end
   return table.concat(parts, " ")
 end
 
@@ -614,7 +619,7 @@ local function list_all(p, env, pd, object, args)
       else
         rows[#rows + 1] = output.scrub(rec)
       end
-      if tty or count % page == 0 then show(false) end
+      if count % page == 0 or (tty and count % 50 == 0) then show(false) end
     end
   end)
   if p.opts.json then env.stdout("]\n") end
