@@ -276,6 +276,40 @@ describe("pipedrive CLI", function()
       assert.equal(0, #sb.state().webhooks)
     end)
 
+    it("runs list, search, get, update and delete of every resource that has them", function()
+      local pd = sb.client()
+      local person = assert(pd.persons.add{ name = "Quokka Person" })
+      local made = {
+        deals = assert(pd.deals.add{ title = "Quokka deal" }),
+        persons = person,
+        organizations = assert(pd.organizations.add{ name = "Quokka org" }),
+        leads = assert(pd.leads.add{ title = "Quokka lead", person_id = person.id }),
+        activities = assert(pd.activities.add{ subject = "Quokka call", type = "call" }),
+      }
+      local label = { deals = "title", leads = "title", activities = "subject", persons = "name",
+                      organizations = "name" }
+      for rname, rec in pairs(made) do
+        local id = tostring(rec.id)
+        local listed = json(run(sb, { rname, "list", "--json" }).stdout)
+        local found = false
+        for _, x in ipairs(listed) do found = found or x.id == rec.id end
+        assert.is_true(found, rname .. " list")
+        if require("pipedrive.operations")[rname].search then
+          local hits = json(run(sb, { rname, "search", "quokka", "--json" }).stdout)
+          assert.equal(rec.id, hits[1].item.id, rname .. " search")
+        end
+        assert.equal(rec.id, json(run(sb, { rname, "get", id, "--json" }).stdout).id, rname .. " get")
+        local upd = run(sb, { rname, "update", id, "--" .. label[rname], "Renamed " .. rname, "--json" })
+        assert.equal(0, upd.code, upd.stderr)
+        assert.equal("Renamed " .. rname, json(upd.stdout)[label[rname]])
+        local fields = run(sb, { rname, "get", id, "--fields", label[rname] })
+        assert.equal("Renamed " .. rname, fields.stdout:match("^%S+%s+(.-)\n$"), rname .. " get --fields")
+        assert.equal(0, run(sb, { rname, "delete", id }).code, rname .. " delete")
+        assert.equal(3, run(sb, { rname, "get", id }).code, rname .. " get after delete")
+      end
+      pd.close()
+    end)
+
     it("types values from the operations table: integers, booleans, arrays, --name=value", function()
       sb.clear_requests()
       assert.equal(0, run(sb, { "deals", "list", "--status=open,won", "--limit", "50", "--owner-id", "1" }).code)

@@ -639,7 +639,7 @@ end
 local function fail(env, err, p)
   if is_misuse(err) then
     env.stderr("pipedrive: " .. misuse_message(err, p) .. "\n")
-    env.stderr(USAGE .. "\n")
+    env.stderr((p.op and "usage: " .. action_synopsis(p.resource, p.action, p.op) or USAGE) .. "\n")
     return M.EXIT.usage
   end
   local line = tostring(err):gsub("[\r\n]+", " ")
