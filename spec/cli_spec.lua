@@ -70,6 +70,7 @@ describe("pipedrive CLI", function()
       local l = lines(r.stdout)
       assert.same({ "ID", "TITLE", "STATUS", "VALUE", "OWNER", "STAGE" }, { table.unpack(cells(l[1]), 1, 6) })
       assert.equal(2, #l)
+      assert.is_nil(l[1]:find("PERSON", 1, true)) -- a default column empty in every row is left out
       local row = cells(l[2])
       assert.equal(tostring(deal.id), row[1])
       assert.equal("Acme renewal", row[2])

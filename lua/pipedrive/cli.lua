@@ -568,7 +568,7 @@ local function emit_rows(p, env, object, data, kind)
       env.stderr(("pipedrive: no %s found\n"):format(p.resource))
       return
     end
-    for _, line in ipairs(output.table_lines(rows, cols, env.width)) do out(line .. "\n") end
+    for _, line in ipairs(output.table_lines(rows, cols, env.width, not fields)) do out(line .. "\n") end
   end
 end
 
@@ -629,7 +629,7 @@ local function list_all(p, env, pd, object, args)
     if #rows == 0 then
       env.stderr(("pipedrive: no %s found\n"):format(p.resource))
     else
-      for _, line in ipairs(output.table_lines(rows, cols, env.width)) do env.stdout(line .. "\n") end
+      for _, line in ipairs(output.table_lines(rows, cols, env.width, not fields)) do env.stdout(line .. "\n") end
     end
   end
   return true
@@ -786,7 +786,8 @@ function M.run(argv, env)
     end
     e.width = w
   elseif e.isatty(1) then
-    e.width = env.columns and env.columns() or nil
+    local c = env.columns and env.columns()
+    if c and c >= 20 then e.width = c end
   end
   e.progress = p.opts.all and not p.opts["no-progress"] and (p.opts.progress or e.isatty(2)) or false
   return execute(p, e)

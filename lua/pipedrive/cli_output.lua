@@ -265,19 +265,43 @@ local MIN_COL = 4
 --- Lines of a table of `rows` (records) under `cols`, at most `width` columns
 -- wide when width is given: the widest columns give way first, each down to
 -- a floor of a few columns, then the last columns are left out; cut cells end
--- with an ellipsis.
-function M.table_lines(rows, cols, width)
+-- with an ellipsis. `drop_empty` leaves out columns empty in every row.
+function M.table_lines(rows, cols, width, drop_empty)
   local cells, widths = {}, {}
-  for c, col in ipairs(cols) do widths[c] = M.width(col[1]) end
   for i, r in ipairs(rows) do
     local line = {}
+    for c, col in ipairs(cols) do line[c] = M.cell(column_value(col, r)) end
+    cells[i] = line
+  end
+  if drop_empty then
+    -- Default columns that are empty in every row (no person, no org) make room for the others.
+    local kept, keep = {}, {}
     for c, col in ipairs(cols) do
-      local s = M.cell(column_value(col, r))
-      line[c] = s
+      for _, line in ipairs(cells) do
+        if line[c] ~= "" then
+          keep[c] = true
+          break
+        end
+      end
+      if keep[c] or c == 1 then kept[#kept + 1] = col end
+    end
+    if #kept < #cols then
+      for i, line in ipairs(cells) do
+        local l = {}
+        for c = 1, #cols do
+          if keep[c] or c == 1 then l[#l + 1] = line[c] end
+        end
+        cells[i] = l
+      end
+      cols = kept
+    end
+  end
+  for c, col in ipairs(cols) do widths[c] = M.width(col[1]) end
+  for _, line in ipairs(cells) do
+    for c, s in ipairs(line) do
       local w = M.width(s)
       if w > widths[c] then widths[c] = w end
     end
-    cells[i] = line
   end
   if width then
     -- Shrink the widest column, one column at a time, down to its floor; when
