@@ -41,6 +41,6 @@ build = {
     INST_LUADIR = "$(LUADIR)",
   },
   install = {
-    bin = { ["pipedrive-sandbox"] = "bin/pipedrive-sandbox" },
+    bin = { ["pipedrive-sandbox"] = "bin/pipedrive-sandbox", ["pipedrive"] = "bin/pipedrive" },
   },
 }
