@@ -25,7 +25,7 @@ CORE_SRC = csrc/core.c $(filter-out csrc/core.c csrc/httpd.c,$(wildcard csrc/*.c
 INST_LIBDIR ?= $(BUILD)/install/lib
 INST_LUADIR ?= $(BUILD)/install/lua
 
-.PHONY: all test demo oauth-demo triggers-demo lint clean install deps asan asan-build valgrind fuzz fuzz-build fuzz-regress san-deps
+.PHONY: all test demo oauth-demo triggers-demo lint clean install deps asan asan-build valgrind fuzz fuzz-build fuzz-regress san-deps bench-faults
 
 all: $(CORE_SO) $(HTTPD_SO)
 
@@ -50,6 +50,10 @@ triggers-demo: all
 
 oauth-demo: all
 	sh examples/oauth_demo.sh
+
+# The fault matrix once, counted (bench/RELIABILITY.md).
+bench-faults: all
+	$(LUA) bench/faults.lua
 
 lint:
 	luacheck -q lua spec bin examples bench
