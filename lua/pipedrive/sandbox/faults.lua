@@ -17,15 +17,18 @@
 --   connection: a drop in the middle of the body.
 -- "drip" sends the body "bytes" bytes at a time (default 16), "interval"
 --   seconds apart (default 0.05): a slow body. Both process the request first.
+-- "redirect" answers "status" (default 302) with a Location header "location"
+--   (a URL or path), without processing: for the client's redirect rules.
 -- The first rule that matches (and has count left) applies; each request takes at most one.
 local json = require "pipedrive.sandbox.json"
 
 local M = {}
 
 local KINDS = { status = true, drop = true, delay = true, html403 = true, truncate = true, invalid_json = true,
-                cut = true, drip = true }
+                cut = true, drip = true, redirect = true }
 local KEYS = { match = true, fault = true, status = true, retry_after = true, reset = true, daily = true,
-               count = true, delay = true, when = true, bytes = true, interval = true }
+               count = true, delay = true, when = true, bytes = true, interval = true,
+               location = true }
 
 M.HTML403 = "<!DOCTYPE html>\n<html><head><title>Attention Required! | Cloudflare</title></head>\n"
   .. "<body><h1>Sorry, you have been blocked</h1><p>You are unable to access pipedrive.com</p>"
@@ -40,11 +43,15 @@ function M.check(rule)
     if not KEYS[k] then return nil, ("unknown fault rule key '%s'"):format(tostring(k)) end
   end
   if not KINDS[rule.fault] then
-    return nil, "fault must be one of status, drop, delay, html403, truncate, invalid_json, cut, drip"
+    return nil, "fault must be one of status, drop, delay, html403, truncate, invalid_json, cut, drip, redirect"
   end
   local r = { fault = rule.fault, when = rule.when or "before", retry_after = rule.retry_after,
               reset = rule.reset, daily = rule.daily == true, delay = rule.delay, count = rule.count,
-              status = rule.status or 503, bytes = rule.bytes, interval = rule.interval }
+              status = rule.status or (rule.fault == "redirect" and 302 or 503), bytes = rule.bytes,
+              interval = rule.interval, location = rule.location }
+  if r.fault == "redirect" and (type(r.location) ~= "string" or r.location == "" or r.location:find("[%c]")) then
+    return nil, "a redirect needs a location (a URL or path)"
+  end
   if r.bytes ~= nil and (math.type(r.bytes) ~= "integer" or r.bytes < 0 or r.bytes > 65536) then
     return nil, "bytes must be an integer from 0 to 65536"
   end
@@ -133,6 +140,7 @@ function Faults:answer(r, status, headers, body)
   if r.fault == "invalid_json" then return status, headers, '{"success": true, "data": {"id": 1,, }' end
   if r.fault == "cut" then return status, headers, body, { cut = r.bytes or #(body or "") // 2 } end
   if r.fault == "drip" then return status, headers, body, { drip = math.max(1, r.bytes or 16), interval = r.interval or 0.05 } end
+  if r.fault == "redirect" then return r.status, { location = r.location, ["content-type"] = "text/plain" }, "" end
   if r.fault == "html403" then return 403, { ["content-type"] = "text/html; charset=UTF-8" }, M.HTML403 end
   local h = { ["content-type"] = "application/json" }
   local message = "Service unavailable"
