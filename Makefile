@@ -82,7 +82,7 @@ ASAN_BUILD  ?= build-asan
 VALGRIND_BUILD ?= build-valgrind
 FUZZ_BUILD  ?= build-fuzz
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS = json request response oauth_token httpd
+FUZZ_TARGETS = json request response oauth_token httpd triggers
 FUZZ_FLAGS   = -fsanitize=fuzzer,address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LUA_LIBS    := $(shell pkg-config --libs lua$(LUA_VERSION) 2>/dev/null || echo -llua$(LUA_VERSION))
 
