@@ -29,7 +29,11 @@ end
 local function check_base_url(url, insecure)
   if type(url) ~= "string" then return nil, "base_url must be a string" end
   local scheme, host = url:match("^(https?)://(%[?[%w%.%-:]+%]?)")
-  if not scheme then return nil, "base_url must start with https:// (got '" .. url:sub(1, 60) .. "')" end
+  if not scheme then
+    -- Only the scheme is quoted: the rest of a URL may hold a token.
+    local given = url:match("^(%a[%w+.-]*):")
+    return nil, "base_url must start with https:// (got " .. (given and ("'" .. given:sub(1, 20) .. ":'") or "no scheme") .. ")"
+  end
   local hostname = host:match("^(%[.*%])") or host:match("^([^:]+)")
   if scheme == "http" and not insecure and not is_loopback(hostname) then
     return nil, "base_url uses plain http to a host that is not loopback; use https, or insecure = true"
