@@ -171,7 +171,8 @@ describe("secrets", function()
                                 token = { access_token = FAKE_ACCESS, refresh_token = FAKE_REFRESH, expires_at = 1 } }
     failure("invalid_client", wrong.oauth.refresh())
     raised("oauth misuse", pipedrive.new, { oauth = { client_id = CLIENT_ID, client_secret = 5 } })
-    raised("oauth and token", pipedrive.new, { api_token = API_TOKEN, oauth = { client_id = "a", client_secret = CLIENT_SECRET } })
+    raised("oauth and token", pipedrive.new,
+      { api_token = API_TOKEN, oauth = { client_id = "a", client_secret = CLIENT_SECRET } })
   end)
 
   it("token_file errors", function()
