@@ -46,7 +46,9 @@ Options:
                        Pipedrive's 5 minutes)
   --fault RULE_JSON    inject a fault (repeatable), e.g.
                        '{"match":{"method":"POST"},"fault":"status","status":429,"retry_after":1,"count":2}';
-                       fault: status, drop, delay, html403, truncate, invalid_json;
+                       fault: status, drop, delay, html403, truncate, invalid_json,
+                       cut (drop in the middle of the body, "bytes"), drip (slow
+                       body, "bytes" per "interval" s), redirect ("location");
                        "when":"after" processes the request first (see
                        GET|POST|DELETE /_sandbox/faults)
   --rate-limit N       enforce a burst limit of N requests per 2-second window
@@ -86,7 +88,10 @@ Admin endpoints (no token, loopback clients only):
   active_access_tokens), POST /_sandbox/oauth/expire (ends every access
   token now; /_sandbox/reset also forgets all OAuth codes and tokens),
   GET /_sandbox/faults (rules left, hits), POST /_sandbox/faults (a JSON
-  list of rules, added after the present ones), DELETE /_sandbox/faults
+  list of rules, added after the present ones), DELETE /_sandbox/faults,
+  GET /_sandbox/rate_limit (limits, whether enforced, 429s given),
+  POST /_sandbox/rate_limit {"limit":N,"search_limit":M} (enforce),
+  DELETE /_sandbox/rate_limit (headers only again)
 
 It exits on SIGTERM or SIGINT.
 ]]
