@@ -148,9 +148,21 @@ describe("secrets", function()
     local code = res.headers.location:match("[?&]code=([^&]+)")
     assert.is_string(code)
     secrets[#secrets + 1] = code
+    local before = #events
     local token = assert(pd.oauth.exchange(code, state))
     secrets[#secrets + 1] = token.access_token
     secrets[#secrets + 1] = token.refresh_token
+    -- The token call is in the debug hook too, masked.
+    local req, res = events[before + 1], events[before + 2]
+    assert.equal("request", req.type)
+    assert.equal(sb.url .. "/oauth/token", req.url)
+    assert.equal(1, req.attempt)
+    assert.equal("***", req.headers.authorization)
+    assert.matches("code=***", req.body, 1, true)
+    assert.equal("response", res.type)
+    assert.equal(200, res.status)
+    assert.matches('"access_token":"***"', res.body, 1, true)
+    assert.matches('"refresh_token":"***"', res.body, 1, true)
     assert.is_table((pd.deals.list()))
     failure("code used twice", pd.oauth.exchange(code, state))
     failure("wrong state", pd.oauth.exchange("SECRETcode", "nope"))
