@@ -143,9 +143,9 @@ describe("secrets", function()
     local pd = oauth_client()
     local url, state = pd.oauth.authorize_url{}
     local h = core.http_new{}
-    local res = assert(h:perform{ method = "GET", url = url, headers = {} })
+    local consent = assert(h:perform{ method = "GET", url = url, headers = {} })
     h:close()
-    local code = res.headers.location:match("[?&]code=([^&]+)")
+    local code = consent.headers.location:match("[?&]code=([^&]+)")
     assert.is_string(code)
     secrets[#secrets + 1] = code
     local before = #events
