@@ -186,7 +186,6 @@ function M.new(opts)
     -- data, info or nil, err, the token generation it used.
     local bucket = op.kind == "search" and "search" or "api"
     local function once(n)
-      hook.attempt = n or 1
       -- Pacing: the last answer of this bucket said its window is nearly spent.
       local wait = retry.pace_wait(pace, windows[bucket], clock.now())
       if wait > 0 then
@@ -203,6 +202,7 @@ function M.new(opts)
         method = route.method, base_url = host, path = path, path_params = r.path_params,
         query = not is_body and fields or nil, body = is_body and fields or nil, headers = headers,
       }
+      hook.attempt = n or 1 -- after credentials(): a token refresh there reports its own attempts
       local res, terr = transport(req)
       if not res then
         if type(terr) ~= "table" then
