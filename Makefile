@@ -25,7 +25,7 @@ CORE_SRC = csrc/core.c $(filter-out csrc/core.c csrc/httpd.c,$(wildcard csrc/*.c
 INST_LIBDIR ?= $(BUILD)/install/lib
 INST_LUADIR ?= $(BUILD)/install/lua
 
-.PHONY: all test demo oauth-demo triggers-demo lint clean install deps asan asan-build valgrind fuzz fuzz-build fuzz-regress san-deps
+.PHONY: all test demo oauth-demo triggers-demo lint clean install deps asan asan-build valgrind fuzz fuzz-build fuzz-regress san-deps bench-faults
 
 all: $(CORE_SO) $(HTTPD_SO)
 
@@ -50,6 +50,10 @@ triggers-demo: all
 
 oauth-demo: all
 	sh examples/oauth_demo.sh
+
+# The fault matrix once, counted (bench/RELIABILITY.md).
+bench-faults: all
+	$(LUA) bench/faults.lua
 
 lint:
 	luacheck -q lua spec bin examples bench
@@ -78,7 +82,7 @@ ASAN_BUILD  ?= build-asan
 VALGRIND_BUILD ?= build-valgrind
 FUZZ_BUILD  ?= build-fuzz
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS = json request response oauth_token httpd
+FUZZ_TARGETS = json request response oauth_token httpd triggers
 FUZZ_FLAGS   = -fsanitize=fuzzer,address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LUA_LIBS    := $(shell pkg-config --libs lua$(LUA_VERSION) 2>/dev/null || echo -llua$(LUA_VERSION))
 

@@ -14,7 +14,14 @@
  *   fn(req) -> status, headers, body      (req described at pd_httpd_dispatch)
  *   fn(req) -> "drop"                     closes the connection without an answer
  *                                         (the sandbox's fault injection)
+ *   fn(req) -> status, headers, body, { cut = n, drip = n, interval = s }
+ *                                         fault answers: announce the whole body's
+ *                                         length but send only its first `cut` bytes,
+ *                                         then close; or send it `drip` bytes at a
+ *                                         time, `interval` seconds apart (this blocks
+ *                                         the server meanwhile: it is single-threaded)
  *   srv:port(), srv:host(), srv:step(seconds), srv:run(), srv:stop(), srv:close()
+ *   httpd.now()                           monotonic seconds (the sandbox's rate window)
  */
 #include "compat.h"
 #include "buf.h"
@@ -23,6 +30,7 @@
 #include <limits.h>
 #include <stdint.h>
 #include <strings.h>
+#include <time.h>
 #include <sys/types.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
@@ -86,8 +94,18 @@ typedef struct pd_hcall {
   int remote_port;
   int status;
   int drop; /* the handler returned "drop": close without an answer */
+  size_t cut;     /* body bytes to send before closing; SIZE_MAX: all */
+  size_t drip;    /* bytes per write for a slow body; 0: at once */
+  long drip_ns;   /* pause before each dripped piece but the first */
   pd_buf resp_headers;
 } pd_hcall;
+
+/* A fault answer's body, owned by its MHD response (freed by pd_httpd_slow_free). */
+typedef struct pd_slow {
+  char *data;
+  size_t len, cut, drip;
+  long drip_ns;
+} pd_slow;
 
 /* ---------------------------------------------------------------- MHD side */
 
@@ -152,6 +170,62 @@ static enum MHD_Result pd_httpd_reply_text(struct MHD_Connection *conn, unsigned
   ok = MHD_queue_response(conn, status, r);
   MHD_destroy_response(r);
   return ok;
+}
+
+/* Content reader for fault answers: the length announced is the whole body,
+ * but past `cut` bytes the connection is closed (MHD's END_WITH_ERROR), which
+ * a client sees as a body cut short; with `drip`, pieces of that size go out
+ * with a pause before each but the first. Touches no Lua. */
+static ssize_t pd_httpd_slow_read(void *cls, uint64_t pos, char *buf, size_t max) {
+  pd_slow *sl = (pd_slow *)cls;
+  size_t n;
+  if (pos >= (uint64_t)sl->cut || pos >= (uint64_t)sl->len) return MHD_CONTENT_READER_END_WITH_ERROR;
+  n = sl->cut - (size_t)pos;
+  if (n > sl->len - (size_t)pos) n = sl->len - (size_t)pos;
+  if (n > max) n = max;
+  if (sl->drip && n > sl->drip) n = sl->drip;
+  if (sl->drip_ns > 0 && pos > 0) {
+    struct timespec ts;
+    ts.tv_sec = sl->drip_ns / 1000000000L;
+    ts.tv_nsec = sl->drip_ns % 1000000000L;
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+  }
+  memcpy(buf, sl->data + pos, n);
+  return (ssize_t)n;
+}
+
+/* Frees a fault answer's body once MHD is done with the response. */
+static void pd_httpd_slow_free(void *cls) {
+  pd_slow *sl = (pd_slow *)cls;
+  if (!sl) return;
+  free(sl->data);
+  free(sl);
+}
+
+/* A response for body[0..blen) that follows the handler's cut/drip options;
+ * an ordinary copied buffer when it has none. NULL when out of memory. */
+static struct MHD_Response *pd_httpd_make_response(const pd_hcall *c, const char *body, size_t blen) {
+  pd_slow *sl;
+  struct MHD_Response *r;
+  if (c->cut == SIZE_MAX && c->drip == 0)
+    return MHD_create_response_from_buffer(blen, (void *)(uintptr_t)body, MHD_RESPMEM_MUST_COPY);
+  sl = (pd_slow *)calloc(1, sizeof *sl);
+  if (!sl) return NULL;
+  sl->data = (char *)malloc(blen ? blen : 1);
+  if (!sl->data) {
+    free(sl);
+    return NULL;
+  }
+  memcpy(sl->data, body, blen);
+  sl->len = blen;
+  sl->cut = c->cut;
+  sl->drip = c->drip;
+  sl->drip_ns = c->drip_ns;
+  r = MHD_create_response_from_callback((uint64_t)blen, sl->drip ? sl->drip : 4096, pd_httpd_slow_read, sl,
+                                        pd_httpd_slow_free);
+  if (!r) pd_httpd_slow_free(sl);
+  return r;
 }
 
 /* ---------------------------------------------------------------- Lua side */
@@ -237,7 +311,7 @@ static int pd_httpd_dispatch(lua_State *L) {
 
   lua_rawgeti(L, LUA_REGISTRYINDEX, c->srv->handler_ref);
   lua_insert(L, -2);
-  lua_call(L, 1, 3); /* stack: ctx, status, headers, body */
+  lua_call(L, 1, 4); /* stack: ctx, status, headers, body, fault options */
 
   if (lua_type(L, 2) == LUA_TSTRING && strcmp(lua_tostring(L, 2), "drop") == 0) {
     c->drop = 1;
@@ -268,6 +342,30 @@ static int pd_httpd_dispatch(lua_State *L) {
     if (pd_buf_failed(&c->resp_headers)) return luaL_error(L, "response headers too large");
   }
 
+  if (!lua_isnil(L, 5)) {
+    lua_Number v;
+    if (!lua_istable(L, 5)) return luaL_error(L, "handler's fourth result must be a table of fault options or nil");
+    lua_getfield(L, 5, "cut");
+    if (!lua_isnil(L, -1)) {
+      v = lua_tonumber(L, -1);
+      if (lua_type(L, -1) != LUA_TNUMBER || !(v >= 0)) return luaL_error(L, "fault option 'cut' must be a byte count");
+      c->cut = v >= (lua_Number)INT_MAX ? (size_t)INT_MAX : (size_t)v;
+    }
+    lua_getfield(L, 5, "drip");
+    if (!lua_isnil(L, -1)) {
+      v = lua_tonumber(L, -1);
+      if (lua_type(L, -1) != LUA_TNUMBER || !(v >= 1)) return luaL_error(L, "fault option 'drip' must be at least 1 byte");
+      c->drip = v >= 65536 ? 65536 : (size_t)v;
+    }
+    lua_getfield(L, 5, "interval");
+    if (!lua_isnil(L, -1)) {
+      v = lua_tonumber(L, -1);
+      if (lua_type(L, -1) != LUA_TNUMBER || !(v >= 0 && v <= 10))
+        return luaL_error(L, "fault option 'interval' must be 0 to 10 seconds");
+      c->drip_ns = (long)(v * 1e9);
+    }
+    lua_pop(L, 3);
+  }
   if (lua_isnil(L, 4)) {
     lua_pushliteral(L, "");
   } else {
@@ -299,6 +397,7 @@ static enum MHD_Result pd_httpd_call_lua(pd_httpd *s, struct MHD_Connection *con
   c.method = method;
   c.url = url;
   c.version = version;
+  c.cut = SIZE_MAX;
   pd_buf_init(&c.req_headers, PD_HTTPD_REQ_HEADERS_MAX);
   pd_buf_init(&c.resp_headers, PD_HTTPD_RESP_HEADERS_MAX);
   strcpy(c.remote_addr, "");
@@ -355,7 +454,7 @@ static enum MHD_Result pd_httpd_call_lua(pd_httpd *s, struct MHD_Connection *con
     goto out;
   }
   body = lua_tolstring(L, -1, &blen);
-  r = MHD_create_response_from_buffer(blen, (void *)(uintptr_t)body, MHD_RESPMEM_MUST_COPY);
+  r = pd_httpd_make_response(&c, body, blen);
   if (!r) {
     ok = MHD_NO;
     goto out;
@@ -645,7 +744,16 @@ static const luaL_Reg pd_httpd_meta[] = {
   {"__gc", pd_httpd_close}, {"__close", pd_httpd_close}, {"__tostring", pd_httpd_tostring}, {NULL, NULL},
 };
 
-/* Module entry: the server metatable and { listen, _VERSION }. Starts nothing. */
+/* httpd.now(): CLOCK_MONOTONIC seconds, so the sandbox can keep its 2-second
+ * rate windows without LuaSocket (os.time() only has whole seconds). */
+static int pd_httpd_now(lua_State *L) {
+  struct timespec ts;
+  if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0) return luaL_error(L, "clock_gettime failed");
+  lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
+  return 1;
+}
+
+/* Module entry: the server metatable and { listen, now, _VERSION }. Starts nothing. */
 PD_EXPORT int luaopen_pipedrive_httpd(lua_State *L) {
   if (luaL_newmetatable(L, PD_HTTPD_MT)) {
     luaL_setfuncs(L, pd_httpd_meta, 0);
@@ -656,6 +764,8 @@ PD_EXPORT int luaopen_pipedrive_httpd(lua_State *L) {
   lua_newtable(L);
   lua_pushcfunction(L, pd_httpd_listen);
   lua_setfield(L, -2, "listen");
+  lua_pushcfunction(L, pd_httpd_now);
+  lua_setfield(L, -2, "now");
   lua_pushliteral(L, "0.1.0");
   lua_setfield(L, -2, "_VERSION");
   return 1;

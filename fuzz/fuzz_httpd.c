@@ -8,7 +8,8 @@
  * kept-alive connection or an incomplete request stays open). Input: fields separated
  * by 0xFF (see harness.h):
  *   field 0   control: [0] what the handler does (answer, raise, "drop",
- *             return junk), [1..2] the status it returns
+ *             return junk, a fault answer cut short or dripped), [1..2] the
+ *             status it returns (for fault answers: which options, how many bytes)
  *   field 1   a response header name, 0xFE, its value (may hold CR/LF)
  *   rest      the raw request (0xFF bytes in it are kept)
  * Checks, in the handler: method, path, raw_path, query_string, version,
@@ -58,7 +59,7 @@ static int fz_handler(lua_State *L) {
     lua_pop(L, 1);
   }
   lua_settop(L, 1);
-  switch (fz_mode % 6) {
+  switch (fz_mode % 7) {
     case 0:
     case 1:
       lua_pushinteger(L, (lua_Integer)fz_status);
@@ -71,6 +72,24 @@ static int fz_handler(lua_State *L) {
     case 2: return luaL_error(L, "handler fails on purpose");
     case 3: lua_pushliteral(L, "drop"); return 1;
     case 4: lua_pushliteral(L, "not a status"); return 1;
+    case 6: /* a fault answer: body cut after some bytes, or dripped (no pause) */
+      lua_pushinteger(L, 200);
+      lua_pushnil(L);
+      lua_getfield(L, 1, "raw_path");
+      lua_pushliteral(L, "-a-body-long-enough-to-cut-and-drip");
+      lua_concat(L, 2);
+      lua_createtable(L, 0, 3);
+      if (fz_status & 1) {
+        lua_pushinteger(L, (lua_Integer)(fz_status >> 1) % 64);
+        lua_setfield(L, -2, "cut");
+      }
+      if (fz_status & 2) {
+        lua_pushinteger(L, 1 + (lua_Integer)(fz_status >> 2) % 16);
+        lua_setfield(L, -2, "drip");
+        lua_pushnumber(L, 0);
+        lua_setfield(L, -2, "interval");
+      }
+      return 4;
     default:
       lua_pushinteger(L, 200);
       lua_pushinteger(L, 5); /* not a headers table */

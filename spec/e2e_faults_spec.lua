@@ -289,4 +289,52 @@ describe("fault matrix", function()
       assert.equal(400, status)
     end)
   end)
+
+  -- Every fault of spec/support/fault_matrix.lua against reads, deletes and
+  -- adds: success, or one error of the right kind; within the deadline; the
+  -- deals that exist afterwards are exactly those the sandbox processed.
+  describe("matrix", function()
+    local matrix = require "support.fault_matrix"
+    for _, case in ipairs(matrix.CASES) do
+      for _, op in ipairs(matrix.OPS) do
+        local expect = case.expect[op]
+        it(op .. " under " .. case.name, function()
+          local out = matrix.run(sb, case, op)
+          for _, res in ipairs(out.results) do
+            if res.err then errors_seen[#errors_seen + 1] = res.err end
+            local ok, why = matrix.check(expect, res)
+            assert(ok, why)
+          end
+          assert.is_true(out.elapsed < out.deadline, "past the deadline: " .. out.elapsed)
+          if op == "add" then assert.equal(expect.created, out.created) end
+          if expect.gone then assert.is_true(out.gone) end
+          assert.is_true(out.requests >= (case.calls or 1))
+        end)
+      end
+    end
+
+    it("the burst limiter sends Pipedrive's headers on every answer and 429s a spent window", function()
+      sb.admin("POST", "/_sandbox/rate_limit", { limit = 2, search_limit = 1 })
+      local seen = {}
+      for _ = 1, 3 do
+        local status, _, res = sb.raw("GET", "/api/v2/deals", { ["x-api-token"] = TOKEN })
+        seen[#seen + 1] = { status = status, remaining = res.headers["x-ratelimit-remaining"],
+                            limit = res.headers["x-ratelimit-limit"], reset = res.headers["x-ratelimit-reset"],
+                            retry_after = res.headers["retry-after"] }
+      end
+      local s1 = sb.raw("GET", "/api/v2/deals/search?term=ab", { ["x-api-token"] = TOKEN })
+      local s2 = sb.raw("GET", "/api/v2/deals/search?term=ab", { ["x-api-token"] = TOKEN })
+      local _, figures = sb.admin("GET", "/_sandbox/rate_limit")
+      sb.admin("DELETE", "/_sandbox/rate_limit")
+      assert.same({ 200, 200, 429 }, { seen[1].status, seen[2].status, seen[3].status })
+      assert.same({ "1", "0", "0" }, { seen[1].remaining, seen[2].remaining, seen[3].remaining })
+      for _, s in ipairs(seen) do
+        assert.equal("2", s.limit)
+        assert.is_truthy(tonumber(s.reset) and tonumber(s.reset) <= 2)
+      end
+      assert.is_truthy(tonumber(seen[3].retry_after) >= 1)
+      assert.same({ 200, 429 }, { s1, s2 }) -- search has its own window
+      assert.equal(2, figures.rate_limited)
+    end)
+  end)
 end)

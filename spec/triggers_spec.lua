@@ -156,6 +156,13 @@ describe("triggers.normalize", function()
     end)
   end
 
+  it("reads an attempt below 1 as the first (found by fuzz_triggers)", function()
+    assert.equal(1, triggers.normalize(v2("delete", "deal", null, DEAL2, { attempt = 0 })).meta.attempt)
+    assert.equal(1, triggers.normalize(v2("delete", "deal", null, DEAL2, { attempt = -3 })).meta.attempt)
+    assert.equal(1, triggers.normalize(v1("deleted", "person", null, PERSON, nil, -5)).meta.attempt)
+    assert.equal(1, triggers.normalize(v1("deleted", "person", null, PERSON, nil, math.maxinteger)).meta.attempt)
+  end)
+
   it("maps deletes, v1 merges, retries and bulk edits", function()
     local ev = triggers.normalize(v2("delete", "deal", null, DEAL2, { merged_to_id = "6", is_bulk_edit = true,
                                                                     attempt = 3 }))

@@ -10,6 +10,8 @@ local operations = require "pipedrive.operations"
 local params = require "pipedrive.params"
 local oauth = require "pipedrive.oauth"
 local retry = require "pipedrive.retry"
+local redact = require "pipedrive.redact"
+local redirect = require "pipedrive.redirect"
 
 local M = {}
 
@@ -27,7 +29,11 @@ end
 local function check_base_url(url, insecure)
   if type(url) ~= "string" then return nil, "base_url must be a string" end
   local scheme, host = url:match("^(https?)://(%[?[%w%.%-:]+%]?)")
-  if not scheme then return nil, "base_url must start with https:// (got '" .. url:sub(1, 60) .. "')" end
+  if not scheme then
+    -- Only the scheme is quoted: the rest of a URL may hold a token.
+    local given = url:match("^(%a[%w+.-]*):")
+    return nil, "base_url must start with https:// (got " .. (given and ("'" .. given:sub(1, 20) .. ":'") or "no scheme") .. ")"
+  end
   local hostname = host:match("^(%[.*%])") or host:match("^([^:]+)")
   if scheme == "http" and not insecure and not is_loopback(hostname) then
     return nil, "base_url uses plain http to a host that is not loopback; use https, or insecure = true"
@@ -45,7 +51,8 @@ function M.new(opts)
   if type(opts) ~= "table" then error("pipedrive.new: expected a table of options", 2) end
   local known = { api_token = true, base_url = true, api = true, timeout = true, connect_timeout = true,
                   transport = true, insecure = true, user_agent = true, max_response = true,
-                  oauth = true, oauth_url = true, retries = true, sleep = true }
+                  oauth = true, oauth_url = true, retries = true, sleep = true,
+                  pace = true, max_redirects = true, log = true }
   for k in pairs(opts) do
     if not known[k] then error(("pipedrive.new: unknown option '%s'"):format(tostring(k)), 2) end
   end
@@ -79,6 +86,16 @@ function M.new(opts)
   end
   local clock = { now = core.now, sleep = opts.sleep or core.sleep }
   local last_rate -- the last rate-limit figures seen, for pd.rate_limit()
+  local pace, pace_err = retry.pace_policy(opts.pace)
+  if pace == nil then error("pipedrive.new: " .. pace_err, 2) end
+  local windows = {} -- per bucket ("api", "search"): the last figures and when (core.now()) they came
+  local max_redirects = opts.max_redirects or 0
+  if math.type(max_redirects) ~= "integer" or max_redirects < 0 or max_redirects > 20 then
+    error("pipedrive.new: max_redirects must be an integer from 0 to 20", 2)
+  end
+  if opts.log ~= nil and type(opts.log) ~= "function" then
+    error("pipedrive.new: log must be a function(event)", 2)
+  end
 
   local http
   local transport = opts.transport
@@ -90,14 +107,29 @@ function M.new(opts)
     }
     transport = function(req) return http:perform(req) end
   end
+  -- Under the call pipeline: the debug hook sees every hop of every attempt;
+  -- above it, redirects are followed in Lua (credentials stay on their origin).
+  local hook = { attempt = 1, redirect = 0 }
+  local auth -- set below; the hook's literal net asks it for the live tokens
+  hook.secrets = function()
+    local list = { token }
+    if opts.oauth and type(opts.oauth) == "table" then list[#list + 1] = opts.oauth.client_secret end
+    local t = auth and auth.token()
+    if t then list[#list + 1], list[#list + 2] = t.access_token, t.refresh_token end
+    return list
+  end
+  if opts.log then transport = redact.wrap(transport, opts.log, hook, core.now) end
+  transport = redirect.wrap(transport, max_redirects, insecure, hook)
 
   -- Credentials live only in these upvalues and in the header tables handed to
   -- the transport; the client table never holds them.
   local api_token_headers = token and { ["x-api-token"] = token, accept = "application/json" }
   -- OAuth token calls are POSTs: retried only on a 429 and when nothing was sent.
   local function oauth_send(req)
+    hook.attempt = 1
     if not policy then return transport(req) end
-    local res, ferr, last = retry.run(policy, "POST", function()
+    local res, ferr, last = retry.run(policy, "POST", function(n)
+      hook.attempt = n
       local r, e = transport(req)
       if r and r.status == 429 then
         local h = r.headers or {}
@@ -109,7 +141,7 @@ function M.new(opts)
     if last then return last end -- the final 429 answer, for the token parser
     return nil, ferr
   end
-  local auth = opts.oauth ~= nil and oauth.new(opts.oauth, oauth_send, opts.oauth_url) or nil
+  auth = opts.oauth ~= nil and oauth.new(opts.oauth, oauth_send, opts.oauth_url) or nil
   local explicit_base = opts.base_url ~= nil
 
   -- The headers and API host for the next call: the OAuth token's api_domain
@@ -152,7 +184,15 @@ function M.new(opts)
     local is_body = route.method ~= "GET" and route.method ~= "DELETE"
     -- One attempt: credentials, request, transport, answer. Returns
     -- data, info or nil, err, the token generation it used.
-    local function once()
+    local bucket = op.kind == "search" and "search" or "api"
+    local function once(n)
+      -- Pacing: the last answer of this bucket said its window is nearly spent.
+      local wait = retry.pace_wait(pace, windows[bucket], clock.now())
+      if wait > 0 then
+        if opts.log then opts.log{ type = "pace", wait = wait, bucket = bucket, remaining = windows[bucket].remaining } end
+        clock.sleep(wait)
+        windows[bucket] = nil
+      end
       local headers, host, generation = credentials()
       if not headers then
         host.method, host.path = route.method, ctx_path
@@ -162,6 +202,7 @@ function M.new(opts)
         method = route.method, base_url = host, path = path, path_params = r.path_params,
         query = not is_body and fields or nil, body = is_body and fields or nil, headers = headers,
       }
+      hook.attempt = n or 1 -- after credentials(): a token refresh there reports its own attempts
       local res, terr = transport(req)
       if not res then
         if type(terr) ~= "table" then
@@ -170,7 +211,12 @@ function M.new(opts)
         terr.method, terr.path = terr.method or route.method, terr.path or ctx_path
         return nil, terr, generation
       end
-      last_rate = retry.rate_limit(res.headers, os.time()) or last_rate
+      local fig = retry.rate_limit(res.headers, os.time())
+      if fig then
+        last_rate = fig
+        windows[bucket] = { limit = fig.limit, remaining = fig.remaining, reset = fig.reset,
+                            daily_left = fig.daily_left, mono = clock.now() }
+      end
       local data, info = core.parse_response(res, {
         method = route.method, path = ctx_path, paging = route.paging, search = op.kind == "search",
       })

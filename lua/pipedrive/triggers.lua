@@ -113,6 +113,14 @@ local function to_int(v)
   return nil
 end
 
+-- A delivery attempt counts from 1; a payload's 0, negative or absurd count
+-- (found by fuzz_triggers) is read as the first attempt.
+local function attempt_number(v)
+  local n = to_int(v)
+  if n == nil or n < 1 or n > 1000000 then return 1 end
+  return n
+end
+
 -- Days since 1970-01-01 of a proleptic Gregorian date (no time zone involved).
 local function days_from_civil(y, m, d)
   y = m <= 2 and y - 1 or y
@@ -263,7 +271,7 @@ local function normalize_v2(p, meta)
     current = current, previous = previous,
     meta = {
       version = "2.0", event_id = type(meta.id) == "string" and meta.id or to_id(meta.id),
-      webhook_id = to_id(meta.webhook_id), attempt = to_int(meta.attempt) or 1,
+      webhook_id = to_id(meta.webhook_id), attempt = attempt_number(meta.attempt),
       timestamp = M.epoch(meta.timestamp), user_id = to_id(meta.user_id), company_id = to_id(meta.company_id),
       change_source = value(meta.change_source), is_bulk = meta.is_bulk_edit == true,
       correlation_id = value(meta.correlation_id), host = value(meta.host), type = value(meta.type),
@@ -289,7 +297,7 @@ local function normalize_v1(p, meta)
   end
   if not word(action) or not word(object) then return nil, "meta.action and meta.object must be words" end
   local current, previous = record(p.current), record(p.previous)
-  local retry = to_int(p.retry) or 0
+  local retry = attempt_number((to_int(p.retry) or 0) + 1) - 1
   local ev = {
     object = object, action = action,
     id = to_id(meta.id) or to_id(current and current.id) or to_id(previous and previous.id),

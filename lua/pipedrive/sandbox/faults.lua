@@ -3,7 +3,7 @@
 --
 -- A rule (JSON from POST /_sandbox/faults or --fault):
 --   { "match": { "method": "POST", "path": "/api/v2/deals", "prefix": "/api/v2/" } (each optional),
---     "fault": "status" | "drop" | "delay" | "html403" | "truncate" | "invalid_json",
+--     "fault": "status" | "drop" | "delay" | "html403" | "truncate" | "invalid_json" | "cut" | "drip",
 --     "status": 503 (for "status"; default 503), "retry_after": 1 (a Retry-After header),
 --     "reset": 1 (x-ratelimit-reset, with x-ratelimit-remaining 0), "daily": true (x-daily-requests-left 0
 --     and a daily-limit message), "count": 2 (how many matching requests it hits; absent: until cleared),
@@ -12,14 +12,23 @@
 --     (process the request, data changes, then answer with the fault) }
 -- "truncate" and "invalid_json" always process the request and spoil its answer's body.
 -- "drop" closes the connection without an answer (pipedrive.httpd's "drop").
+-- "cut" sends the status line, the headers (with the whole body's length) and
+--   the first "bytes" bytes of the body (default: half of it), then closes the
+--   connection: a drop in the middle of the body.
+-- "drip" sends the body "bytes" bytes at a time (default 16), "interval"
+--   seconds apart (default 0.05): a slow body. Both process the request first.
+-- "redirect" answers "status" (default 302) with a Location header "location"
+--   (a URL or path), without processing: for the client's redirect rules.
 -- The first rule that matches (and has count left) applies; each request takes at most one.
 local json = require "pipedrive.sandbox.json"
 
 local M = {}
 
-local KINDS = { status = true, drop = true, delay = true, html403 = true, truncate = true, invalid_json = true }
+local KINDS = { status = true, drop = true, delay = true, html403 = true, truncate = true, invalid_json = true,
+                cut = true, drip = true, redirect = true }
 local KEYS = { match = true, fault = true, status = true, retry_after = true, reset = true, daily = true,
-               count = true, delay = true, when = true }
+               count = true, delay = true, when = true, bytes = true, interval = true,
+               location = true }
 
 M.HTML403 = "<!DOCTYPE html>\n<html><head><title>Attention Required! | Cloudflare</title></head>\n"
   .. "<body><h1>Sorry, you have been blocked</h1><p>You are unable to access pipedrive.com</p>"
@@ -34,11 +43,21 @@ function M.check(rule)
     if not KEYS[k] then return nil, ("unknown fault rule key '%s'"):format(tostring(k)) end
   end
   if not KINDS[rule.fault] then
-    return nil, "fault must be one of status, drop, delay, html403, truncate, invalid_json"
+    return nil, "fault must be one of status, drop, delay, html403, truncate, invalid_json, cut, drip, redirect"
   end
   local r = { fault = rule.fault, when = rule.when or "before", retry_after = rule.retry_after,
               reset = rule.reset, daily = rule.daily == true, delay = rule.delay, count = rule.count,
-              status = rule.status or 503 }
+              status = rule.status or (rule.fault == "redirect" and 302 or 503), bytes = rule.bytes,
+              interval = rule.interval, location = rule.location }
+  if r.fault == "redirect" and (type(r.location) ~= "string" or r.location == "" or r.location:find("[%c]")) then
+    return nil, "a redirect needs a location (a URL or path)"
+  end
+  if r.bytes ~= nil and (math.type(r.bytes) ~= "integer" or r.bytes < 0 or r.bytes > 65536) then
+    return nil, "bytes must be an integer from 0 to 65536"
+  end
+  if r.interval ~= nil and not (nonneg(r.interval) and r.interval <= 10) then
+    return nil, "interval must be a number of seconds from 0 to 10"
+  end
   if r.when ~= "before" and r.when ~= "after" then return nil, "when must be before or after" end
   if math.type(r.status) ~= "integer" or r.status < 200 or r.status > 599 then
     return nil, "status must be an integer from 200 to 599"
@@ -106,17 +125,22 @@ end
 
 --- Whether the request must be processed before the fault answers.
 function M.processes(r)
-  return r.fault == "delay" or r.fault == "truncate" or r.fault == "invalid_json" or r.when == "after"
+  return r.fault == "delay" or r.fault == "truncate" or r.fault == "invalid_json" or r.fault == "cut"
+    or r.fault == "drip" or r.when == "after"
 end
 
 --- The fault's answer; `status, headers, body` is the real answer when the
--- request was processed. Waits rule.delay seconds first.
+-- request was processed. Waits rule.delay seconds first. "cut" and "drip"
+-- add a fourth value, the options pipedrive.httpd sends the body with.
 function Faults:answer(r, status, headers, body)
   if r.delay and r.delay > 0 and self.sleep then self.sleep(r.delay) end
   if r.fault == "delay" then return status, headers, body end
   if r.fault == "drop" then return "drop" end
   if r.fault == "truncate" then return status, headers, (body or ""):sub(1, #(body or "") // 2) end
   if r.fault == "invalid_json" then return status, headers, '{"success": true, "data": {"id": 1,, }' end
+  if r.fault == "cut" then return status, headers, body, { cut = r.bytes or #(body or "") // 2 } end
+  if r.fault == "drip" then return status, headers, body, { drip = math.max(1, r.bytes or 16), interval = r.interval or 0.05 } end
+  if r.fault == "redirect" then return r.status, { location = r.location, ["content-type"] = "text/plain" }, "" end
   if r.fault == "html403" then return 403, { ["content-type"] = "text/html; charset=UTF-8" }, M.HTML403 end
   local h = { ["content-type"] = "application/json" }
   local message = "Service unavailable"

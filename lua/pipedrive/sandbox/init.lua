@@ -22,13 +22,15 @@
 --   POST   /_sandbox/shutdown  asks the server loop to stop
 --   GET    /_sandbox/oauth     OAuth counts; POST /_sandbox/oauth/expire ends every access token now
 --   GET|POST|DELETE /_sandbox/faults  fault-injection rules (faults.lua): list, add (a JSON list), clear
+--   GET|POST|DELETE /_sandbox/rate_limit  the burst limiter: figures; on with {"limit":N,"search_limit":M}; off
 --
 -- With oauth_clients it also plays oauth.pipedrive.com under /oauth/ (see oauth.lua),
 -- and API calls may carry "Authorization: Bearer <access token>".
 --
 -- opts of `new`: api_token (default "sandbox-token"), fixtures (deals created at
 -- start and on reset), clock (seconds; default os.time), rate_limit (requests per
--- 2 s window, default 80), search_rate_limit (default 10), daily_limit (POSTs per
+-- 2 s window, default 80), search_rate_limit (default 10), enforce_rate (answer 429
+-- once a window is spent; default false: the headers only), daily_limit (POSTs per
 -- day, default 10000), real_nulls (write null where Pipedrive does even when the
 -- schema does not allow it; see shapes.lua), log_max (request log size, 10000),
 -- webhook_retry_delays (seconds before each retry, default { 3, 30, 150 }),
@@ -59,9 +61,11 @@ M.DEFAULT_TOKEN = "sandbox-token"
 M.ERROR_INFO = api.ERROR_INFO
 M.WINDOW = 2
 
--- A clock with sub-second resolution for the rate-limit window, when LuaSocket
--- happens to be installed; whole seconds otherwise.
+-- A clock with sub-second resolution for the rate-limit window: the sandbox's
+-- own httpd module, else LuaSocket when installed; whole seconds otherwise.
 local function default_fine_clock()
+  local hok, httpd = pcall(require, "pipedrive.httpd")
+  if hok and type(httpd) == "table" and httpd.now then return httpd.now end
   local ok, socket = pcall(require, "socket")
   if ok and type(socket) == "table" and socket.gettime then return socket.gettime end
   return os.time
@@ -83,6 +87,7 @@ function M.new(opts)
     api_token = opts.api_token or M.DEFAULT_TOKEN,
     rate_limit = opts.rate_limit or 80,
     search_rate_limit = opts.search_rate_limit or 10,
+    enforce_rate = opts.enforce_rate == true,
     daily_limit = opts.daily_limit or 10000,
     log_max = opts.log_max or 10000,
     clock = opts.clock or os.time,
@@ -146,9 +151,10 @@ local function error_body(status, message, extra)
 end
 M.error_body = error_body
 
---- Rate-limit bookkeeping: a rolling window of M.WINDOW seconds per token;
--- search endpoints count in their own, smaller window.
-function App:rate(ctx)
+--- Rate-limit bookkeeping: a window of M.WINDOW seconds per token, starting
+-- with its first request; search endpoints count in their own, smaller window.
+-- `peek` looks without counting. Returns limit, remaining, reset (whole seconds).
+function App:rate(ctx, peek)
   local bucket = ctx.search and "search" or "api"
   local limit = ctx.search and self.search_rate_limit or self.rate_limit
   local key = bucket .. "\0" .. (ctx.token or "")
@@ -156,11 +162,22 @@ function App:rate(ctx)
   local w = self.windows[key]
   if not w or now - w.start >= M.WINDOW then
     w = { start = now, count = 0 }
-    self.windows[key] = w
+    if not peek then self.windows[key] = w end
   end
-  w.count = w.count + 1
+  if not peek then w.count = w.count + 1 end
   local reset = math.max(0, math.ceil(w.start + M.WINDOW - now))
   return limit, math.max(0, limit - w.count), reset
+end
+
+--- With enforce_rate: a 429 (as Pipedrive's burst limit answers) when this
+-- token's window is spent; the request is not processed. It still counts.
+function App:check_rate(ctx)
+  if not self.enforce_rate then return end
+  local _, remaining, reset = self:rate(ctx, true)
+  if remaining <= 0 then
+    self.rate_limited = (self.rate_limited or 0) + 1
+    fail(429, "Request over limit", { headers = { ["retry-after"] = tostring(math.max(1, reset)) } })
+  end
 end
 
 --- The one way out for API answers: status, headers (rate limits added), JSON text.
@@ -310,6 +327,7 @@ function App:dispatch(ctx)
   end
   ctx.me = self:authenticate(req, query)
   if not ctx.me then fail(401, "unauthorized access") end
+  self:check_rate(ctx)
   ctx.q = check.query(query)
   if id then ctx.id = path_id(res, id) end
   local m = ctx.method
@@ -431,6 +449,27 @@ local ADMIN = {
     end,
     DELETE = function(self)
       self.faults:clear()
+      return 200, { ok = true }
+    end,
+  },
+  ["/_sandbox/rate_limit"] = {
+    GET = function(self)
+      return 200, { enforce = self.enforce_rate, limit = self.rate_limit, search_limit = self.search_rate_limit,
+                    window = M.WINDOW, rate_limited = self.rate_limited or 0 }
+    end,
+    POST = function(self, req)
+      local b = json.decode(req.body or "")
+      if type(b) ~= "table" then fail(400, "expected {\"limit\": N, \"search_limit\": M}") end
+      for _, k in ipairs({ "limit", "search_limit" }) do
+        if b[k] ~= nil and (math.type(b[k]) ~= "integer" or b[k] < 1) then fail(400, k .. " must be a positive integer") end
+      end
+      self.rate_limit = b.limit or self.rate_limit
+      self.search_rate_limit = b.search_limit or self.search_rate_limit
+      self.enforce_rate, self.windows, self.rate_limited = true, {}, 0
+      return 200, { ok = true }
+    end,
+    DELETE = function(self)
+      self.enforce_rate, self.windows = false, {}
       return 200, { ok = true }
     end,
   },

@@ -46,9 +46,17 @@ Options:
                        Pipedrive's 5 minutes)
   --fault RULE_JSON    inject a fault (repeatable), e.g.
                        '{"match":{"method":"POST"},"fault":"status","status":429,"retry_after":1,"count":2}';
-                       fault: status, drop, delay, html403, truncate, invalid_json;
+                       fault: status, drop, delay, html403, truncate, invalid_json,
+                       cut (drop in the middle of the body, "bytes"), drip (slow
+                       body, "bytes" per "interval" s), redirect ("location");
                        "when":"after" processes the request first (see
                        GET|POST|DELETE /_sandbox/faults)
+  --rate-limit N       enforce a burst limit of N requests per 2-second window
+                       per token (search endpoints: --search-rate-limit, default
+                       10): a spent window answers 429 with Retry-After. Without
+                       it the x-ratelimit-* headers are sent (N = 80) but never
+                       enforced (also POST|DELETE /_sandbox/rate_limit)
+  --search-rate-limit N  the search endpoints' own window (default 10)
   --quiet              do not print the listening line
   -h, --help           show this text
 
@@ -80,7 +88,10 @@ Admin endpoints (no token, loopback clients only):
   active_access_tokens), POST /_sandbox/oauth/expire (ends every access
   token now; /_sandbox/reset also forgets all OAuth codes and tokens),
   GET /_sandbox/faults (rules left, hits), POST /_sandbox/faults (a JSON
-  list of rules, added after the present ones), DELETE /_sandbox/faults
+  list of rules, added after the present ones), DELETE /_sandbox/faults,
+  GET /_sandbox/rate_limit (limits, whether enforced, 429s given),
+  POST /_sandbox/rate_limit {"limit":N,"search_limit":M} (enforce),
+  DELETE /_sandbox/rate_limit (headers only again)
 
 It exits on SIGTERM or SIGINT.
 ]]
@@ -89,7 +100,7 @@ local FLAGS = { allow_remote = true, quiet = true, real_nulls = true, help = tru
                 oauth_auto_approve = true }
 local VALUES = { host = true, port = true, port_file = true, api_token = true, fixtures = true, exit_after = true,
                  webhook_retry_delays = true, oauth_client = true, token_ttl = true, code_ttl = true,
-                 fault = true }
+                 fault = true, rate_limit = true, search_rate_limit = true }
 
 --- argv -> options table, or nil and a message.
 function M.parse_args(argv)
@@ -143,6 +154,8 @@ function M.parse_args(argv)
   end
   if not int("port", 0, 65535) then return nil, "--port must be an integer from 0 to 65535" end
   if not int("fixtures", 0, 10000000) then return nil, "--fixtures must be a non-negative integer" end
+  if not int("rate_limit", 1, 1000000) then return nil, "--rate-limit must be a positive integer" end
+  if not int("search_rate_limit", 1, 1000000) then return nil, "--search-rate-limit must be a positive integer" end
   if o.exit_after ~= nil then
     local n = tonumber(o.exit_after)
     if not n or n <= 0 then return nil, "--exit-after must be a positive number of seconds" end
@@ -215,7 +228,9 @@ function M.main(argv)
   local app = sandbox.new{ api_token = o.api_token, fixtures = o.fixtures, real_nulls = o.real_nulls,
                            webhook_retry_delays = o.webhook_retry_delays, webhook_duplicate = o.webhook_duplicate,
                            oauth_clients = o.oauth_clients, token_ttl = o.token_ttl, code_ttl = o.code_ttl,
-                           oauth_auto_approve = o.oauth_auto_approve, faults = o.faults }
+                           oauth_auto_approve = o.oauth_auto_approve, faults = o.faults,
+                           rate_limit = o.rate_limit, search_rate_limit = o.search_rate_limit,
+                           enforce_rate = o.rate_limit ~= nil }
   local srv, lerr = httpd.listen{
     host = o.host, port = o.port, max_body = 16 * 1024 * 1024,
     handler = function(req) return app:handle(req) end,

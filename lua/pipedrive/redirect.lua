@@ -1,0 +1,124 @@
+--- Redirects, followed here rather than by libcurl: libcurl drops
+-- Authorization on a redirect to another host but keeps custom headers such
+-- as x-api-token, so it would hand the API token to whatever host a Location
+-- names. Each hop is a new request built from the previous one:
+--
+-- * at most `max` hops (pipedrive.new's max_redirects, default 0: a 3xx
+--   answer is an error of kind "redirect", never followed);
+-- * credentials (x-api-token, Authorization, Cookie, an api_token query
+--   parameter) go only to the same origin (scheme, host and port) as the
+--   request that carried them; to any other origin they are left out;
+-- * 303, and 301/302 after a POST, continue as a GET without a body;
+--   307/308 keep method and body, and a body is never sent to another origin;
+-- * https never continues over plain http, except to loopback or with insecure.
+--
+-- Errors name the status and the hop, never the Location (it may carry tokens).
+local core = require "pipedrive.core"
+
+local M = {}
+
+local REDIRECT = { [301] = true, [302] = true, [303] = true, [307] = true, [308] = true }
+local CREDENTIAL_HEADERS = { ["x-api-token"] = true, authorization = true, cookie = true,
+                             ["proxy-authorization"] = true }
+
+--- scheme, host (lower case), port of an absolute http(s) URL, or nil.
+function M.origin(url)
+  local scheme, authority = url:match("^(%a[%w+.-]*)://([^/?#]*)")
+  if not scheme then return nil end
+  scheme = scheme:lower()
+  if scheme ~= "http" and scheme ~= "https" then return nil end
+  authority = authority:gsub("^.*@", "")
+  local host, port = authority:match("^(%[[^%]]*%])(.*)$")
+  if not host then host, port = authority:match("^([^:]*)(.*)$") end
+  port = port:match("^:(%d+)$") or (port == "" and (scheme == "https" and "443" or "80")) or nil
+  if not port or host == "" then return nil end
+  return scheme, host:lower(), port
+end
+
+--- The absolute URL a Location header names, relative to `base`.
+function M.resolve(base, location)
+  if location:match("^%a[%w+.-]*://") then return location end
+  local scheme, rest = base:match("^(%a[%w+.-]*:)//(.*)$")
+  if location:sub(1, 2) == "//" then return scheme .. location end
+  local authority = rest:match("^([^/?#]*)")
+  if location:sub(1, 1) == "/" then return scheme .. "//" .. authority .. location end
+  local path = rest:match("^[^/?#]*([^?#]*)")
+  local dir = path:match("^(.*/)") or "/"
+  return scheme .. "//" .. authority .. dir .. location
+end
+
+local function is_loopback(host)
+  return host == "localhost" or host:match("^127%.%d+%.%d+%.%d+$") ~= nil or host == "[::1]"
+end
+
+local function drop_api_token(url)
+  local base, query, frag = url:match("^([^?#]*)%?([^#]*)(.*)$")
+  if not base then return url end
+  local kept = {}
+  for part in query:gmatch("[^&]+") do
+    if not part:lower():match("^api_token=") and part:lower() ~= "api_token" then kept[#kept + 1] = part end
+  end
+  return base .. (#kept > 0 and ("?" .. table.concat(kept, "&")) or "") .. frag
+end
+
+local function fail(req, status, message)
+  local path = req.url:match("^%a[%w+.-]*://[^/?#]*([^?#]*)") or ""
+  return nil, setmetatable({ kind = "redirect", status = status, message = message, method = req.method,
+                             path = path ~= "" and path or "/" }, core.error_mt)
+end
+
+--- Wraps `send(req)` so that it follows up to `max` redirects as described
+-- above. `state.redirect` is set to the hop number before each send (for the
+-- debug hook); `insecure` allows https -> http to any host.
+function M.wrap(send, max, insecure, state)
+  state = state or {}
+  return function(req)
+    state.redirect = 0
+    local res, err = send(req)
+    local hop, current = 0, req
+    while res and REDIRECT[res.status] do
+      local location = res.headers and res.headers.location
+      if type(location) ~= "string" or location == "" then return res end
+      if hop >= max then
+        local why = max == 0 and "redirects are not followed (max_redirects = 0)"
+          or ("more than %d redirects (max_redirects)"):format(max)
+        return fail(current, res.status, ("HTTP %d: %s"):format(res.status, why))
+      end
+      hop = hop + 1
+      local target = M.resolve(current.url, location)
+      local from_scheme, from_host, from_port = M.origin(current.url)
+      local scheme, host, port = M.origin(target)
+      if not scheme or target:find("[%s%c]") then
+        return fail(current, res.status, ("HTTP %d: redirect %d names no http(s) URL"):format(res.status, hop))
+      end
+      if from_scheme == "https" and scheme == "http" and not insecure and not is_loopback(host) then
+        return fail(current, res.status, ("HTTP %d: redirect %d leaves https for plain http"):format(res.status, hop))
+      end
+      local same = scheme == from_scheme and host == from_host and port == from_port
+      local method, body = current.method, current.body
+      if res.status == 303 or ((res.status == 301 or res.status == 302) and method == "POST") then
+        method, body = (method == "HEAD" and "HEAD" or "GET"), nil
+      end
+      if body ~= nil and not same then
+        return fail(current, res.status,
+          ("HTTP %d: redirect %d to another host would resend the request body; not followed"):format(res.status, hop))
+      end
+      local headers = {}
+      for k, v in pairs(current.headers or {}) do
+        local name = tostring(k):lower()
+        if not (not same and CREDENTIAL_HEADERS[name]) and not (body == nil and name == "content-type") then
+          headers[k] = v
+        end
+      end
+      if not same then target = drop_api_token(target) end
+      -- Credentials dropped once stay dropped: `current` is now the new hop.
+      current = { method = method, url = target, headers = headers, body = body }
+      state.redirect = hop
+      res, err = send(current)
+    end
+    state.redirect = 0
+    return res, err
+  end
+end
+
+return M
