@@ -5,6 +5,7 @@
 -- method, URL, headers and body; the transport (libcurl by default, or a Lua
 -- function given as `transport`) performs it; `core.parse_response` (C) maps the
 -- answer to `value, info` or `nil, err`.
+local compat = require "pipedrive.compat"
 local core = require "pipedrive.core"
 local operations = require "pipedrive.operations"
 local params = require "pipedrive.params"
@@ -209,7 +210,7 @@ function M.new(opts)
     if a.retries ~= nil and retry.policy(a.retries, policy) == nil then
       error(("pipedrive.%s.each: %s"):format(rname, select(2, retry.policy(a.retries, policy))), 3)
     end
-    if max_items ~= nil and (math.type(max_items) ~= "integer" or max_items < 0) then
+    if max_items ~= nil and (compat.math_type(max_items) ~= "integer" or max_items < 0) then
       error(("pipedrive.%s.each: max_items must be a non-negative integer"):format(rname), 3)
     end
     local version = (api == "v1" or not op.v2) and "v1" or "v2"
@@ -242,7 +243,7 @@ function M.new(opts)
           a.cursor = info.next_cursor
         else
           local next_start = info.next_start
-          if math.type(next_start) ~= "integer" or next_start <= (a.start or 0) then
+          if compat.math_type(next_start) ~= "integer" or next_start <= (a.start or 0) then
             error(setmetatable({ kind = "decode", message = "more items announced without a next_start beyond "
                                    .. tostring(a.start or 0), path = op[version].path }, core.error_mt), 2)
           end

@@ -5,6 +5,7 @@
 -- response parsing, Pipedrive's OAuth errors, expiry arithmetic, random state)
 -- is done by the C core; this file keeps the per-client state and decides when
 -- to refresh. Tokens and the client secret live only in this closure.
+local compat = require "pipedrive.compat"
 local core = require "pipedrive.core"
 
 local M = {}
@@ -204,7 +205,7 @@ function M.new(opts, send, oauth_url)
     -- The margin never exceeds half the token's lifetime, so short-lived
     -- tokens are not refreshed before every call.
     local margin = skew
-    if math.type(token.expires_in) == "integer" then margin = math.min(skew, token.expires_in // 2) end
+    if compat.math_type(token.expires_in) == "integer" then margin = math.min(skew, compat.idiv(token.expires_in, 2)) end
     if core.oauth_needs_refresh(token, os.time(), margin) and token.refresh_token then
       local ok, err = self.refresh(generation)
       if not ok then return nil, err end

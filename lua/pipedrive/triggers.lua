@@ -22,6 +22,7 @@
 -- Secrets: the password and the Authorization value derived from it live in a
 -- private table (not in the object), and are scrubbed from every log line and
 -- error this module produces.
+local compat = require "pipedrive.compat"
 local core = require "pipedrive.core"
 
 local M = {}
@@ -95,11 +96,11 @@ end
 -- An id as the user wants it: an integer when it is one (also "42" and 42.0),
 -- else the string (lead ids are UUIDs).
 local function to_id(v)
-  local mt = math.type(v)
+  local mt = compat.math_type(v)
   if mt == "integer" then return v end
-  if mt == "float" then return math.tointeger(v) or v end
+  if mt == "float" then return compat.tointeger(v) or v end
   if type(v) == "string" and v ~= "" then
-    if v:match("^%-?%d+$") then return math.tointeger(tonumber(v)) or v end
+    if v:match("^%-?%d+$") then return compat.tointeger(tonumber(v)) or v end
     return v
   end
   return nil
@@ -107,19 +108,20 @@ end
 M.to_id = to_id
 
 local function to_int(v)
-  if math.type(v) == "integer" then return v end
-  if math.type(v) == "float" then return math.tointeger(v) end
-  if type(v) == "string" and v:match("^%d+$") then return math.tointeger(tonumber(v)) end
+  if compat.math_type(v) == "integer" then return v end
+  if compat.math_type(v) == "float" then return compat.tointeger(v) end
+  if type(v) == "string" and v:match("^%d+$") then return compat.tointeger(tonumber(v)) end
   return nil
 end
 
 -- Days since 1970-01-01 of a proleptic Gregorian date (no time zone involved).
 local function days_from_civil(y, m, d)
   y = m <= 2 and y - 1 or y
-  local era = (y >= 0 and y or y - 399) // 400
+  local idiv = compat.idiv
+  local era = idiv(y >= 0 and y or y - 399, 400)
   local yoe = y - era * 400
-  local doy = (153 * (m + (m > 2 and -3 or 9)) + 2) // 5 + d - 1
-  local doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+  local doy = idiv(153 * (m + (m > 2 and -3 or 9)) + 2, 5) + d - 1
+  local doe = yoe * 365 + idiv(yoe, 4) - idiv(yoe, 100) + doy
   return era * 146097 + doe - 719468
 end
 
@@ -223,27 +225,23 @@ local function canon(v, out)
     out[#out + 1] = "null"
   elseif t == "string" then
     out[#out + 1] = ("%q"):format(v)
-  elseif math.type(v) == "float" and math.tointeger(v) then
-    out[#out + 1] = tostring(math.tointeger(v))
+  elseif compat.math_type(v) == "float" and compat.tointeger(v) then
+    out[#out + 1] = tostring(compat.tointeger(v))
   else
     out[#out + 1] = tostring(v)
   end
 end
 
--- A 64-bit FNV-1a style hash of a string, eight bytes at a time, as 16 hex digits.
+-- A 64-bit fingerprint of a string as 16 hex digits: two 32-bit polynomial hashes
+-- modulo primes, exact in doubles so every Lua version computes the same.
 local function fingerprint(s)
-  local h = -3750763034362895579 -- 0xcbf29ce484222325
-  local n = #s
-  local i = 1
-  while i + 7 <= n do
-    h = (h ~ string.unpack("<i8", s, i)) * 1099511628211
-    i = i + 8
+  local h1, h2 = 5381, 52711
+  for i = 1, #s do
+    local c = s:byte(i)
+    h1 = (h1 * 131 + c) % 4294967291
+    h2 = (h2 * 65599 + c) % 4294967279
   end
-  while i <= n do
-    h = (h ~ s:byte(i)) * 1099511628211
-    i = i + 1
-  end
-  return ("%016x"):format(h)
+  return ("%08x%08x"):format(h1, h2)
 end
 
 local function word(v)
@@ -470,7 +468,7 @@ end
 local function positive(opts, k, default, integer)
   local v = opts[k]
   if v == nil then return default end
-  if type(v) ~= "number" or v <= 0 or (integer and math.type(v) ~= "integer") then
+  if type(v) ~= "number" or v <= 0 or (integer and compat.math_type(v) ~= "integer") then
     error(("pipedrive.triggers: %s must be a positive %s"):format(k, integer and "integer" or "number"), 3)
   end
   return v
@@ -518,7 +516,7 @@ function M.new(client, opts)
       error(("pipedrive.triggers: %s must be a function"):format(k), 2)
     end
   end
-  if opts.user_id ~= nil and math.type(opts.user_id) ~= "integer" then
+  if opts.user_id ~= nil and compat.math_type(opts.user_id) ~= "integer" then
     error("pipedrive.triggers: user_id must be an integer", 2)
   end
 
@@ -661,7 +659,7 @@ local function run_callbacks(st, ev, fns, key)
   local failed = 0
   for _, fn in ipairs(fns) do
     if not done[fn] then
-      local r = table.pack(pcall(fn, ev))
+      local r = compat.pack(pcall(fn, ev))
       local why
       if not r[1] then
         why = r[2]

@@ -13,6 +13,7 @@
 -- "truncate" and "invalid_json" always process the request and spoil its answer's body.
 -- "drop" closes the connection without an answer (pipedrive.httpd's "drop").
 -- The first rule that matches (and has count left) applies; each request takes at most one.
+local compat = require "pipedrive.compat"
 local json = require "pipedrive.sandbox.json"
 
 local M = {}
@@ -40,10 +41,10 @@ function M.check(rule)
               reset = rule.reset, daily = rule.daily == true, delay = rule.delay, count = rule.count,
               status = rule.status or 503 }
   if r.when ~= "before" and r.when ~= "after" then return nil, "when must be before or after" end
-  if math.type(r.status) ~= "integer" or r.status < 200 or r.status > 599 then
+  if compat.math_type(r.status) ~= "integer" or r.status < 200 or r.status > 599 then
     return nil, "status must be an integer from 200 to 599"
   end
-  if r.count ~= nil and (math.type(r.count) ~= "integer" or r.count < 1) then
+  if r.count ~= nil and (compat.math_type(r.count) ~= "integer" or r.count < 1) then
     return nil, "count must be a positive integer"
   end
   for _, k in ipairs({ "retry_after", "reset", "delay" }) do
@@ -115,7 +116,7 @@ function Faults:answer(r, status, headers, body)
   if r.delay and r.delay > 0 and self.sleep then self.sleep(r.delay) end
   if r.fault == "delay" then return status, headers, body end
   if r.fault == "drop" then return "drop" end
-  if r.fault == "truncate" then return status, headers, (body or ""):sub(1, #(body or "") // 2) end
+  if r.fault == "truncate" then return status, headers, (body or ""):sub(1, compat.idiv(#(body or ""), 2)) end
   if r.fault == "invalid_json" then return status, headers, '{"success": true, "data": {"id": 1,, }' end
   if r.fault == "html403" then return 403, { ["content-type"] = "text/html; charset=UTF-8" }, M.HTML403 end
   local h = { ["content-type"] = "application/json" }
@@ -126,10 +127,10 @@ function Faults:answer(r, status, headers, body)
   elseif r.status < 500 then
     message = "Injected fault"
   end
-  if r.retry_after then h["retry-after"] = tostring(math.tointeger(r.retry_after) or r.retry_after) end
+  if r.retry_after then h["retry-after"] = tostring(compat.tointeger(r.retry_after) or r.retry_after) end
   if r.reset then
     h["x-ratelimit-remaining"] = "0"
-    h["x-ratelimit-reset"] = tostring(math.tointeger(r.reset) or r.reset)
+    h["x-ratelimit-reset"] = tostring(compat.tointeger(r.reset) or r.reset)
   end
   return r.status, h, json.encode({ success = false, error = message, errorCode = r.status,
                                     data = json.null, additional_data = json.null })
