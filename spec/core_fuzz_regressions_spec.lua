@@ -26,6 +26,10 @@ describe("fuzz regressions", function()
 
   it("parse_response still adds start and limit exactly near the top of the range", function()
     local _, info = page('{"pagination":{"start":9223372036854775806,"limit":1,"more_items_in_collection":true}}')
+    if not compat.has_integers then -- doubles: past 2^53 the sum is not exact, so there is no next_start
+      assert.is_nil(info.next_start)
+      return
+    end
     assert.equal(compat.maxinteger, info.next_start)
     assert.equal("integer", compat.math_type(info.next_start))
     _, info = page('{"start":9007199254740993,"limit":2,"more_items_in_collection":true}')

@@ -56,8 +56,13 @@ describe("core.json_decode", function()
     local t = decode("[0, 1, -1, 42, 1.0, 1.5, -2.25, 1e3, 1E-2, 2.5e+2, -0]")
     local types = {}
     for i, v in ipairs(t) do types[i] = compat.math_type(v) end
-    assert.same({ "integer", "integer", "integer", "integer", "float", "float", "float", "float", "float",
-                  "float", "integer" }, types)
+    if compat.has_integers then
+      assert.same({ "integer", "integer", "integer", "integer", "float", "float", "float", "float", "float",
+                    "float", "integer" }, types)
+    else -- 5.1/LuaJIT: only doubles, an integral one counts as an integer
+      assert.same({ "integer", "integer", "integer", "integer", "integer", "float", "float", "integer", "float",
+                    "integer", "integer" }, types)
+    end
     assert.equal(42, t[4])
     assert.equal(1000.0, t[8])
     assert.equal(0.01, t[9])
@@ -66,6 +71,10 @@ describe("core.json_decode", function()
 
   it("decodes the int64 limits exactly and goes to float beyond", function()
     local t = decode("[9223372036854775807, -9223372036854775808, 9223372036854775808, -9223372036854775809]")
+    if not compat.has_integers then -- doubles: exact up to 2^53 only, the limits round to +-2^63
+      assert.same({ 2^63, -2^63, 2^63, -2^63 }, t)
+      return
+    end
     assert.equal(compat.maxinteger, t[1])
     assert.equal("integer", compat.math_type(t[1]))
     assert.equal(compat.mininteger, t[2])
@@ -247,8 +256,8 @@ describe("core.json_encode", function()
     assert.equal("false", encode(false))
     assert.equal("0", encode(0))
     assert.equal("-17", encode(-17))
-    assert.equal("9223372036854775807", encode(compat.maxinteger))
-    assert.equal("-9223372036854775808", encode(compat.mininteger))
+    assert.equal(compat.has_integers and "9223372036854775807" or "9007199254740992", encode(compat.maxinteger))
+    assert.equal(compat.has_integers and "-9223372036854775808" or "-9007199254740992", encode(compat.mininteger))
     assert.equal('"x"', encode("x"))
   end)
 
@@ -256,13 +265,15 @@ describe("core.json_encode", function()
     assert.equal("0.1", encode(0.1))
     assert.equal("1.5", encode(1.5))
     assert.equal("-2.25", encode(-2.25))
-    assert.equal("5000.0", encode(5000.0))
-    assert.equal("0.0", encode(0.0))
-    assert.equal("-0.0", encode(-0.0))
+    -- 5.1/LuaJIT cannot tell 5000.0 from 5000: an integral double within 2^53 prints as an integer
+    local dot0 = compat.has_integers and ".0" or ""
+    assert.equal("5000" .. dot0, encode(5000.0))
+    assert.equal("0" .. dot0, encode(0.0))
+    assert.equal(compat.has_integers and "-0.0" or "0", encode(-0.0))
     assert.equal("0.3333333333333333", encode(1 / 3))
     assert.equal("1e+300", encode(1e300))
     assert.equal("1e-07", encode(1e-7))
-    assert.equal("9007199254740992.0", encode(2.0^53))
+    assert.equal("9007199254740992" .. dot0, encode(2.0^53))
     assert.equal("1.7976931348623157e+308", encode(1.7976931348623157e308))
     -- 15 significant digits already read back as the same denormal
     assert.equal("4.94065645841247e-324", encode(5e-324))
@@ -274,12 +285,12 @@ describe("core.json_encode", function()
       local x = (math.random() - 0.5) * 10 ^ math.random(-300, 300)
       local y = decode(encode(x))
       assert.equal(x, y)
-      assert.equal("float", compat.math_type(y))
+      if compat.has_integers or x ~= math.floor(x) then assert.equal("float", compat.math_type(y)) end
     end
     for _, x in ipairs { 5000.0, -0.0, 1e15, 1e16, 1e17, 123456789012345680000.0 } do
       local y = decode(encode(x))
       assert.equal(x, y)
-      assert.equal("float", compat.math_type(y))
+      if compat.has_integers then assert.equal("float", compat.math_type(y)) end
     end
   end)
 
@@ -400,10 +411,12 @@ describe("core.json_encode", function()
   end)
 
   it("round-trips a Pipedrive-like document", function()
-    local text = '{"additional_data":{"next_cursor":null},"data":[{"custom_fields":{},"id":9007199254740993,' ..
+    -- beyond 2^53 only with integers (5.3+); 5.1/LuaJIT keep ids up to 2^53 exact
+    local id = compat.has_integers and "9007199254740993" or "9007199254740991"
+    local text = '{"additional_data":{"next_cursor":null},"data":[{"custom_fields":{},"id":' .. id .. ',' ..
       '"label_ids":[],"name":"Zoë Ångström 日本","value":1234.5}],"success":true}'
     local v = decode(text)
     assert.equal(text, encode(v))
-    assert.equal(9007199254740993, v.data[1].id)
+    assert.equal(tonumber(id), v.data[1].id)
   end)
 end)

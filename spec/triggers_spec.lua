@@ -548,7 +548,8 @@ describe("triggers:handle", function()
 
   it("answers 500 on an internal failure and logs it", function()
     local tr, lines = make()
-    local headers = setmetatable({}, { __pairs = function() error("broken host table") end })
+    local broken = setmetatable({}, { __index = function() error("broken host table") end })
+    local headers = { authorization = broken }
     local status, h, body = tr:handle{ method = "POST", headers = headers, body = "{}" }
     assert.equal(500, status)
     assert.equal("application/json", h["content-type"])

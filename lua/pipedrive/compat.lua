@@ -44,7 +44,7 @@ else
   function M.idiv(a, b) return math.floor(a / b) end
 end
 
-M.unpack = table.unpack or unpack -- luacheck: ignore 143
+M.unpack = table.unpack or unpack -- luacheck: ignore 113
 
 --- table.pack.
 function M.pack(...)
@@ -96,6 +96,12 @@ end
 
 --- rawlen (5.1 has none, and its # never calls __len on a table anyway).
 M.rawlen = rawlen or function(t) return #t end -- luacheck: ignore 143
+
+--- coroutine.isyieldable (5.3+, LuaJIT); before, "inside a coroutine" is the best guess.
+M.isyieldable = coroutine.isyieldable or function()
+  local co, main = coroutine.running()
+  return co ~= nil and not main
+end
 
 --- os.execute's success as a boolean on every version (5.1 returns a status number).
 function M.execute(cmd)

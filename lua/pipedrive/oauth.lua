@@ -151,7 +151,7 @@ function M.new(opts, send, oauth_url)
     if refreshing then
       -- Another coroutine of this client is refreshing (its transport yielded):
       -- wait for it instead of sending a second refresh, then use its result.
-      if not coroutine.isyieldable() then
+      if not compat.isyieldable() then
         return fail("refresh_in_progress", "a refresh of this client's token is already running")
       end
       local before = generation

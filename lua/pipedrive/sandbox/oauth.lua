@@ -506,7 +506,8 @@ function OAuth:handle(req)
     return json_error(405, "invalid_request", ("Method %s is not allowed on %s"):format(method, path),
       { allow = table.concat(names, ", ") })
   end
-  local ok, status, headers, body = xpcall(function() return fn(self, req, util.parse_query(req.query_string)) end, debug.traceback)
+  local ok, status, headers, body = xpcall(function() return fn(self, req, util.parse_query(req.query_string)) end,
+    debug.traceback)
   if not ok then
     io.stderr:write("pipedrive sandbox: internal error in OAuth: ", tostring(status), "\n")
     return json_error(500, "server_error", "Internal server error")
