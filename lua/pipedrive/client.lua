@@ -7,6 +7,7 @@
 -- answer to `value, info` or `nil, err`.
 local compat = require "pipedrive.compat"
 local core = require "pipedrive.core"
+local pdngx = require "pipedrive.ngx"
 local operations = require "pipedrive.operations"
 local params = require "pipedrive.params"
 local oauth = require "pipedrive.oauth"
@@ -78,11 +79,12 @@ function M.new(opts)
   if opts.sleep ~= nil and type(opts.sleep) ~= "function" then
     error("pipedrive.new: sleep must be a function(seconds)", 2)
   end
-  local clock = { now = core.now, sleep = opts.sleep or core.sleep }
+  local in_nginx = pdngx.available() -- there the worker must never block: nginx does the I/O and the waits
+  local clock = { now = core.now, sleep = opts.sleep or (in_nginx and pdngx.sleep) or core.sleep }
   local last_rate -- the last rate-limit figures seen, for pd.rate_limit()
 
   local http
-  local transport = opts.transport
+  local transport = opts.transport or (in_nginx and pdngx.transport() or nil)
   if not transport then
     http = core.http_new{
       timeout = opts.timeout, connect_timeout = opts.connect_timeout,

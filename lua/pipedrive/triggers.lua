@@ -511,6 +511,10 @@ function M.new(client, opts)
   if seen ~= nil and (type(seen) ~= "table" or type(seen.check) ~= "function" or type(seen.mark) ~= "function") then
     error("pipedrive.triggers: seen must be a table { check = function(key), mark = function(key, ttl) }", 2)
   end
+  if seen ~= nil and ((seen.claim ~= nil and type(seen.claim) ~= "function")
+    or (seen.release ~= nil and type(seen.release) ~= "function")) then
+    error("pipedrive.triggers: seen.claim and seen.release must be functions", 2)
+  end
   for _, k in ipairs({ "log", "clock" }) do
     if opts[k] ~= nil and type(opts[k]) ~= "function" then
       error(("pipedrive.triggers: %s must be a function"):format(k), 2)
@@ -685,7 +689,7 @@ local function run_callbacks(st, ev, fns, key)
   return failed
 end
 
-local function handle(st, req)
+local function handle(st, req, hopts)
   if type(req) ~= "table" then return reply(400, { error = "no request" }) end
   local method = type(req.method) == "string" and req.method:upper() or ""
   if method ~= "POST" then return reply(405, { error = "method not allowed" }, { allow = "POST" }) end
@@ -739,45 +743,101 @@ local function handle(st, req)
   end
 
   local key = ev.meta.dedupe_key
-  if st.inflight[key] then
-    -- the same event arrived while its callbacks still run (a host that
-    -- yields inside callbacks): let Pipedrive send it again later
-    return reply(503, { error = "this event is being handled" }, { ["retry-after"] = "3" })
-  end
-  local cok, was_seen = pcall(st.seen.check, key)
-  if not cok then
-    emit(st, "error", "the seen store failed to check an event (handling it anyway): " .. tostring(was_seen))
-    was_seen = false
-  end
-  if was_seen then
+  local function duplicate()
     emit(st, "info", ("duplicate %s (id %s, attempt %s) acknowledged"):format(ev.event, tostring(ev.id),
       tostring(ev.meta.attempt)))
     return reply(200, { status = "duplicate" })
   end
-
-  st.inflight[key] = true
-  local t0 = st.wall()
-  local rok, failed = pcall(run_callbacks, st, ev, fns, key)
-  st.inflight[key] = nil
-  if not rok then error(failed, 0) end
-  local took = st.wall() - t0
-  if took >= 5 then
-    emit(st, "warn", ("callbacks for %s took %g s; Pipedrive gives up after 10 s: queue long work")
-      :format(ev.event, took))
+  local function busy()
+    -- the same event arrived while its callbacks still run (a host that
+    -- yields inside callbacks): let Pipedrive send it again later
+    return reply(503, { error = "this event is being handled" }, { ["retry-after"] = "3" })
   end
-  if failed > 0 then return reply(500, { error = "callback failed" }) end
-  local mok, merr = pcall(st.seen.mark, key, st.ttl)
-  if not mok then emit(st, "error", "the seen store failed to remember an event: " .. tostring(merr)) end
-  emit(st, "info", ("handled %s (id %s, attempt %s)"):format(ev.event, tostring(ev.id), tostring(ev.meta.attempt)))
+  -- A store shared by processes (pipedrive.ngx.seen) claims the event for one of them at once.
+  local claim = st.seen.claim
+  if claim then
+    local cok, got, claim_state = pcall(claim, key, st.ttl)
+    if not cok then
+      emit(st, "error", "the seen store failed to claim an event (handling it anyway): " .. tostring(got))
+    elseif not got then
+      if claim_state == "seen" then return duplicate() end
+      return busy()
+    end
+  else
+    if st.inflight[key] then return busy() end
+    local cok, was_seen = pcall(st.seen.check, key)
+    if not cok then
+      emit(st, "error", "the seen store failed to check an event (handling it anyway): " .. tostring(was_seen))
+      was_seen = false
+    end
+    if was_seen then return duplicate() end
+  end
+  local function release()
+    if claim and st.seen.release then pcall(st.seen.release, key) end
+  end
+
+  -- Runs the callbacks; true when all succeeded, and only then is the event marked seen.
+  local function run()
+    st.inflight[key] = true
+    local t0 = st.wall()
+    local rok, failed = pcall(run_callbacks, st, ev, fns, key)
+    st.inflight[key] = nil
+    if not rok then
+      release()
+      error(failed, 0)
+    end
+    local took = st.wall() - t0
+    if took >= 5 then
+      emit(st, "warn", ("callbacks for %s took %g s; Pipedrive gives up after 10 s: queue long work")
+        :format(ev.event, took))
+    end
+    if failed > 0 then
+      release()
+      return false
+    end
+    local mok, merr = pcall(st.seen.mark, key, st.ttl)
+    if not mok then emit(st, "error", "the seen store failed to remember an event: " .. tostring(merr)) end
+    emit(st, "info", ("handled %s (id %s, attempt %s)"):format(ev.event, tostring(ev.id), tostring(ev.meta.attempt)))
+    return true
+  end
+
+  local defer = hopts and hopts.defer
+  if defer then
+    -- Answer now, run later (OpenResty: ngx.timer.at). A failure then can no longer
+    -- become a 5xx: it is logged and the event left unmarked for a redelivery.
+    st.inflight[key] = true
+    local dok, derr = pcall(defer, function(premature)
+      if premature then -- the host is shutting down: leave the event to a redelivery
+        st.inflight[key] = nil
+        return release()
+      end
+      local rok, e = pcall(run)
+      if not rok then emit(st, "error", "internal error in deferred callbacks: " .. tostring(e)) end
+    end)
+    if not dok then
+      st.inflight[key] = nil
+      release()
+      emit(st, "error", "could not defer the callbacks: " .. tostring(derr))
+      return busy()
+    end
+    return reply(200, { status = "accepted" })
+  end
+  if not run() then return reply(500, { error = "callback failed" }) end
   return reply(200, { status = "ok" })
 end
 
 --- Handles one webhook request, from any HTTP server:
 -- req = { method, headers (any case), body, remote_addr (optional, for logs) }.
 -- Returns status, headers, body. Never raises: an internal failure answers 500.
-function Triggers:handle(req)
+-- opts.defer = function(job): answer 200 ("accepted") once the request is checked
+-- and the event claimed, and hand job(premature) to the host to run the callbacks
+-- later (pipedrive.ngx.webhook passes ngx.timer.at).
+function Triggers:handle(req, opts)
   local st = state(self)
-  local ok, status, headers, body = pcall(handle, st, req)
+  if opts ~= nil and (type(opts) ~= "table" or (opts.defer ~= nil and type(opts.defer) ~= "function")) then
+    error("triggers:handle: opts must be a table { defer = function(job) }", 2)
+  end
+  local ok, status, headers, body = pcall(handle, st, req, opts)
   if ok then return status, headers, body end
   emit(st, "error", "internal error: " .. tostring(status))
   return reply(500, { error = "internal error" })
