@@ -31,15 +31,23 @@ CORE_SRC = csrc/core.c $(filter-out csrc/core.c csrc/httpd.c,$(wildcard csrc/*.c
 INST_LIBDIR ?= $(BUILD)/install/lib
 INST_LUADIR ?= $(BUILD)/install/lua
 
-.PHONY: all test test-all demo oauth-demo triggers-demo lint clean install deps asan asan-build valgrind fuzz fuzz-build fuzz-regress san-deps
+.PHONY: FORCE all test test-all demo oauth-demo triggers-demo lint clean install deps asan asan-build valgrind fuzz fuzz-build fuzz-regress san-deps
 
 all: $(CORE_SO) $(HTTPD_SO)
 
-$(CORE_SO): $(CORE_SRC)
+# Rebuilt when the compiler flags or the Lua headers change, not only the sources
+# (one build dir must never keep objects made for another Lua).
+FLAGS_STAMP = $(BUILD)/.flags
+$(FLAGS_STAMP): FORCE
+	@mkdir -p $(BUILD)
+	@echo '$(CC) $(CFLAGS) $(MYCFLAGS) $(LIBFLAG)' | cmp -s - $@ || echo '$(CC) $(CFLAGS) $(MYCFLAGS) $(LIBFLAG)' >$@
+FORCE:
+
+$(CORE_SO): $(CORE_SRC) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(MYCFLAGS) $(CURL_CFLAGS) $(LIBFLAG) -o $@ csrc/core.c $(CURL_LIBS)
 
-$(HTTPD_SO): csrc/httpd.c csrc/compat.h csrc/buf.h
+$(HTTPD_SO): csrc/httpd.c csrc/compat.h csrc/buf.h $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(MYCFLAGS) $(MHD_CFLAGS) $(LIBFLAG) -o $@ csrc/httpd.c $(MHD_LIBS)
 
