@@ -31,7 +31,7 @@ CORE_SRC = csrc/core.c $(filter-out csrc/core.c csrc/httpd.c,$(wildcard csrc/*.c
 INST_LIBDIR ?= $(BUILD)/install/lib
 INST_LUADIR ?= $(BUILD)/install/lua
 
-.PHONY: FORCE all test test-all demo oauth-demo triggers-demo lint clean install deps asan asan-build valgrind fuzz fuzz-build fuzz-regress san-deps
+.PHONY: FORCE all test test-all demo oauth-demo openresty-demo triggers-demo lint clean install deps asan asan-build valgrind fuzz fuzz-build fuzz-regress san-deps
 
 all: $(CORE_SO) $(HTTPD_SO)
 
@@ -68,6 +68,11 @@ triggers-demo: all
 
 oauth-demo: all
 	sh examples/oauth_demo.sh
+
+# examples/openresty/ in a real nginx against a sandbox (README "OpenResty").
+openresty-demo: all
+	@$(MAKE) --no-print-directory -s LUA=luajit all
+	sh examples/openresty/demo.sh
 
 lint:
 	luacheck -q lua spec bin examples bench

@@ -127,7 +127,8 @@ http {
   setup(function()
     local root = os.getenv("PWD") or "."
     -- the module nginx loads: built for LuaJIT into build/luajit/
-    assert(os.execute("make -s --no-print-directory LUA=luajit all >/dev/null"))
+    -- (not the MAKEFLAGS of a make that runs this suite: its LUA= would win)
+    assert(os.execute("env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -s --no-print-directory LUA=luajit all >/dev/null"))
     local args = { "--oauth-client", CLIENT_ID .. ":" .. CLIENT_SECRET, "--oauth-auto-approve", "--token-ttl", "3" }
     sb1 = sandbox.start{ args = args }
     sb2 = sandbox.start{ args = args }
