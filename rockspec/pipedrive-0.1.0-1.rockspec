@@ -47,6 +47,6 @@ build = {
     LUA = "$(LUA)",
   },
   install = {
-    bin = { ["pipedrive-sandbox"] = "bin/pipedrive-sandbox" },
+    bin = { ["pipedrive-sandbox"] = "bin/pipedrive-sandbox", ["pipedrive"] = "bin/pipedrive" },
   },
 }

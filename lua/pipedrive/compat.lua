@@ -109,6 +109,17 @@ function M.execute(cmd)
   return r == true or r == 0
 end
 
+--- The exit code of a shell command (os.execute's third result on 5.2+; 5.1 and
+-- LuaJIT return the raw wait status).
+function M.execute_code(cmd)
+  local r, _, code = os.execute(cmd)
+  if type(r) == "number" then
+    if r >= 256 or r == 0 then return math.floor(r / 256) end
+    return 128 + r -- killed by a signal
+  end
+  return code
+end
+
 --- load(text, name, mode, env) on every version: plain 5.1 has only loadstring and setfenv.
 if pcall(load, "return 1") then
   M.load = load

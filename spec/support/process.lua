@@ -10,6 +10,8 @@
 --     log = "/tmp/x.log",                        -- child's stdout+stderr (default: a temporary file)
 --   }
 --   p.port, p.pid, p.url ("http://127.0.0.1:PORT"), p:alive(), p:stop()
+--   local r = proc.run{ script = "bin/pipedrive", args = { "deals", "list" }, env = {...} }
+--   r.code, r.stdout, r.stderr  (a program that runs to completion)
 --
 -- The child gets `--port-file FILE` as its first two arguments and must write
 -- its port there once it is listening; `proc.announce(port_file, port)` does
@@ -19,6 +21,7 @@
 -- lua5.4. spawn raises if no port appears in time (the child is killed and its
 -- log is quoted). It is pipedrive.sandbox.spawn.launch with a script. p:stop() sends TERM, then KILL after
 -- 2 s, and is idempotent; it also runs when p is garbage collected.
+local compat = require "pipedrive.compat"
 local spawn = require "pipedrive.sandbox.spawn"
 
 local M = {}
@@ -72,6 +75,38 @@ function M.spawn(opts)
   end
   return setmetatable({ pid = launched.pid, port = launched.port, url = launched.url, log = opts.log,
                         _launched = launched, _tmpfiles = tmpfiles }, Process)
+end
+
+--- Runs a program to completion (a command-line tool, not a server): the Lua
+-- `script` with `args` under $LUA (else lua5.4), with only PATH, HOME, the
+-- package paths and `env` in its environment, `stdin` (text) as its input.
+-- Returns { code = exit status, stdout = text, stderr = text }.
+function M.run(opts)
+  local function q(s) return "'" .. tostring(s):gsub("'", [['\'']]) .. "'" end
+  local out, err, input = os.tmpname(), os.tmpname(), os.tmpname()
+  local f = assert(io.open(input, "wb"))
+  f:write(opts.stdin or "")
+  f:close()
+  local parts = { "env", "-i", q("PATH=" .. (os.getenv("PATH") or "/usr/bin:/bin")), q("HOME=" .. (os.getenv("HOME") or "/")),
+                  q("LUA_PATH=" .. package.path), q("LUA_CPATH=" .. package.cpath) }
+  local names = {}
+  for k in pairs(opts.env or {}) do names[#names + 1] = k end
+  table.sort(names)
+  for _, k in ipairs(names) do parts[#parts + 1] = q(k .. "=" .. opts.env[k]) end
+  parts[#parts + 1] = q(opts.lua or os.getenv("LUA") or "lua5.4")
+  parts[#parts + 1] = q(opts.script)
+  for _, a in ipairs(opts.args or {}) do parts[#parts + 1] = q(a) end
+  local cmd = table.concat(parts, " ") .. " <" .. q(input) .. " >" .. q(out) .. " 2>" .. q(err)
+  local code = compat.execute_code(cmd)
+  local function slurp(path)
+    local h = assert(io.open(path, "rb"))
+    local s = h:read("*a")
+    h:close()
+    os.remove(path)
+    return s
+  end
+  os.remove(input)
+  return { code = code, stdout = slurp(out), stderr = slurp(err) }
 end
 
 --- For the child: parse `--name value` pairs from `argv` (default: the global
