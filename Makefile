@@ -75,7 +75,7 @@ openresty-demo: all
 	sh examples/openresty/demo.sh
 
 lint:
-	luacheck -q lua spec bin examples bench
+	luacheck -q lua spec bin examples $(wildcard bench)
 	cppcheck -q --enable=warning,portability --error-exitcode=1 --std=c99 -I$(LUA_INCDIR) csrc
 
 # Used by the rockspec (type = "make") and by hand.

@@ -2,8 +2,9 @@
 # Installs the rock with `luarocks make` into a temporary tree for each
 # interpreter given (lua5.1 .. lua5.4, luajit; default: lua5.4 lua5.1 luajit),
 # then checks the installation as a user would have it: the installed
-# pipedrive-sandbox script starts and listens, and a script using only the
-# tree's modules adds and reads back a deal through it.
+# pipedrive-sandbox script starts and listens, a script using only the tree's
+# modules adds and reads back a deal through it, and the installed pipedrive
+# command finds that deal.
 # Last line: "N passed, N failed" (one check per interpreter).
 set -u
 cd "$(dirname "$0")/.."
@@ -22,8 +23,11 @@ for lua in "$@"; do
     *) echo "rockspec/check.sh: unknown interpreter $lua" >&2; failed=$((failed + 1)); continue ;;
   esac
   ok=1
-  if ! luarocks --lua-version="$version" --tree="$tree" make --deps-mode=none \
-      rockspec/pipedrive-0.1.0-1.rockspec >"$tree/build.log" 2>&1; then
+  # built from a copy, as from a fresh clone: the checkout's build/ stays as it is
+  mkdir "$tree/src"
+  cp -R Makefile csrc lua bin rockspec "$tree/src/"
+  if ! (cd "$tree/src" && luarocks --lua-version="$version" --tree="$tree" make --deps-mode=none \
+      rockspec/pipedrive-0.1.0-1.rockspec) >"$tree/build.log" 2>&1; then
     echo "$lua: luarocks make failed:"; tail -n 20 "$tree/build.log"; ok=0
   fi
   if [ $ok -eq 1 ]; then
@@ -47,10 +51,16 @@ for lua in "$@"; do
         local d = assert(pd.deals.add{ title = 'From the rock' })
         local got = assert(pd.deals.get(d.id))
         io.write(rawget(_G, 'jit') and jit.version or _VERSION, ' ', got.title)" 2>&1)
+      cli=$(cd / && PIPEDRIVE_API_TOKEN=rock-token PIPEDRIVE_BASE_URL="http://127.0.0.1:$port" \
+        "$tree/bin/pipedrive" deals search rock --json 2>&1)
       kill "$sb" 2>/dev/null
       case "$out" in
-        *"From the rock") echo "$lua: installed, sandbox and module work ($out)" ;;
+        *"From the rock") ;;
         *) echo "$lua: the installed module failed: $out"; exit 1 ;;
+      esac
+      case "$cli" in
+        *"From the rock"*) echo "$lua: installed; sandbox, module and pipedrive command work ($out)" ;;
+        *) echo "$lua: the installed pipedrive command failed: $cli"; exit 1 ;;
       esac
     ) || ok=0
   fi
