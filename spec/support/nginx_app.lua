@@ -80,7 +80,7 @@ function M.webhook()
     triggers:on("deal.*", function(ev)
       local dict = ngx.shared.pipedrive
       dict:incr("runs", 1, 0)
-      ngx.sleep(0.3) -- long enough for the concurrent duplicates to arrive meanwhile
+      ngx.sleep(0.8) -- long enough for the concurrent duplicates to arrive meanwhile
       if dict:get("fail") then
         dict:delete("fail")
         error("the callback fails this once")
