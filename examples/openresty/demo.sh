@@ -9,6 +9,7 @@ root=$(pwd)
 port=${PORT:-8080}
 prefix=$root/build/openresty
 mkdir -p "$prefix/logs" "$prefix/tmp"
+rm -f "$prefix/sandbox.port"
 # the prefix holds the paths the config names relative to it
 ln -sfn "$root/lua" "$prefix/lua"
 mkdir -p "$prefix/build" "$prefix/examples"

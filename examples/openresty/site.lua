@@ -42,7 +42,7 @@ function M.search()
   local found, err = client().deals.search{ term = ngx.unescape_uri(term) }
   if not found then return reply(502, { error = tostring(err) }) end
   local out = {}
-  for i, d in ipairs(found) do out[i] = { id = d.id, title = d.title } end
+  for i, hit in ipairs(found) do out[i] = { id = hit.item.id, title = hit.item.title, score = hit.result_score } end
   return reply(200, core.array(out))
 end
 
