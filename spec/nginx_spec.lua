@@ -79,7 +79,7 @@ local function curl_many(urls, opts)
 end
 
 describe("nginx", function()
-  local sb1, sb2, sb3, prefix, port, base, pid
+  local sb1, sb2, sb3, prefix, port, h2port, base, pid
 
   local function config(root)
     local lua_path = ("%s/lua/?.lua;%s/lua/?/init.lua;%s/spec/?.lua;;"):format(root, root, root)
@@ -106,6 +106,7 @@ http {
   }
   server {
     listen 127.0.0.1:%d;
+    listen 127.0.0.1:%d http2;
     location = /deals { content_by_lua_block { require("support.nginx_app").deals() } }
     location = /slow { content_by_lua_block { require("support.nginx_app").slow() } }
     location = /ping { content_by_lua_block { require("support.nginx_app").ping() } }
@@ -120,7 +121,7 @@ http {
   }
 }
 ]]):format(MODULES, MODULES, lua_path, cpath, sb1.api_token, sb1.url, sb2.url, sb3.url,
-      "http://127.0.0.1:" .. free_port(), HOOK_USER, HOOK_PASSWORD, CLIENT_ID, CLIENT_SECRET, port,
+      "http://127.0.0.1:" .. free_port(), HOOK_USER, HOOK_PASSWORD, CLIENT_ID, CLIENT_SECRET, port, h2port,
       root)
   end
 
@@ -144,7 +145,7 @@ http {
     prefix = os.tmpname()
     os.remove(prefix)
     assert(os.execute(("mkdir -p %s/logs %s/tmp %s/conf"):format(q(prefix), q(prefix), q(prefix))))
-    port = free_port()
+    port, h2port = free_port(), free_port()
     base = "http://127.0.0.1:" .. port
     local f = assert(io.open(prefix .. "/conf/nginx.conf", "wb"))
     f:write(config(root))
@@ -239,6 +240,13 @@ http {
       assert.equal(200, during[i].status)
       assert.is_true(during[i].time < 1.6 * single.time)
     end
+  end)
+
+  it("says how to fix an API call from an HTTP/2 request (no subrequests there)", function()
+    local r = curl_many({ "http://127.0.0.1:" .. h2port .. "/deals" }, { h2 = true })[1]
+    assert.equal(502, r.status, r.body)
+    assert.matches("unsupported .*HTTP/2 request: serve this location over HTTP/1.1, or install lua%-resty%-http",
+      r.json.error)
   end)
 
   it("maps an unreachable API to a network error", function()

@@ -108,11 +108,22 @@ function M.transport(opts)
     local ngx = need_ngx("transport")
     local phase = ngx.get_phase()
     local via = opts.via or (REQUEST_PHASES[phase] and "subrequest" or "resty.http")
+    -- lua-nginx-module refuses subrequests inside HTTP/2 requests (0.10.23 raises)
+    local h2 = via == "subrequest" and REQUEST_PHASES[phase] and ngx.req.http_version() == 2
+    if h2 and not opts.via then via = "resty.http" end
     if via == "resty.http" then
       local http = load_resty_http()
       if http then return via_resty_http(http, req, ropts) end
+      if h2 then
+        return fail("unsupported", "nginx cannot make subrequests while serving an HTTP/2 request:"
+          .. " serve this location over HTTP/1.1, or install lua-resty-http")
+      end
       return fail("unsupported", ("no non-blocking HTTP in nginx's %s phase: subrequests work only in"
         .. " rewrite/access/content handlers; install lua-resty-http for timers"):format(phase))
+    end
+    if h2 then
+      return fail("unsupported", "nginx cannot make subrequests while serving an HTTP/2 request:"
+        .. " serve this location over HTTP/1.1, or use via = \"resty.http\" with lua-resty-http")
     end
     if not REQUEST_PHASES[phase] then
       return fail("unsupported", ("nginx subrequests do not work in the %s phase: call from a"
