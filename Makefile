@@ -2,10 +2,16 @@
 # `make` builds build/pipedrive/{core,httpd}.so for $(LUA_VERSION);
 # `make test` runs the busted suite; `make demo` runs the quickstart against a sandbox.
 
-LUA_VERSION ?= 5.4
-LUA         ?= lua$(LUA_VERSION)
-LUA_INCDIR  ?= /usr/include/lua$(LUA_VERSION)
+# LUA picks the interpreter (lua5.1 .. lua5.4, luajit; a path works too), and
+# LUA_VERSION, LUA_INCDIR and BUILD follow from it: `make test LUA=luajit` builds
+# into build/luajit/ and runs the suite there. Lua 5.4 keeps build/ itself.
+LUA         ?= lua$(or $(LUA_VERSION),5.4)
+LUA_NAME    := $(notdir $(LUA))
+LUA_IS_JIT  := $(findstring luajit,$(LUA_NAME))
+LUA_VERSION ?= $(or $(if $(LUA_IS_JIT),5.1,$(filter 5.1 5.2 5.3 5.4,$(patsubst lua%,%,$(LUA_NAME)))),5.4)
+LUA_INCDIR  ?= $(if $(LUA_IS_JIT),/usr/include/luajit-2.1,/usr/include/lua$(LUA_VERSION))
 BUSTED      ?= busted
+LUAS        ?= lua5.1 lua5.2 lua5.3 lua5.4 luajit
 
 CURL_CFLAGS := $(shell pkg-config --cflags libcurl 2>/dev/null || curl-config --cflags)
 CURL_LIBS   := $(shell pkg-config --libs libcurl 2>/dev/null || curl-config --libs)
@@ -17,7 +23,7 @@ WARN     = -Wall -Wextra -Wshadow -Wpointer-arith -Wcast-qual -Wstrict-prototype
 MYCFLAGS = -std=c99 -fPIC -fvisibility=hidden -D_POSIX_C_SOURCE=200809L -I$(LUA_INCDIR) $(WARN)
 LIBFLAG ?= -shared
 
-BUILD   ?= build
+BUILD   ?= $(if $(filter lua5.4,$(LUA_NAME)),build,build/$(LUA_NAME))
 CORE_SO  = $(BUILD)/pipedrive/core.so
 HTTPD_SO = $(BUILD)/pipedrive/httpd.so
 CORE_SRC = csrc/core.c $(filter-out csrc/core.c csrc/httpd.c,$(wildcard csrc/*.c)) $(wildcard csrc/*.h)
@@ -25,22 +31,34 @@ CORE_SRC = csrc/core.c $(filter-out csrc/core.c csrc/httpd.c,$(wildcard csrc/*.c
 INST_LIBDIR ?= $(BUILD)/install/lib
 INST_LUADIR ?= $(BUILD)/install/lua
 
-.PHONY: all test demo oauth-demo triggers-demo lint clean install deps asan asan-build valgrind fuzz fuzz-build fuzz-regress san-deps bench-faults
+.PHONY: FORCE all test test-all demo oauth-demo openresty-demo triggers-demo lint clean install deps asan asan-build valgrind fuzz fuzz-build fuzz-regress san-deps bench-faults
 
 all: $(CORE_SO) $(HTTPD_SO)
 
-$(CORE_SO): $(CORE_SRC)
+# Rebuilt when the compiler flags or the Lua headers change, not only the sources
+# (one build dir must never keep objects made for another Lua).
+FLAGS_STAMP = $(BUILD)/.flags
+$(FLAGS_STAMP): FORCE
+	@mkdir -p $(BUILD)
+	@echo '$(CC) $(CFLAGS) $(MYCFLAGS) $(LIBFLAG)' | cmp -s - $@ || echo '$(CC) $(CFLAGS) $(MYCFLAGS) $(LIBFLAG)' >$@
+FORCE:
+
+$(CORE_SO): $(CORE_SRC) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(MYCFLAGS) $(CURL_CFLAGS) $(LIBFLAG) -o $@ csrc/core.c $(CURL_LIBS)
 
-$(HTTPD_SO): csrc/httpd.c csrc/compat.h csrc/buf.h
+$(HTTPD_SO): csrc/httpd.c csrc/compat.h csrc/buf.h $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(MYCFLAGS) $(MHD_CFLAGS) $(LIBFLAG) -o $@ csrc/httpd.c $(MHD_LIBS)
 
 # The whole suite, end to end against sandboxes on loopback.
 # spec/support/summary.lua prints the closing line "N passed, N failed".
 test: all
-	LUA=$(LUA) $(BUSTED) --lua=$(LUA) -o spec/support/summary.lua spec
+	LUA=$(LUA) $(BUSTED) --lua=$(LUA) --cpath='$(BUILD)/?.so' -o spec/support/summary.lua spec
+
+# The suite once per interpreter of LUAS; the closing line sums them.
+test-all:
+	@sh spec/support/test_all.sh $(LUAS)
 
 demo: all
 	LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='$(BUILD)/?.so;;' $(LUA) examples/demo.lua
@@ -55,8 +73,13 @@ oauth-demo: all
 bench-faults: all
 	$(LUA) bench/faults.lua
 
+# examples/openresty/ in a real nginx against a sandbox (README "OpenResty").
+openresty-demo: all
+	@$(MAKE) --no-print-directory -s LUA=luajit all
+	sh examples/openresty/demo.sh
+
 lint:
-	luacheck -q lua spec bin examples bench
+	luacheck -q lua spec bin examples $(wildcard bench)
 	cppcheck -q --enable=warning,portability --error-exitcode=1 --std=c99 -I$(LUA_INCDIR) csrc
 
 # Used by the rockspec (type = "make") and by hand.

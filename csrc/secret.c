@@ -176,6 +176,10 @@ static int secret_random_token(lua_State *L) {
   char out[88]; /* 64 bytes -> 86 characters */
   lua_Integer n = luaL_optinteger(L, 1, 32);
   size_t i, k = 0;
+#if LUA_VERSION_NUM < 503
+  /* luaL_optinteger truncates 20.5 before 5.3; refuse it as 5.3+ does */
+  luaL_argcheck(L, lua_isnoneornil(L, 1) || pd_isinteger(L, 1), 1, "random_token: nbytes must be an integer");
+#endif
   luaL_argcheck(L, n >= 16 && n <= 64, 1, "random_token: nbytes must be between 16 and 64");
   if (secret_random_bytes(raw, (size_t)n) != 0) {
     int e = errno;

@@ -1,4 +1,5 @@
--- Build offline from a checkout:
+-- Build offline from a checkout (any of 5.1 to 5.4; LuaJIT through a luarocks config
+-- naming it, see rockspec/check.sh, which installs and checks each into a temporary tree):
 --   luarocks --lua-version=5.4 make --deps-mode=none rockspec/pipedrive-0.1.0-1.rockspec
 -- The Makefile finds libcurl's multiarch header through pkg-config, so no
 -- CURL_INCDIR is needed on Debian.
@@ -36,9 +37,14 @@ build = {
     LUA = "$(LUA)",
   },
   install_target = "install",
+  -- the same LUA and headers as the build: the Makefile picks build/<interpreter>/ from them
   install_variables = {
     INST_LIBDIR = "$(LIBDIR)",
     INST_LUADIR = "$(LUADIR)",
+    CFLAGS = "$(CFLAGS)",
+    LIBFLAG = "$(LIBFLAG)",
+    LUA_INCDIR = "$(LUA_INCDIR)",
+    LUA = "$(LUA)",
   },
   install = {
     bin = { ["pipedrive-sandbox"] = "bin/pipedrive-sandbox", ["pipedrive"] = "bin/pipedrive" },

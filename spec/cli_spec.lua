@@ -1,6 +1,7 @@
 -- The command line, end to end against the sandbox: bin/pipedrive as a child
 -- process (support.process.run) and pipedrive.cli.run in this process with
 -- captured output. Every answer is checked by value against the sandbox.
+local compat = require "pipedrive.compat"
 local sandbox = require "support.sandbox"
 local proc = require "support.process"
 local cli = require "pipedrive.cli"
@@ -63,12 +64,12 @@ describe("pipedrive CLI", function()
       assert.equal("Acme renewal", deal.title)
       assert.equal(5000, deal.value)
       assert.equal("EUR", deal.currency)
-      assert.equal("integer", math.type(deal.id))
+      assert.equal("integer", compat.math_type(deal.id))
 
       r = sh(sb, { "deals", "search", "acme" })
       assert.equal(0, r.code, r.stderr)
       local l = lines(r.stdout)
-      assert.same({ "ID", "TITLE", "STATUS", "VALUE", "OWNER", "STAGE" }, { table.unpack(cells(l[1]), 1, 6) })
+      assert.same({ "ID", "TITLE", "STATUS", "VALUE", "OWNER", "STAGE" }, { compat.unpack(cells(l[1]), 1, 6) })
       assert.equal(2, #l)
       assert.is_nil(l[1]:find("PERSON", 1, true)) -- a default column empty in every row is left out
       local row = cells(l[2])
@@ -324,7 +325,7 @@ describe("pipedrive CLI", function()
       local body = json(reqs[3].body)
       assert.same({ 1, 2, 3 }, body.label_ids)
       assert.equal(12.5, body.probability)
-      assert.equal("integer", math.type(body.visible_to))
+      assert.equal("integer", compat.math_type(body.visible_to))
       local bad = run(sb, { "deals", "list", "--limit", "lots" })
       assert.equal(2, bad.code)
       assert.matches("--limit must be an integer, got 'lots'", bad.stderr, 1, true)
@@ -421,7 +422,7 @@ describe("pipedrive CLI", function()
       assert.equal(0, r.code, r.stderr)
       for _, l in ipairs(lines(r.stdout)) do
         assert.is_true(output.width(l) <= 40, l)
-        assert.truthy(utf8.len(l))
+        assert.truthy(compat.utf8_len(l))
         assert.is_nil(l:find("%c"))
       end
       assert.equal(2, #lines(r.stdout))

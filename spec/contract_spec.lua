@@ -21,6 +21,7 @@
 -- CONTRACT_VERBOSE=1 also prints what ALLOW and the files' own examples let pass, and
 -- the documented properties each response leaves out. CONTRACT_SANDBOX_ARGS passes
 -- extra command-line options to the sandbox (e.g. "--real-nulls").
+local compat = require "pipedrive.compat"
 local oa = require "support.openapi"
 local cjson = require "cjson"
 
@@ -83,7 +84,7 @@ local function curl(method, url, headers, body)
   if body then cmd[#cmd + 1] = "--data-binary " .. shq(body) end
   cmd[#cmd + 1] = shq(url)
   local p = assert(io.popen(table.concat(cmd, " ") .. " 2>&1", "r"))
-  local out = p:read("a")
+  local out = p:read("*a")
   p:close()
   curl_calls = curl_calls + 1
   local text, code = out:match("^(.*)\n(%d%d%d)$")
@@ -276,7 +277,7 @@ end
 local function offset_more(doc)
   local fails = list_of(1)(doc) or {}
   local pg = oa.kind(doc.additional_data) == "object" and doc.additional_data.pagination
-  if oa.kind(pg) ~= "object" or pg.more_items_in_collection ~= true or math.type(pg.next_start) ~= "integer" then
+  if oa.kind(pg) ~= "object" or pg.more_items_in_collection ~= true or compat.math_type(pg.next_start) ~= "integer" then
     fails[#fails + 1] = "$.additional_data.pagination: expected more_items_in_collection true and next_start "
       .. "(FACTS §1: more items exist)"
   end

@@ -1,5 +1,6 @@
 -- Unit specs of core.parse_response and core.error_mt (csrc/response.c): every
 -- envelope shape Pipedrive sends, and every failure class, without a network.
+local compat = require "pipedrive.compat"
 local core = require "pipedrive.core"
 
 local parse, null = core.parse_response, core.null
@@ -22,7 +23,7 @@ describe("core.parse_response on success", function()
         ["x-daily-requests-left"] = "9999" }), V2_LIST)
     assert.equal(2, #data)
     assert.equal(core.array_mt, getmetatable(data))
-    assert.equal("integer", math.type(data[1].id))
+    assert.equal("integer", compat.math_type(data[1].id))
     assert.equal("B", data[2].title)
     assert.equal(200, info.status)
     assert.equal("eyJpZCI6Mn0", info.next_cursor)
@@ -30,7 +31,7 @@ describe("core.parse_response on success", function()
     assert.is_nil(info.next_start)
     assert.equal("eyJpZCI6Mn0", info.additional_data.next_cursor)
     assert.same({ limit = 80, remaining = 79, reset = 2, daily_left = 9999 }, info.rate_limit)
-    assert.equal("integer", math.type(info.rate_limit.limit))
+    assert.equal("integer", compat.math_type(info.rate_limit.limit))
   end)
 
   it("ends a v2 list on a null cursor", function()
@@ -57,7 +58,7 @@ describe("core.parse_response on success", function()
     assert.equal(1, #data)
     assert.is_true(info.more)
     assert.equal(1, info.next_start)
-    assert.equal("integer", math.type(info.next_start))
+    assert.equal("integer", compat.math_type(info.next_start))
     assert.is_nil(info.next_cursor)
     assert.equal("Ann", info.related_objects.user["123"].name)
   end)
@@ -199,7 +200,7 @@ describe("core.parse_response on failure", function()
       { ["retry-after"] = "7", ["x-ratelimit-reset"] = "2" }), V2_LIST)
     assert.equal("rate_limited", err.kind)
     assert.equal(7, err.retry_after)
-    assert.equal("integer", math.type(err.retry_after))
+    assert.equal("integer", compat.math_type(err.retry_after))
   end)
 
   it("falls back to x-ratelimit-reset on 429 without Retry-After", function()
@@ -320,7 +321,7 @@ describe("core.error_mt", function()
     assert.is_nil(long:find("\n"))
     assert.equal("...", long:sub(-3))
     assert.is_true(#long < 600)
-    assert.is_truthy(utf8.len(long))
+    assert.is_truthy(compat.utf8_len(long))
   end)
 
   it("is the metatable of every error from parse_response", function()

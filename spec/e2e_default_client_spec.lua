@@ -1,5 +1,6 @@
 -- The module-level default client: pipedrive.configure{...} or the environment.
 local sandbox = require "support.sandbox"
+local LUA = os.getenv("LUA") or require("pipedrive.sandbox.spawn").interpreter()
 
 describe("default client", function()
   local sb
@@ -20,19 +21,19 @@ describe("default client", function()
 
   it("a fresh process takes PIPEDRIVE_API_TOKEN and PIPEDRIVE_BASE_URL", function()
     local code = [[local p = require "pipedrive"; local u = assert(p.users.list()); io.write(#u)]]
-    local cmd = ("PIPEDRIVE_API_TOKEN=%s PIPEDRIVE_BASE_URL=%s LUA_PATH=%q LUA_CPATH=%q lua5.4 -e %q")
-      :format(sb.api_token, sb.url, package.path, package.cpath, code)
+    local cmd = ("PIPEDRIVE_API_TOKEN=%s PIPEDRIVE_BASE_URL=%s LUA_PATH=%q LUA_CPATH=%q %s -e %q")
+      :format(sb.api_token, sb.url, package.path, package.cpath, LUA, code)
     local f = io.popen(cmd)
-    local out = f:read("a")
+    local out = f:read("*a")
     f:close()
     assert.is_true(tonumber(out) >= 2)
   end)
 
   it("without configuration or environment it raises a clear error", function()
     local code = [[local p = require "pipedrive"; local ok, e = pcall(function() return p.deals.list end); io.write(tostring(e))]]
-    local f = io.popen(("env -u PIPEDRIVE_API_TOKEN LUA_PATH=%q LUA_CPATH=%q lua5.4 -e %q")
-      :format(package.path, package.cpath, code))
-    local out = f:read("a")
+    local f = io.popen(("env -u PIPEDRIVE_API_TOKEN LUA_PATH=%q LUA_CPATH=%q %s -e %q")
+      :format(package.path, package.cpath, LUA, code))
+    local out = f:read("*a")
     f:close()
     assert.matches("no default client", out, 1, true)
   end)

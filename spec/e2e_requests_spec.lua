@@ -1,5 +1,6 @@
 -- What the client puts on the wire, read back from the sandbox's request log:
 -- token placement, URL encoding, v1/v2 parameter translation, JSON bodies.
+local compat = require "pipedrive.compat"
 local sandbox = require "support.sandbox"
 local pipedrive = require "pipedrive"
 local core = require "pipedrive.core"
@@ -81,7 +82,7 @@ describe("requests on the wire", function()
     assert.equal(0, #body.emails)
     assert.truthy(r.body:find('"emails":[]', 1, true))
     assert.truthy(r.body:find('"label_ids":[]', 1, true))
-    assert.equal("integer", math.type(p.id))
+    assert.equal("integer", compat.math_type(p.id))
   end)
 
   it("sends v1 person contacts under the seed's names", function()

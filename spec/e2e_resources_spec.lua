@@ -1,6 +1,7 @@
 -- Every seed action end to end against a sandbox, in both API modes:
 -- add, get, list, each, search, delete for deals, leads, organizations, persons,
 -- and list/each for users, filters, stages, pipelines.
+local compat = require "pipedrive.compat"
 local sandbox = require "support.sandbox"
 local pipedrive = require "pipedrive"
 
@@ -28,7 +29,7 @@ for _, api in ipairs({ "v2", "v1" }) do
       it("add, get, list, search, delete", function()
         local org, info = pd.organizations.add{ name = "Globex Ångström" }
         assert.is_table(org, tostring(info))
-        assert.equal("integer", math.type(org.id))
+        assert.equal("integer", compat.math_type(org.id))
         assert.equal("Globex Ångström", org.name)
         assert.equal(api == "v1" and 201 or 200, info.status)
         assert.equal(api, info.api)
@@ -65,7 +66,7 @@ for _, api in ipairs({ "v2", "v1" }) do
           email = { { value = "zoe@initech.example", primary = true, label = "work" } },
           phone = "+49 30 1234567",
         })
-        assert.equal("integer", math.type(p.id))
+        assert.equal("integer", compat.math_type(p.id))
         assert.equal("Zoë Müller", p.name)
         local emails = api == "v2" and p.emails or p.email
         assert.equal("zoe@initech.example", emails[1].value)
@@ -95,7 +96,7 @@ for _, api in ipairs({ "v2", "v1" }) do
       it("add, get, list, search, delete with integers kept as integers", function()
         local d, info = pd.deals.add{ title = "Acme renewal", value = 5000, currency = "EUR", user_id = 1 }
         assert.is_table(d, tostring(info))
-        assert.equal("integer", math.type(d.id))
+        assert.equal("integer", compat.math_type(d.id))
         assert.equal("Acme renewal", d.title)
         assert.equal(5000, tonumber(d.value))
         assert.equal("EUR", d.currency)
@@ -103,8 +104,8 @@ for _, api in ipairs({ "v2", "v1" }) do
 
         local got = assert(pd.deals.get(d.id))
         assert.equal(d.id, got.id)
-        assert.equal("integer", math.type(got.id))
-        assert.equal("integer", math.type(id_of(got.stage_id)))
+        assert.equal("integer", compat.math_type(got.id))
+        assert.equal("integer", compat.math_type(id_of(got.stage_id)))
 
         local hits = assert(pd.deals.search{ term = "renewal", status = "open" })
         assert.equal(1, #hits)
@@ -179,7 +180,7 @@ for _, api in ipairs({ "v2", "v1" }) do
       it("lists users, filters, stages and pipelines", function()
         local users = assert(pd.users.list())
         assert.is_true(#users >= 2)
-        assert.equal("integer", math.type(users[1].id))
+        assert.equal("integer", compat.math_type(users[1].id))
         local filters = assert(pd.filters.list{ type = "deals" })
         assert.is_true(#filters >= 1)
         for _, f in ipairs(filters) do assert.equal("deals", f.type) end

@@ -3,6 +3,7 @@
 -- registering the webhooks, and pd.triggers listening on loopback in this
 -- process. Records are added and changed through the client; the callbacks
 -- must fire once each with the normalized event, for v2 and v1 webhooks.
+local compat = require "pipedrive.compat"
 local core = require "pipedrive.core"
 local sandbox = require "support.sandbox"
 
@@ -112,11 +113,11 @@ describe("triggers end to end (sandbox)", function()
         }
         for key, w in pairs(want) do
           local ev = got[key][1]
-          local id, field, now, before = table.unpack(w)
+          local id, field, now, before = compat.unpack(w)
           assert.equal(key, ev.event)
           assert.equal(key, ev.object .. "." .. ev.action)
           assert.equal(id, ev.id)
-          assert.equal("integer", math.type(ev.id))
+          assert.equal("integer", compat.math_type(ev.id))
           assert.equal(now, ev.current[field], key)
           if before then
             assert.equal(before, ev.previous[field], key)
@@ -132,8 +133,8 @@ describe("triggers end to end (sandbox)", function()
           assert.is_number(ev.meta.timestamp)
           assert.is_true(math.abs(ev.meta.timestamp - os.time()) < 3 * 86400 * 365) -- a plausible epoch
           assert.equal("api", ev.meta.change_source)
-          assert.equal("integer", math.type(ev.meta.company_id))
-          assert.equal("integer", math.type(ev.meta.user_id))
+          assert.equal("integer", compat.math_type(ev.meta.company_id))
+          assert.equal("integer", compat.math_type(ev.meta.user_id))
           if version == "2.0" then
             assert.matches("^%x+%-%x+%-4%x+%-%x+%-%x+$", ev.meta.event_id)
             assert.equal(ev.meta.event_id, ev.raw.meta.id)
@@ -266,7 +267,7 @@ describe("triggers end to end (sandbox)", function()
     local function read(path)
       local f = io.open(path)
       if not f then return nil end
-      local s = f:read("a")
+      local s = f:read("*a")
       f:close()
       return s
     end

@@ -1,6 +1,7 @@
 -- Unit specs of spec/support/openapi.lua: the JSON decoder, the schema validator
 -- (shown to fail on each kind of wrong value, not only to pass) and the lookups in
 -- Pipedrive's OpenAPI files. No sandbox needed.
+local compat = require "pipedrive.compat"
 local oa = require "support.openapi"
 
 local function arr(t) return setmetatable(t or {}, oa.array_mt) end
@@ -25,21 +26,23 @@ local function assert_has(list, text)
 end
 
 describe("openapi.json_decode", function()
-  it("keeps integers (no fraction, no exponent) apart from floats", function()
+  -- Lua 5.1/LuaJIT have only doubles: 1.0 and 1 are the same value there.
+  local it_int = compat.has_integers and it or pending
+  it_int("keeps integers (no fraction, no exponent) apart from floats", function()
     local v = assert(oa.json_decode('{"a":1,"b":1.0,"c":1e2,"d":-0,"e":9223372036854775807,"f":-12.5e-1,"g":0}'))
-    assert.equal("integer", math.type(v.a))
-    assert.equal("float", math.type(v.b))
-    assert.equal("float", math.type(v.c))
+    assert.equal("integer", compat.math_type(v.a))
+    assert.equal("float", compat.math_type(v.b))
+    assert.equal("float", compat.math_type(v.c))
     assert.equal(100.0, v.c)
-    assert.equal("integer", math.type(v.d))
-    assert.equal(math.maxinteger, v.e)
+    assert.equal("integer", compat.math_type(v.d))
+    assert.equal(compat.maxinteger, v.e)
     assert.equal(-1.25, v.f)
     assert.equal(0, v.g)
   end)
 
   it("turns an integer literal beyond 64 bits into a float rather than wrapping", function()
     local v = assert(oa.json_decode("[9223372036854775808]"))
-    assert.equal("float", math.type(v[1]))
+    assert.equal("float", compat.math_type(v[1]))
     assert.is_true(v[1] > 0)
   end)
 
@@ -120,7 +123,8 @@ describe("openapi.validate", function()
     assert_has(list, '$.data[3].active: expected boolean, got string "yes"')
   end)
 
-  it("refuses a float where an integer is required, but takes an integer as a number", function()
+  local it_int = compat.has_integers and it or pending -- 5.1/LuaJIT: 7.0 is 7
+  it_int("refuses a float where an integer is required, but takes an integer as a number", function()
     local int = { type = "integer" }
     assert_has(problems(int, assert(oa.json_decode("7.0"))), "$: expected integer, got number 7.0")
     assert_has(problems(int, 7.5), "$: expected integer, got number 7.5")

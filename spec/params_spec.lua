@@ -1,5 +1,6 @@
 -- Unit specs of the argument checks and v1/v2 translation (pipedrive.params over
 -- pipedrive.operations): no network, so every rule can be pinned exactly.
+local compat = require "pipedrive.compat"
 local operations = require "pipedrive.operations"
 local params = require "pipedrive.params"
 local core = require "pipedrive.core"
@@ -12,7 +13,7 @@ describe("pipedrive.params.translate", function()
   it("normalises ids: integral floats and digit strings become integers", function()
     local out, route = tr("deals", "get", "v2", { id = 5.0 })
     assert.same({}, out)
-    assert.equal("integer", math.type(route.path_params.id))
+    assert.equal("integer", compat.math_type(route.path_params.id))
     local _, r2 = tr("deals", "get", "v2", { id = "42" })
     assert.equal(42, r2.path_params.id)
     local bad, msg = tr("deals", "get", "v2", { id = 4.5 })
@@ -136,7 +137,7 @@ describe("pipedrive.params.translate", function()
             if route then
               assert.matches("^/api/" .. v .. "/", route.path)
               assert.is_true(route.paging == "offset" or route.paging == "cursor" or route.paging == "none")
-              assert.equal("integer", math.type(route.cost))
+              assert.equal("integer", compat.math_type(route.cost))
             end
           end
         end

@@ -2,6 +2,7 @@
 -- pinned clock, then once end to end over a real process with curl.
 -- Answers are read with lua-cjson; Basic credentials and query strings are
 -- built here, independently of the sandbox's own helpers.
+local compat = require "pipedrive.compat"
 local sandbox = require "pipedrive.sandbox"
 local cjson = require "cjson"
 
@@ -22,7 +23,7 @@ local function base64(s)
     local n = a * 65536 + (b or 0) * 256 + (c or 0)
     local chars = {}
     for k = 3, 0, -1 do
-      local v = (n // (64 ^ k)) % 64
+      local v = math.floor(n / 64 ^ k) % 64
       chars[#chars + 1] = B64:sub(v + 1, v + 1)
     end
     local text = table.concat(chars)
@@ -141,7 +142,7 @@ end
 local function stats(app)
   local _, _, text = request(app, "GET", "/_sandbox/oauth")
   local doc = decode(text)
-  for k, v in pairs(doc) do doc[k] = math.tointeger(v) or v end
+  for k, v in pairs(doc) do doc[k] = compat.tointeger(v) or v end
   return doc
 end
 
@@ -501,7 +502,7 @@ describe("sandbox OAuth process", function()
     local quoted = {}
     for i, a in ipairs(args) do quoted[i] = "'" .. a:gsub("'", "'\\''") .. "'" end
     local f = assert(io.popen("curl -s -o - -w '\\n%{http_code} %{redirect_url}' " .. table.concat(quoted, " ")))
-    local out = f:read("a")
+    local out = f:read("*a")
     f:close()
     local body, status, location = out:match("^(.*)\n(%d+) (.*)$")
     return tonumber(status), body, location
@@ -539,7 +540,7 @@ describe("sandbox OAuth process", function()
     local status, tok = post_token(url, code_body(code))
     assert.equal(200, status)
     assert.equal(url, tok.api_domain)
-    assert.equal(600, math.tointeger(tok.expires_in))
+    assert.equal(600, compat.tointeger(tok.expires_in))
     assert.equal(200, deals(tok.api_domain, tok.access_token))
 
     assert.equal(200, (curl{ "-X", "POST", url .. "/_sandbox/oauth/expire" }))
@@ -578,7 +579,7 @@ describe("sandbox OAuth process", function()
 
     local _, text = curl{ url .. "/_sandbox/oauth" }
     local counts = decode(text)
-    for k, v in pairs(counts) do counts[k] = math.tointeger(v) end
+    for k, v in pairs(counts) do counts[k] = compat.tointeger(v) end
     assert.same({ exchanges = 2, refreshes = 1, revokes = 1, failed_refreshes = 1, active_access_tokens = 0 }, counts)
 
     local _, log = curl{ url .. "/_sandbox/requests" }

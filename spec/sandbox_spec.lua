@@ -1,6 +1,7 @@
 -- The sandbox app through app:handle with request tables (no network), and
 -- once as a real process over loopback. Bodies are read with lua-cjson, which
 -- is independent of both the sandbox's own writer and the client's C decoder.
+local compat = require "pipedrive.compat"
 local sandbox = require "pipedrive.sandbox"
 local cjson = require "cjson"
 
@@ -18,7 +19,7 @@ end
 
 -- cjson reads every number as a float; ids and counts are integers.
 local function integers(v)
-  if type(v) == "number" then return math.tointeger(v) or v end
+  if type(v) == "number" then return compat.tointeger(v) or v end
   if type(v) == "table" then
     for k, x in pairs(v) do v[k] = integers(x) end
   end
@@ -820,7 +821,7 @@ describe("sandbox process", function()
 
   local function curl(args)
     local f = assert(io.popen("curl -s " .. args))
-    local out = f:read("a")
+    local out = f:read("*a")
     f:close()
     return out
   end

@@ -3,6 +3,7 @@
 -- read from the queue); the end-to-end tests run a real sandbox process and a
 -- receiver made with pipedrive.httpd in this process, and talk to the sandbox
 -- with the curl command line (not the client under test).
+local compat = require "pipedrive.compat"
 local sandbox = require "pipedrive.sandbox"
 local cjson = require "cjson"
 
@@ -20,7 +21,7 @@ end
 
 -- cjson reads every number as a float; ids and counts are integers.
 local function integers(v)
-  if type(v) == "number" then return math.tointeger(v) or v end
+  if type(v) == "number" then return compat.tointeger(v) or v end
   if type(v) == "table" then
     for k, x in pairs(v) do v[k] = integers(x) end
   end
@@ -558,7 +559,7 @@ local function curl(sb, method, path, body)
   end
   cmd[#cmd + 1] = shq(sb.url .. path)
   local p = assert(io.popen(table.concat(cmd, " ")))
-  local out = p:read("a")
+  local out = p:read("*a")
   p:close()
   local text, code = out:match("^(.*)\n(%d%d%d)$")
   assert(text, "curl failed: " .. out)
@@ -608,7 +609,7 @@ end
 
 local function admin_get(sb, path)
   local p = assert(io.popen("curl -s --max-time 20 " .. shq(sb.url .. path)))
-  local out = p:read("a")
+  local out = p:read("*a")
   p:close()
   return integers(cjson.decode(out))
 end

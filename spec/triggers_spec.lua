@@ -3,6 +3,7 @@
 -- keys and reconciliation against a fake client, and the listener on
 -- loopback. The payloads are written by hand after FACTS §5; the end-to-end
 -- spec (e2e_triggers_spec.lua) checks them against the sandbox's deliveries.
+local compat = require "pipedrive.compat"
 local core = require "pipedrive.core"
 local triggers = require "pipedrive.triggers"
 local util = require "support.util"
@@ -95,7 +96,7 @@ local SEVEN = {
 
 describe("triggers.normalize", function()
   for _, case in ipairs(SEVEN) do
-    local key, b2, b1, id, value, field, changed = table.unpack(case)
+    local key, b2, b1, id, value, field, changed = compat.unpack(case)
     local object, action = key:match("^(.-)%.(.*)$")
 
     it("v2 " .. key, function()
@@ -104,7 +105,7 @@ describe("triggers.normalize", function()
       assert.equal(object, ev.object)
       assert.equal(action, ev.action)
       assert.equal(id, ev.id)
-      assert.equal("integer", math.type(ev.id))
+      assert.equal("integer", compat.math_type(ev.id))
       assert.equal(value, ev.current[field])
       if action == "added" then
         assert.is_nil(ev.previous)
@@ -189,7 +190,7 @@ describe("triggers.normalize", function()
     assert.equal(21, ev.meta.webhook_id)
     assert.equal(T0, ev.meta.timestamp)
     ev = triggers.normalize(v2("create", "deal", DEAL, null, { entity_id = 5.0, timestamp = T0 * 1000 + 500 }))
-    assert.equal("integer", math.type(ev.id))
+    assert.equal("integer", compat.math_type(ev.id))
     assert.equal(T0 + 0.5, ev.meta.timestamp)
     ev = triggers.normalize(v2("create", "deal", DEAL, null, { entity_id = nil, timestamp = "2026-11-28T13:00:00+01:00" }))
     assert.equal(5, ev.id) -- from data.id
@@ -554,7 +555,8 @@ describe("triggers:handle", function()
 
   it("answers 500 on an internal failure and logs it", function()
     local tr, lines = make()
-    local headers = setmetatable({}, { __pairs = function() error("broken host table") end })
+    local broken = setmetatable({}, { __index = function() error("broken host table") end })
+    local headers = { authorization = broken }
     local status, h, body = tr:handle{ method = "POST", headers = headers, body = "{}" }
     assert.equal(500, status)
     assert.equal("application/json", h["content-type"])
@@ -967,7 +969,7 @@ describe("triggers:listen and triggers:serve", function()
   local function read(path)
     local f = io.open(path)
     if not f then return nil end
-    local s = f:read("a")
+    local s = f:read("*a")
     f:close()
     return s
   end

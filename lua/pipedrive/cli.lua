@@ -6,6 +6,7 @@
 -- `env` carries the outside world (output writers, environment, terminal
 -- facts), so specs call it in-process; `M.main(argv)` is `bin/pipedrive`.
 -- Output formatting lives in `pipedrive.cli_output`.
+local compat = require "pipedrive.compat"
 local pipedrive = require "pipedrive"
 local core = require "pipedrive.core"
 local operations = require "pipedrive.operations"
@@ -236,7 +237,7 @@ local function typed(pname, spec, values)
   if t == "list" then return table.concat(split_all(values), ",") end
   if t == "ids" then
     local items = split_all(values)
-    for i, s in ipairs(items) do items[i] = math.tointeger(tonumber(s)) or s end
+    for i, s in ipairs(items) do items[i] = compat.tointeger(tonumber(s)) or s end
     return core.array(items)
   end
   if t == "uuids" then return core.array(split_all(values)) end
@@ -253,10 +254,10 @@ local function typed(pname, spec, values)
     if b == nil then return nil, ("%s takes true or false, got '%s'"):format(flag, s) end
     return b
   end
-  if t == "id" or t == "integer" then return math.tointeger(tonumber(s)) or s end
+  if t == "id" or t == "integer" then return compat.tointeger(tonumber(s)) or s end
   if t == "number" then
     local n = tonumber(s)
-    return n and (math.tointeger(n) or n) or s
+    return n and (compat.tointeger(n) or n) or s
   end
   if t == "object" then
     local v, err = decode_json(s, flag)
@@ -273,7 +274,7 @@ local function typed(pname, spec, values)
     if not amount or not tonumber(amount) then
       return nil, ("%s takes 'AMOUNT CURRENCY' (such as '5000 EUR') or a JSON object"):format(flag)
     end
-    return { amount = math.tointeger(tonumber(amount)) or tonumber(amount), currency = currency:upper() }
+    return { amount = compat.tointeger(tonumber(amount)) or tonumber(amount), currency = currency:upper() }
   end
   return s
 end
@@ -421,7 +422,7 @@ local function build_args(p, env)
   local pos = positional_of(p.op)
   if p.positional then
     local v = p.positional
-    if pos == "id" then v = math.tointeger(tonumber(v)) or v end
+    if pos == "id" then v = compat.tointeger(tonumber(v)) or v end
     args[pos] = v
   elseif pos == "term" and args.term == nil then
     return nil, "a search term is missing"
@@ -460,7 +461,7 @@ local function client_options(p, env)
     o.api = api
   end
   if p.opts.retries ~= nil then
-    local n = math.tointeger(tonumber(p.opts.retries))
+    local n = compat.tointeger(tonumber(p.opts.retries))
     if not n or n < 0 then return nil, M.EXIT.usage, "--retries takes a number of retries (0: none)" end
     o.retries = n > 0 and { max = n } or false
   end
@@ -588,11 +589,11 @@ end
 local function list_all(p, env, pd, object, args)
   local max_items
   if p.opts["max-items"] then
-    max_items = math.tointeger(tonumber(p.opts["max-items"]))
+    max_items = compat.tointeger(tonumber(p.opts["max-items"]))
     if not max_items or max_items < 0 then return nil, "usage", "--max-items takes a non-negative integer" end
     args.max_items = max_items
   end
-  local page = math.tointeger(args.limit) or 500
+  local page = compat.tointeger(args.limit) or 500
   local progress = env.progress
   local tty = env.isatty(2)
   local count = 0
@@ -732,10 +733,10 @@ function M.run(argv, env)
     getenv = env.getenv or os.getenv,
     isatty = env.isatty or function() return false end,
     read_file = env.read_file or function(path)
-      if path == "-" then return io.stdin:read("a") end
+      if path == "-" then return io.stdin:read("*a") end
       local f, err = io.open(path, "rb")
       if not f then return nil, err end
-      local s = f:read("a")
+      local s = f:read("*a")
       f:close()
       return s
     end,
@@ -779,7 +780,7 @@ function M.run(argv, env)
     return M.EXIT.usage
   end
   if p.opts.width then
-    local w = math.tointeger(tonumber(p.opts.width))
+    local w = compat.tointeger(tonumber(p.opts.width))
     if not w or w < 20 then
       e.stderr("pipedrive: --width takes a number of columns (20 or more)\n" .. USAGE .. "\n")
       return M.EXIT.usage
@@ -801,13 +802,13 @@ local function real_isatty(fd)
 end
 
 local function real_columns()
-  local c = math.tointeger(tonumber(os.getenv("COLUMNS") or ""))
+  local c = compat.tointeger(tonumber(os.getenv("COLUMNS") or ""))
   if c and c > 0 then return c end
   local f = io.popen("stty size </dev/tty 2>/dev/null", "r")
   if not f then return nil end
-  local s = f:read("a") or ""
+  local s = f:read("*a") or ""
   f:close()
-  return math.tointeger(tonumber(s:match("^%d+%s+(%d+)") or ""))
+  return compat.tointeger(tonumber(s:match("^%d+%s+(%d+)") or ""))
 end
 
 --- bin/pipedrive: runs `argv` with the process's streams and environment.

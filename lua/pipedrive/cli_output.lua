@@ -6,10 +6,11 @@
 -- hold anything (an escape sequence, a newline), and a terminal must not obey
 -- it. Widths are counted in terminal columns, not bytes, and text is cut only
 -- between whole UTF-8 characters.
+local compat = require "pipedrive.compat"
 local core = require "pipedrive.core"
 
 local null = core.null
-local mtype = math.type
+local mtype = compat.math_type
 
 local M = {}
 
@@ -51,14 +52,14 @@ local function each_char(s, fn)
       cp = c
     elseif c >= 0xC2 and c <= 0xF4 then
       len = c >= 0xF0 and 4 or c >= 0xE0 and 3 or 2
-      cp = c & (0x3F >> (len - 1))
+      cp = c % (len == 2 and 32 or len == 3 and 16 or 8)
       for k = 1, len - 1 do
         local cc = s:byte(i + k)
         if not cc or cc < 0x80 or cc > 0xBF then
           cp = nil
           break
         end
-        cp = (cp << 6) | (cc & 0x3F)
+        cp = cp * 64 + cc % 64
       end
       -- Overlong forms, surrogates and values past U+10FFFF are not text.
       local min = len == 2 and 0x80 or len == 3 and 0x800 or 0x10000
@@ -131,7 +132,7 @@ end
 
 local function number_text(v)
   if mtype(v) == "integer" then return ("%d"):format(v) end
-  if v == math.floor(v) and v > -1e15 and v < 1e15 then return ("%d"):format(math.tointeger(v)) end
+  if v == math.floor(v) and v > -1e15 and v < 1e15 then return ("%d"):format(compat.tointeger(v)) end
   return ("%.14g"):format(v)
 end
 

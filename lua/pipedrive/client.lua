@@ -5,7 +5,9 @@
 -- method, URL, headers and body; the transport (libcurl by default, or a Lua
 -- function given as `transport`) performs it; `core.parse_response` (C) maps the
 -- answer to `value, info` or `nil, err`.
+local compat = require "pipedrive.compat"
 local core = require "pipedrive.core"
+local pdngx = require "pipedrive.ngx"
 local operations = require "pipedrive.operations"
 local params = require "pipedrive.params"
 local oauth = require "pipedrive.oauth"
@@ -84,7 +86,8 @@ function M.new(opts)
   if opts.sleep ~= nil and type(opts.sleep) ~= "function" then
     error("pipedrive.new: sleep must be a function(seconds)", 2)
   end
-  local clock = { now = core.now, sleep = opts.sleep or core.sleep }
+  local in_nginx = pdngx.available() -- there the worker must never block: nginx does the I/O and the waits
+  local clock = { now = core.now, sleep = opts.sleep or (in_nginx and pdngx.sleep) or core.sleep }
   local last_rate -- the last rate-limit figures seen, for pd.rate_limit()
   local pace, pace_err = retry.pace_policy(opts.pace)
   if pace == nil then error("pipedrive.new: " .. pace_err, 2) end
@@ -98,7 +101,7 @@ function M.new(opts)
   end
 
   local http
-  local transport = opts.transport
+  local transport = opts.transport or (in_nginx and pdngx.transport() or nil)
   if not transport then
     http = core.http_new{
       timeout = opts.timeout, connect_timeout = opts.connect_timeout,
@@ -255,7 +258,7 @@ function M.new(opts)
     if a.retries ~= nil and retry.policy(a.retries, policy) == nil then
       error(("pipedrive.%s.each: %s"):format(rname, select(2, retry.policy(a.retries, policy))), 3)
     end
-    if max_items ~= nil and (math.type(max_items) ~= "integer" or max_items < 0) then
+    if max_items ~= nil and (compat.math_type(max_items) ~= "integer" or max_items < 0) then
       error(("pipedrive.%s.each: max_items must be a non-negative integer"):format(rname), 3)
     end
     local version = (api == "v1" or not op.v2) and "v1" or "v2"
@@ -288,7 +291,7 @@ function M.new(opts)
           a.cursor = info.next_cursor
         else
           local next_start = info.next_start
-          if math.type(next_start) ~= "integer" or next_start <= (a.start or 0) then
+          if compat.math_type(next_start) ~= "integer" or next_start <= (a.start or 0) then
             error(setmetatable({ kind = "decode", message = "more items announced without a next_start beyond "
                                    .. tostring(a.start or 0), path = op[version].path }, core.error_mt), 2)
           end

@@ -40,7 +40,7 @@ function M.token_file(path)
   local info = core.file_info(path)
   if info then
     if not info.is_regular then return file_error("token_file", path .. " is not a regular file") end
-    if info.mode & 63 ~= 0 then
+    if info.mode % 64 ~= 0 then
       return file_error("token_file", ("%s can be read by others (mode %o): chmod 600 it or remove it")
         :format(path, info.mode))
     end

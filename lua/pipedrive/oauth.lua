@@ -5,6 +5,7 @@
 -- response parsing, Pipedrive's OAuth errors, expiry arithmetic, random state)
 -- is done by the C core; this file keeps the per-client state and decides when
 -- to refresh. Tokens and the client secret live only in this closure.
+local compat = require "pipedrive.compat"
 local core = require "pipedrive.core"
 
 local M = {}
@@ -44,6 +45,8 @@ function M.new(opts, send, oauth_url)
     for k, v in pairs(opts) do o[k] = v end
     o.store, o.token = nil, o.token or store.token
     o.on_token, o.on_revoke = o.on_token or store.on_token, o.on_revoke or store.on_revoke
+    -- a store shared by processes (pipedrive.ngx.token_store) also gives load and lock
+    o.load, o.lock = store.load, store.lock
     opts = o
   end
   for _, k in ipairs({ "client_id", "client_secret" }) do
@@ -61,7 +64,7 @@ function M.new(opts, send, oauth_url)
     error("pipedrive.new: oauth.token must be a token table with an access_token", 3)
   end
   local known = { client_id = true, client_secret = true, redirect_uri = true, token = true, on_token = true,
-                  on_revoke = true, skew = true, scope = true }
+                  on_revoke = true, skew = true, scope = true, load = true, lock = true }
   for k in pairs(opts) do
     if not known[k] then error(("pipedrive.new: unknown oauth option '%s'"):format(tostring(k)), 3) end
   end
@@ -73,6 +76,7 @@ function M.new(opts, send, oauth_url)
   local broken = false          -- set by invalid_grant: only a new login helps
   local generation = 0          -- bumped on every new token: single-flight refresh
   local refreshing = false
+  local lock_holder             -- the coroutine refreshing under a shared store's lock
   local revoked = false         -- set by revoke, for a clearer error afterwards
   local pending_states = {}
   local self = {}
@@ -143,6 +147,24 @@ function M.new(opts, send, oauth_url)
   -- number) is given and a newer token arrived meanwhile, nothing is sent.
   function self.refresh(seen)
     if seen and seen ~= generation and token and not broken then return true end
+    local co = coroutine.running() or "main"
+    if opts.lock and lock_holder ~= co then
+      -- Shared store: one refresh across every process and coroutine (the lock waits
+      -- without blocking); whoever waited adopts the token the holder stored.
+      local had = token and token.access_token
+      return opts.lock(function()
+        local current = opts.load and opts.load()
+        if current and had and current.access_token ~= had then
+          token, generation, broken = current, generation + 1, false
+          return true
+        end
+        lock_holder = co
+        local ok, r1, r2 = pcall(self.refresh)
+        lock_holder = nil
+        if not ok then error(r1, 0) end
+        return r1, r2
+      end)
+    end
     if broken then return fail("reauth_required", "the refresh token was refused: log in again") end
     if not token or type(token.refresh_token) ~= "string" then
       return fail("reauth_required", "no refresh token: log in (pd.oauth.login or exchange) first")
@@ -150,7 +172,7 @@ function M.new(opts, send, oauth_url)
     if refreshing then
       -- Another coroutine of this client is refreshing (its transport yielded):
       -- wait for it instead of sending a second refresh, then use its result.
-      if not coroutine.isyieldable() then
+      if not compat.isyieldable() then
         return fail("refresh_in_progress", "a refresh of this client's token is already running")
       end
       local before = generation
@@ -197,6 +219,13 @@ function M.new(opts, send, oauth_url)
   -- generation, refreshing first when the token is about to expire.
   function self.authorization()
     if broken then return fail("reauth_required", "the refresh token was refused: log in again") end
+    if opts.load then
+      -- a shared store may hold a newer token than ours (another process refreshed it)
+      local current = opts.load()
+      if current and (not token or current.access_token ~= token.access_token) then
+        token, generation = current, generation + 1
+      end
+    end
     if not token then
       return fail("reauth_required", revoked and "the token was revoked: log in again (pd.oauth.login or exchange)"
         or "no OAuth token yet: call pd.oauth.login or pd.oauth.exchange")
@@ -204,7 +233,7 @@ function M.new(opts, send, oauth_url)
     -- The margin never exceeds half the token's lifetime, so short-lived
     -- tokens are not refreshed before every call.
     local margin = skew
-    if math.type(token.expires_in) == "integer" then margin = math.min(skew, token.expires_in // 2) end
+    if compat.math_type(token.expires_in) == "integer" then margin = math.min(skew, compat.idiv(token.expires_in, 2)) end
     if core.oauth_needs_refresh(token, os.time(), margin) and token.refresh_token then
       local ok, err = self.refresh(generation)
       if not ok then return nil, err end

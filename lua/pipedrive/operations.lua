@@ -25,6 +25,7 @@
 --              fn(value, out, args, route) -> nil | errmsg that writes its translation into
 --              `out` (and may change route.path / route.cost)
 --   hint     = what to do instead when a version cannot express the parameter
+local compat = require "pipedrive.compat"
 local M = {}
 
 local function merge(...)
@@ -104,7 +105,7 @@ local FIRST_CHAR = {
 
 local function visible_to_v1(value, out) out.visible_to = tostring(value) end
 local function visible_to_v2(value, out)
-  local n = math.tointeger(tonumber(value))
+  local n = compat.tointeger(tonumber(value))
   if not n then return "visible_to must be 1, 3, 5 or 7" end
   out.visible_to = n
 end

@@ -4,10 +4,11 @@
 -- Nothing here sends anything: a bad argument is reported before any request,
 -- so it cannot change data in Pipedrive. Problems come back as a message; the
 -- caller raises it naming the function.
+local compat = require "pipedrive.compat"
 local core = require "pipedrive.core"
 
 local null, array = core.null, core.array
-local mtype, tointeger = math.type, math.tointeger
+local mtype, tointeger = compat.math_type, compat.tointeger
 
 local M = {}
 
@@ -170,7 +171,7 @@ local function check(name, spec, v)
     end
   end
   if type(out) == "string" then
-    local len = utf8.len(out) or #out
+    local len = compat.utf8_len(out) or #out
     if spec.min_len and len < spec.min_len then
       return nil, ("field '%s' must have at least %d characters"):format(name, spec.min_len)
     end
@@ -247,7 +248,7 @@ function M.translate(op, version, args)
       return nil, ("field '%s' is required"):format(name)
     end
   end
-  if params.term and args.term and args.exact_match ~= true and (utf8.len(args.term) or #args.term) < 2 then
+  if params.term and args.term and args.exact_match ~= true and (compat.utf8_len(args.term) or #args.term) < 2 then
     return nil, "field 'term' must have at least 2 characters (1 with exact_match = true)"
   end
   if op.require_one then

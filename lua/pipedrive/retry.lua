@@ -13,6 +13,7 @@
 -- when Pipedrive certainly did not act: a 429, or a transport error with
 -- stage "connect" (nothing was sent) - never after a timeout or a failure
 -- once the request was sent, never on a 5xx.
+local compat = require "pipedrive.compat"
 local core = require "pipedrive.core"
 
 local M = {}
@@ -38,7 +39,7 @@ function M.policy(value, base)
     if type(v) ~= "number" or v ~= v or v < 0 or v == math.huge then
       return nil, ("retries.%s must be a non-negative number"):format(k)
     end
-    if k == "max" and math.type(v) ~= "integer" then return nil, "retries.max must be an integer" end
+    if k == "max" and compat.math_type(v) ~= "integer" then return nil, "retries.max must be an integer" end
     p[k] = v
   end
   return p

@@ -22,6 +22,7 @@
 -- Secrets: the password and the Authorization value derived from it live in a
 -- private table (not in the object), and are scrubbed from every log line and
 -- error this module produces.
+local compat = require "pipedrive.compat"
 local core = require "pipedrive.core"
 
 local M = {}
@@ -95,11 +96,11 @@ end
 -- An id as the user wants it: an integer when it is one (also "42" and 42.0),
 -- else the string (lead ids are UUIDs).
 local function to_id(v)
-  local mt = math.type(v)
+  local mt = compat.math_type(v)
   if mt == "integer" then return v end
-  if mt == "float" then return math.tointeger(v) or v end
+  if mt == "float" then return compat.tointeger(v) or v end
   if type(v) == "string" and v ~= "" then
-    if v:match("^%-?%d+$") then return math.tointeger(tonumber(v)) or v end
+    if v:match("^%-?%d+$") then return compat.tointeger(tonumber(v)) or v end
     return v
   end
   return nil
@@ -107,9 +108,9 @@ end
 M.to_id = to_id
 
 local function to_int(v)
-  if math.type(v) == "integer" then return v end
-  if math.type(v) == "float" then return math.tointeger(v) end
-  if type(v) == "string" and v:match("^%d+$") then return math.tointeger(tonumber(v)) end
+  if compat.math_type(v) == "integer" then return v end
+  if compat.math_type(v) == "float" then return compat.tointeger(v) end
+  if type(v) == "string" and v:match("^%d+$") then return compat.tointeger(tonumber(v)) end
   return nil
 end
 
@@ -124,10 +125,11 @@ end
 -- Days since 1970-01-01 of a proleptic Gregorian date (no time zone involved).
 local function days_from_civil(y, m, d)
   y = m <= 2 and y - 1 or y
-  local era = (y >= 0 and y or y - 399) // 400
+  local idiv = compat.idiv
+  local era = idiv(y >= 0 and y or y - 399, 400)
   local yoe = y - era * 400
-  local doy = (153 * (m + (m > 2 and -3 or 9)) + 2) // 5 + d - 1
-  local doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+  local doy = idiv(153 * (m + (m > 2 and -3 or 9)) + 2, 5) + d - 1
+  local doe = yoe * 365 + idiv(yoe, 4) - idiv(yoe, 100) + doy
   return era * 146097 + doe - 719468
 end
 
@@ -231,27 +233,23 @@ local function canon(v, out)
     out[#out + 1] = "null"
   elseif t == "string" then
     out[#out + 1] = ("%q"):format(v)
-  elseif math.type(v) == "float" and math.tointeger(v) then
-    out[#out + 1] = tostring(math.tointeger(v))
+  elseif compat.math_type(v) == "float" and compat.tointeger(v) then
+    out[#out + 1] = tostring(compat.tointeger(v))
   else
     out[#out + 1] = tostring(v)
   end
 end
 
--- A 64-bit FNV-1a style hash of a string, eight bytes at a time, as 16 hex digits.
+-- A 64-bit fingerprint of a string as 16 hex digits: two 32-bit polynomial hashes
+-- modulo primes, exact in doubles so every Lua version computes the same.
 local function fingerprint(s)
-  local h = -3750763034362895579 -- 0xcbf29ce484222325
-  local n = #s
-  local i = 1
-  while i + 7 <= n do
-    h = (h ~ string.unpack("<i8", s, i)) * 1099511628211
-    i = i + 8
+  local h1, h2 = 5381, 52711
+  for i = 1, #s do
+    local c = s:byte(i)
+    h1 = (h1 * 131 + c) % 4294967291
+    h2 = (h2 * 65599 + c) % 4294967279
   end
-  while i <= n do
-    h = (h ~ s:byte(i)) * 1099511628211
-    i = i + 1
-  end
-  return ("%016x"):format(h)
+  return ("%08x%08x"):format(h1, h2)
 end
 
 local function word(v)
@@ -478,7 +476,7 @@ end
 local function positive(opts, k, default, integer)
   local v = opts[k]
   if v == nil then return default end
-  if type(v) ~= "number" or v <= 0 or (integer and math.type(v) ~= "integer") then
+  if type(v) ~= "number" or v <= 0 or (integer and compat.math_type(v) ~= "integer") then
     error(("pipedrive.triggers: %s must be a positive %s"):format(k, integer and "integer" or "number"), 3)
   end
   return v
@@ -521,12 +519,16 @@ function M.new(client, opts)
   if seen ~= nil and (type(seen) ~= "table" or type(seen.check) ~= "function" or type(seen.mark) ~= "function") then
     error("pipedrive.triggers: seen must be a table { check = function(key), mark = function(key, ttl) }", 2)
   end
+  if seen ~= nil and ((seen.claim ~= nil and type(seen.claim) ~= "function")
+    or (seen.release ~= nil and type(seen.release) ~= "function")) then
+    error("pipedrive.triggers: seen.claim and seen.release must be functions", 2)
+  end
   for _, k in ipairs({ "log", "clock" }) do
     if opts[k] ~= nil and type(opts[k]) ~= "function" then
       error(("pipedrive.triggers: %s must be a function"):format(k), 2)
     end
   end
-  if opts.user_id ~= nil and math.type(opts.user_id) ~= "integer" then
+  if opts.user_id ~= nil and compat.math_type(opts.user_id) ~= "integer" then
     error("pipedrive.triggers: user_id must be an integer", 2)
   end
 
@@ -669,7 +671,7 @@ local function run_callbacks(st, ev, fns, key)
   local failed = 0
   for _, fn in ipairs(fns) do
     if not done[fn] then
-      local r = table.pack(pcall(fn, ev))
+      local r = compat.pack(pcall(fn, ev))
       local why
       if not r[1] then
         why = r[2]
@@ -695,7 +697,7 @@ local function run_callbacks(st, ev, fns, key)
   return failed
 end
 
-local function handle(st, req)
+local function handle(st, req, hopts)
   if type(req) ~= "table" then return reply(400, { error = "no request" }) end
   local method = type(req.method) == "string" and req.method:upper() or ""
   if method ~= "POST" then return reply(405, { error = "method not allowed" }, { allow = "POST" }) end
@@ -749,45 +751,101 @@ local function handle(st, req)
   end
 
   local key = ev.meta.dedupe_key
-  if st.inflight[key] then
-    -- the same event arrived while its callbacks still run (a host that
-    -- yields inside callbacks): let Pipedrive send it again later
-    return reply(503, { error = "this event is being handled" }, { ["retry-after"] = "3" })
-  end
-  local cok, was_seen = pcall(st.seen.check, key)
-  if not cok then
-    emit(st, "error", "the seen store failed to check an event (handling it anyway): " .. tostring(was_seen))
-    was_seen = false
-  end
-  if was_seen then
+  local function duplicate()
     emit(st, "info", ("duplicate %s (id %s, attempt %s) acknowledged"):format(ev.event, tostring(ev.id),
       tostring(ev.meta.attempt)))
     return reply(200, { status = "duplicate" })
   end
-
-  st.inflight[key] = true
-  local t0 = st.wall()
-  local rok, failed = pcall(run_callbacks, st, ev, fns, key)
-  st.inflight[key] = nil
-  if not rok then error(failed, 0) end
-  local took = st.wall() - t0
-  if took >= 5 then
-    emit(st, "warn", ("callbacks for %s took %g s; Pipedrive gives up after 10 s: queue long work")
-      :format(ev.event, took))
+  local function busy()
+    -- the same event arrived while its callbacks still run (a host that
+    -- yields inside callbacks): let Pipedrive send it again later
+    return reply(503, { error = "this event is being handled" }, { ["retry-after"] = "3" })
   end
-  if failed > 0 then return reply(500, { error = "callback failed" }) end
-  local mok, merr = pcall(st.seen.mark, key, st.ttl)
-  if not mok then emit(st, "error", "the seen store failed to remember an event: " .. tostring(merr)) end
-  emit(st, "info", ("handled %s (id %s, attempt %s)"):format(ev.event, tostring(ev.id), tostring(ev.meta.attempt)))
+  -- A store shared by processes (pipedrive.ngx.seen) claims the event for one of them at once.
+  local claim = st.seen.claim
+  if claim then
+    local cok, got, claim_state = pcall(claim, key, st.ttl)
+    if not cok then
+      emit(st, "error", "the seen store failed to claim an event (handling it anyway): " .. tostring(got))
+    elseif not got then
+      if claim_state == "seen" then return duplicate() end
+      return busy()
+    end
+  else
+    if st.inflight[key] then return busy() end
+    local cok, was_seen = pcall(st.seen.check, key)
+    if not cok then
+      emit(st, "error", "the seen store failed to check an event (handling it anyway): " .. tostring(was_seen))
+      was_seen = false
+    end
+    if was_seen then return duplicate() end
+  end
+  local function release()
+    if claim and st.seen.release then pcall(st.seen.release, key) end
+  end
+
+  -- Runs the callbacks; true when all succeeded, and only then is the event marked seen.
+  local function run()
+    st.inflight[key] = true
+    local t0 = st.wall()
+    local rok, failed = pcall(run_callbacks, st, ev, fns, key)
+    st.inflight[key] = nil
+    if not rok then
+      release()
+      error(failed, 0)
+    end
+    local took = st.wall() - t0
+    if took >= 5 then
+      emit(st, "warn", ("callbacks for %s took %g s; Pipedrive gives up after 10 s: queue long work")
+        :format(ev.event, took))
+    end
+    if failed > 0 then
+      release()
+      return false
+    end
+    local mok, merr = pcall(st.seen.mark, key, st.ttl)
+    if not mok then emit(st, "error", "the seen store failed to remember an event: " .. tostring(merr)) end
+    emit(st, "info", ("handled %s (id %s, attempt %s)"):format(ev.event, tostring(ev.id), tostring(ev.meta.attempt)))
+    return true
+  end
+
+  local defer = hopts and hopts.defer
+  if defer then
+    -- Answer now, run later (OpenResty: ngx.timer.at). A failure then can no longer
+    -- become a 5xx: it is logged and the event left unmarked for a redelivery.
+    st.inflight[key] = true
+    local dok, derr = pcall(defer, function(premature)
+      if premature then -- the host is shutting down: leave the event to a redelivery
+        st.inflight[key] = nil
+        return release()
+      end
+      local rok, e = pcall(run)
+      if not rok then emit(st, "error", "internal error in deferred callbacks: " .. tostring(e)) end
+    end)
+    if not dok then
+      st.inflight[key] = nil
+      release()
+      emit(st, "error", "could not defer the callbacks: " .. tostring(derr))
+      return busy()
+    end
+    return reply(200, { status = "accepted" })
+  end
+  if not run() then return reply(500, { error = "callback failed" }) end
   return reply(200, { status = "ok" })
 end
 
 --- Handles one webhook request, from any HTTP server:
 -- req = { method, headers (any case), body, remote_addr (optional, for logs) }.
 -- Returns status, headers, body. Never raises: an internal failure answers 500.
-function Triggers:handle(req)
+-- opts.defer = function(job): answer 200 ("accepted") once the request is checked
+-- and the event claimed, and hand job(premature) to the host to run the callbacks
+-- later (pipedrive.ngx.webhook passes ngx.timer.at).
+function Triggers:handle(req, opts)
   local st = state(self)
-  local ok, status, headers, body = pcall(handle, st, req)
+  if opts ~= nil and (type(opts) ~= "table" or (opts.defer ~= nil and type(opts.defer) ~= "function")) then
+    error("triggers:handle: opts must be a table { defer = function(job) }", 2)
+  end
+  local ok, status, headers, body = pcall(handle, st, req, opts)
   if ok then return status, headers, body end
   emit(st, "error", "internal error: " .. tostring(status))
   return reply(500, { error = "internal error" })

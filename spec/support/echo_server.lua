@@ -13,6 +13,7 @@
 --                    "return { method = ..., path = ..., raw_path = ..., query_string = ...,
 --                    headers = {...}, body = ..., remote_addr = ..., remote_port = ... }"
 --                    (load it with an empty environment; see echo_server.decode)
+local compat = require "pipedrive.compat"
 local httpd = require "pipedrive.httpd"
 local proc = require "support.process"
 
@@ -75,7 +76,7 @@ end
 if ... == "support.echo_server" then
   return {
     decode = function(body)
-      local fn = assert(load(body, "=echo", "t", {}))
+      local fn = assert(compat.load(body, "=echo", "t", {}))
       return fn()
     end,
   }

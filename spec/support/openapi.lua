@@ -39,6 +39,7 @@
 --     place, or an undeclared property it has there, is listed as allowed, not as a
 --     problem (e.g. related_objects.user.*.has_pic: integer in the schema, false in the
 --     example; v1 deals' additional_data.pagination, in the example only).
+local compat = require "pipedrive.compat"
 local lyaml = require "lyaml"
 
 local M = {}
@@ -103,7 +104,7 @@ function M.load(name)
     error(("cannot read the OpenAPI file %s (%s); set PIPEDRIVE_OPENAPI_DIR to the folder holding it")
       :format(file, tostring(err)), 2)
   end
-  local text = f:read("a")
+  local text = f:read("*a")
   f:close()
   local doc = lyaml.load(text)
   if type(doc) ~= "table" or type(doc.paths) ~= "table" then
@@ -125,6 +126,8 @@ function M.name(spec) return meta(spec).name end
 local escapes = { ['"'] = '"', ["\\"] = "\\", ["/"] = "/", b = "\b", f = "\f", n = "\n", r = "\r", t = "\t" }
 local MAX_DEPTH = 512
 
+-- A quote, a backslash or a control character; Lua 5.1 patterns cannot hold "\0" and spell it %z.
+local STRING_STOP = _VERSION == "Lua 5.1" and '["\\%z\1-\031]' or '["\\\0-\031]'
 local function jfail(pos, msg) error({ json = ("%s at byte %d"):format(msg, pos) }, 0) end
 
 local function skip(text, pos)
@@ -134,7 +137,7 @@ end
 local function jstring(text, pos) -- text:sub(pos, pos) == '"'
   local buf, i = {}, pos + 1
   while true do
-    local s = text:find('["\\\0-\031]', i)
+    local s = text:find(STRING_STOP, i)
     if not s then jfail(pos, "unterminated string") end
     buf[#buf + 1] = text:sub(i, s - 1)
     local c = text:sub(s, s)
@@ -153,7 +156,7 @@ local function jstring(text, pos) -- text:sub(pos, pos) == '"'
       elseif cp >= 0xDC00 and cp <= 0xDFFF then
         jfail(s, "lone surrogate")
       end
-      buf[#buf + 1] = utf8.char(cp)
+      buf[#buf + 1] = compat.utf8_char(cp)
       i = nexti
     else
       local r = escapes[e]
@@ -385,13 +388,13 @@ end
 local function kind(v)
   if is_null(v) then return "null" end
   local t = type(v)
-  if t == "number" then return math.type(v) == "integer" and "integer" or "number" end
+  if t == "number" then return compat.math_type(v) == "integer" and "integer" or "number" end
   if t ~= "table" then return t end
   local mt = getmetatable(v)
   if mt == M.array_mt then return "array" end
   if mt == M.object_mt then return "object" end
   if next(v) == nil then return "empty" end -- a hand-made {}: either an empty array or object
-  local n, count = rawlen(v), 0
+  local n, count = compat.rawlen(v), 0
   for _ in pairs(v) do count = count + 1 end
   if n > 0 and n == count then return "array" end
   return "object"
@@ -699,7 +702,7 @@ local function check_scalar_rules(st, p, value, k, path)
     if f and not f(value) then
       problem(st, path, ("expected format %s, got %s"):format(p.format, preview(value)))
     end
-    local len = utf8.len(value) or #value
+    local len = compat.utf8_len(value) or #value
     if tonumber(p.minLength) and len < p.minLength then
       problem(st, path, ("expected at least %d characters, got %d"):format(p.minLength, len))
     end

@@ -21,6 +21,7 @@
 -- lua5.4. spawn raises if no port appears in time (the child is killed and its
 -- log is quoted). It is pipedrive.sandbox.spawn.launch with a script. p:stop() sends TERM, then KILL after
 -- 2 s, and is idempotent; it also runs when p is garbage collected.
+local compat = require "pipedrive.compat"
 local spawn = require "pipedrive.sandbox.spawn"
 
 local M = {}
@@ -96,10 +97,10 @@ function M.run(opts)
   parts[#parts + 1] = q(opts.script)
   for _, a in ipairs(opts.args or {}) do parts[#parts + 1] = q(a) end
   local cmd = table.concat(parts, " ") .. " <" .. q(input) .. " >" .. q(out) .. " 2>" .. q(err)
-  local _, _, code = os.execute(cmd)
+  local code = compat.execute_code(cmd)
   local function slurp(path)
     local h = assert(io.open(path, "rb"))
-    local s = h:read("a")
+    local s = h:read("*a")
     h:close()
     os.remove(path)
     return s

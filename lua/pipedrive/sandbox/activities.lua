@@ -9,6 +9,7 @@
 --   priority, add_time, update_time, deleted, due_key (sort key of due_date).
 -- v2 names the owner owner_id and the busy flag busy; v1 user_id and busy_flag,
 -- and takes done as 0/1 too.
+local compat = require "pipedrive.compat"
 local json = require "pipedrive.sandbox.json"
 local util = require "pipedrive.sandbox.util"
 local check = require "pipedrive.sandbox.check"
@@ -173,7 +174,7 @@ function M.related(st, list, saved)
     local d = a.deal_id and st:get("deal", a.deal_id)
     if d then
       deals[tostring(d.id)] = { id = d.id, title = d.title, status = d.deleted and "deleted" or d.status,
-                                value = math.tointeger(d.value) or d.value, currency = d.currency,
+                                value = compat.tointeger(d.value) or d.value, currency = d.currency,
                                 stage_id = d.stage_id, pipeline_id = d.pipeline_id }
     end
     local p = a.person_id and st:get("person", a.person_id)

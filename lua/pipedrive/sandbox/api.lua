@@ -4,6 +4,7 @@
 -- `json` encodes). `ctx` holds `api` ("v1"/"v2"), `q` (a check.query), `id`
 -- (the path id, already checked), `body` (a check.body for POSTs) and `me`
 -- (the authenticated user). Failures raise through `check.fail`.
+local compat = require "pipedrive.compat"
 local json = require "pipedrive.sandbox.json"
 local util = require "pipedrive.sandbox.util"
 local check = require "pipedrive.sandbox.check"
@@ -123,13 +124,13 @@ local function cursor_page(app, q, items, field, desc, less, limit)
   local dir = desc and "desc" or "asc"
   if cursor and cursor ~= "" then
     local c = decode_cursor(cursor)
-    if c.field ~= field or c.sortDirection ~= dir or math.type(c.id) ~= "integer" or c.fieldValue == nil then
+    if c.field ~= field or c.sortDirection ~= dir or compat.math_type(c.id) ~= "integer" or c.fieldValue == nil then
       invalid("cursor", "does not belong to this list and sort order")
     end
     local mark = { id = c.id, [field] = c.fieldValue }
     local lo, hi = 1, #items + 1
     while lo < hi do
-      local mid = (lo + hi) // 2
+      local mid = compat.idiv(lo + hi, 2)
       if less(mark, items[mid]) then hi = mid else lo = mid + 1 end
     end
     first = lo
@@ -151,7 +152,7 @@ local function offset_cursor_page(app, q, items, limit)
   local cursor = q:string("cursor")
   if cursor and cursor ~= "" then
     local c = decode_cursor(cursor)
-    if math.type(c.offset) ~= "integer" or c.offset < 0 then invalid("cursor", "is not a cursor this API gave out") end
+    if compat.math_type(c.offset) ~= "integer" or c.offset < 0 then invalid("cursor", "is not a cursor this API gave out") end
     first = c.offset + 1
   end
   local page = array()
@@ -713,7 +714,7 @@ end
 local function first_char_param(q)
   local c = q:string("first_char")
   if c == nil or c == "" then return nil end
-  if utf8.len(c) ~= 1 then invalid("first_char", "must be a single character") end
+  if compat.utf8_len(c) ~= 1 then invalid("first_char", "must be a single character") end
   return util.fold(c)
 end
 
@@ -1027,7 +1028,7 @@ function M.search(app, ctx, res)
   if term == nil or not term:find("%S") then invalid("term", "is required") end
   term = term:match("^%s*(.-)%s*$")
   local exact = q:bool("exact_match") or false
-  local len = utf8.len(term) or #term
+  local len = compat.utf8_len(term) or #term
   if len < (exact and 1 or 2) then
     invalid("term", "must be at least 2 characters long (1 when exact_match is true)")
   end

@@ -3,6 +3,7 @@
 -- Every reader raises a `check.failure` (caught by the app and answered as a
 -- Pipedrive error body) with a message that names the field:
 --   "Validation failed: status: must be one of open, won, lost, deleted, all_not_deleted"
+local compat = require "pipedrive.compat"
 local json = require "pipedrive.sandbox.json"
 local util = require "pipedrive.sandbox.util"
 
@@ -53,7 +54,7 @@ end
 function Query:int(name, opts)
   local v = self.raw[name]
   if v == nil or v == "" then return nil end
-  local n = v:match("^%s*([+-]?%d+)%s*$") and math.tointeger(tonumber(v))
+  local n = v:match("^%s*([+-]?%d+)%s*$") and compat.tointeger(tonumber(v))
   if not n then invalid(name, "must be an integer") end
   opts = opts or {}
   if opts.min and n < opts.min then invalid(name, ("must be at least %d"):format(opts.min)) end
@@ -125,7 +126,7 @@ function Query:ids(name, max)
   if max and #parts > max then invalid(name, ("at most %d ids"):format(max)) end
   local set = {}
   for _, p in ipairs(parts) do
-    local n = p:match("^%d+$") and math.tointeger(tonumber(p))
+    local n = p:match("^%d+$") and compat.tointeger(tonumber(p))
     if not n or n < 1 then invalid(name, "must be a comma-separated list of integer ids") end
     set[n] = true
   end
@@ -171,16 +172,16 @@ function Body:string(name, opts)
   if type(v) == "number" and self.lenient then v = tostring(v) end
   if type(v) ~= "string" then invalid(name, "must be a string") end
   if opts and opts.required and not v:find("%S") then invalid(name, "is required") end
-  if opts and opts.max and utf8.len(v) and utf8.len(v) > opts.max then
+  if opts and opts.max and compat.utf8_len(v) and compat.utf8_len(v) > opts.max then
     invalid(name, ("must be at most %d characters"):format(opts.max))
   end
   return v
 end
 
 local function to_int(self, v)
-  if math.type(v) == "integer" then return v end
-  if type(v) == "number" then return math.tointeger(v) end
-  if type(v) == "string" and self.lenient and v:match("^%s*[+-]?%d+%s*$") then return math.tointeger(tonumber(v)) end
+  if compat.math_type(v) == "integer" then return v end
+  if type(v) == "number" then return compat.tointeger(v) end
+  if type(v) == "string" and self.lenient and v:match("^%s*[+-]?%d+%s*$") then return compat.tointeger(tonumber(v)) end
   return nil
 end
 
@@ -208,7 +209,7 @@ function Body:number(name, opts)
   if type(n) ~= "number" or n ~= n or n == math.huge or n == -math.huge then invalid(name, "must be a number") end
   if opts and opts.min and n < opts.min then invalid(name, ("must be at least %s"):format(opts.min)) end
   if opts and opts.max and n > opts.max then invalid(name, ("must be at most %s"):format(opts.max)) end
-  return math.tointeger(n) or n
+  return compat.tointeger(n) or n
 end
 
 function Body:bool(name)
@@ -226,7 +227,7 @@ end
 function Body:enum(name, list)
   local v = self:get(name)
   if v == nil then return nil end
-  if type(v) == "number" then v = tostring(math.tointeger(v) or v) end
+  if type(v) == "number" then v = tostring(compat.tointeger(v) or v) end
   if type(v) ~= "string" or not in_list(list, v) then invalid(name, one_of(list)) end
   return v
 end

@@ -22,6 +22,7 @@
 -- result file, which pump() polls. `log` holds every finished attempt:
 -- { webhook_id, event_id, object, action, attempt, status, ok, time,
 --   duplicate (when it was the extra copy), dropped (on the last failure) }.
+local compat = require "pipedrive.compat"
 local json = require "pipedrive.sandbox.json"
 local util = require "pipedrive.sandbox.util"
 
@@ -45,7 +46,7 @@ local function default_clock()
     return function()
       local u = io.open("/proc/uptime", "r")
       if not u then return os.time() end
-      local t = u:read("n")
+      local t = u:read("*n")
       u:close()
       return t or os.time()
     end, os.time
@@ -135,8 +136,8 @@ function Delivery:record(entry)
   local log = self.log
   log[#log + 1] = entry
   if #log > M.LOG_MAX then
-    local keep = M.LOG_MAX // 2
-    table.move(log, #log - keep + 1, #log, 1)
+    local keep = compat.idiv(M.LOG_MAX, 2)
+    for i = 1, keep do log[i] = log[#log - keep + i] end
     for i = #log, keep + 1, -1 do log[i] = nil end
   end
 end
@@ -171,7 +172,7 @@ function Delivery:start(job)
     .. " 2>/dev/null; if [ -e %s ]; then rm -f %s %s; mv -f %s %s; else rm -f %s %s; fi) </dev/null >/dev/null 2>&1 &")
     :format(shell_quote(self.curl), tostring(self.timeout), q_cfg, q_body, q_tmp,
       q_cfg, q_cfg, q_body, q_tmp, q_out, q_body, q_tmp)
-  if not os.execute(cmd) then job.failed_to_start = true end
+  if not compat.execute(cmd) then job.failed_to_start = true end
 end
 
 -- The status of a finished attempt, or nil while it runs.
@@ -179,9 +180,9 @@ function Delivery:poll(job)
   if job.failed_to_start then return 0 end
   local f = io.open(job.files[3], "rb")
   if f then
-    local text = f:read("a") or ""
+    local text = f:read("*a") or ""
     f:close()
-    return math.tointeger(tonumber(text:match("%d+") or "0")) or 0
+    return compat.tointeger(tonumber(text:match("%d+") or "0")) or 0
   end
   -- a curl that neither answered nor ended in time (it has --max-time) counts as failed
   if self.clock() - job.started > self.timeout + 10 then return 0 end
@@ -261,17 +262,15 @@ function Delivery:pump()
   end)
   local rest = {}
   for _, job in ipairs(self.queue) do
-    if job.webhook and job.webhook.removed then
-      -- the webhook is gone: so is what was still to be sent to it
-      goto continue
-    end
-    if job.due <= now and #self.running < self.max_running and not (job.webhook and busy[job.webhook]) then
+    local gone = job.webhook and job.webhook.removed -- so is what was still to be sent to it
+    if gone then
+      job.dropped = true
+    elseif job.due <= now and #self.running < self.max_running and not (job.webhook and busy[job.webhook]) then
       self:start(job)
       if job.webhook then busy[job.webhook] = true end
     else
       rest[#rest + 1] = job
     end
-    ::continue::
   end
   self.queue = rest
 end

@@ -20,6 +20,7 @@
 -- "redirect" answers "status" (default 302) with a Location header "location"
 --   (a URL or path), without processing: for the client's redirect rules.
 -- The first rule that matches (and has count left) applies; each request takes at most one.
+local compat = require "pipedrive.compat"
 local json = require "pipedrive.sandbox.json"
 
 local M = {}
@@ -59,10 +60,10 @@ function M.check(rule)
     return nil, "interval must be a number of seconds from 0 to 10"
   end
   if r.when ~= "before" and r.when ~= "after" then return nil, "when must be before or after" end
-  if math.type(r.status) ~= "integer" or r.status < 200 or r.status > 599 then
+  if compat.math_type(r.status) ~= "integer" or r.status < 200 or r.status > 599 then
     return nil, "status must be an integer from 200 to 599"
   end
-  if r.count ~= nil and (math.type(r.count) ~= "integer" or r.count < 1) then
+  if r.count ~= nil and (compat.math_type(r.count) ~= "integer" or r.count < 1) then
     return nil, "count must be a positive integer"
   end
   for _, k in ipairs({ "retry_after", "reset", "delay" }) do
@@ -136,7 +137,7 @@ function Faults:answer(r, status, headers, body)
   if r.delay and r.delay > 0 and self.sleep then self.sleep(r.delay) end
   if r.fault == "delay" then return status, headers, body end
   if r.fault == "drop" then return "drop" end
-  if r.fault == "truncate" then return status, headers, (body or ""):sub(1, #(body or "") // 2) end
+  if r.fault == "truncate" then return status, headers, (body or ""):sub(1, compat.idiv(#(body or ""), 2)) end
   if r.fault == "invalid_json" then return status, headers, '{"success": true, "data": {"id": 1,, }' end
   if r.fault == "cut" then return status, headers, body, { cut = r.bytes or #(body or "") // 2 } end
   if r.fault == "drip" then return status, headers, body, { drip = math.max(1, r.bytes or 16), interval = r.interval or 0.05 } end
@@ -150,10 +151,10 @@ function Faults:answer(r, status, headers, body)
   elseif r.status < 500 then
     message = "Injected fault"
   end
-  if r.retry_after then h["retry-after"] = tostring(math.tointeger(r.retry_after) or r.retry_after) end
+  if r.retry_after then h["retry-after"] = tostring(compat.tointeger(r.retry_after) or r.retry_after) end
   if r.reset then
     h["x-ratelimit-remaining"] = "0"
-    h["x-ratelimit-reset"] = tostring(math.tointeger(r.reset) or r.reset)
+    h["x-ratelimit-reset"] = tostring(compat.tointeger(r.reset) or r.reset)
   end
   return r.status, h, json.encode({ success = false, error = message, errorCode = r.status,
                                     data = json.null, additional_data = json.null })

@@ -42,6 +42,7 @@
 -- Webhook deliveries are only queued while a request is handled; a server
 -- loop sends them with `app:tick()` between requests (`app:wait(max)` says
 -- how long it may sleep before that is due) and ends with `app:close()`.
+local compat = require "pipedrive.compat"
 local json = require "pipedrive.sandbox.json"
 local util = require "pipedrive.sandbox.util"
 local check = require "pipedrive.sandbox.check"
@@ -285,7 +286,7 @@ local function path_id(res, s)
     if not util.is_uuid(s) then check.invalid("id", "must be a lead id (a UUID)") end
     return s:lower()
   end
-  local n = s:match("^%d+$") and math.tointeger(tonumber(s))
+  local n = s:match("^%d+$") and compat.tointeger(tonumber(s))
   if not n or n < 1 then check.invalid("id", "must be a positive integer") end
   return n
 end
@@ -367,8 +368,8 @@ function App:record(req)
                     headers = headers, body = oauth.is_oauth_path(req.path) and oauth.redact_body(req)
                       or redact_body(req.body or "", headers["content-type"]) }
   if #log > self.log_max then
-    local keep = self.log_max // 2
-    table.move(log, #log - keep + 1, #log, 1)
+    local keep = compat.idiv(self.log_max, 2)
+    for i = 1, keep do log[i] = log[#log - keep + i] end
     for i = #log, keep + 1, -1 do log[i] = nil end
   end
 end
@@ -393,7 +394,7 @@ function App:bulk(req)
   local kind = BULK_KINDS[b.object]
   if not kind then fail(400, "bulk: object must be one of deal, person, organization, lead") end
   local count = b.count
-  if math.type(count) ~= "integer" or count < 1 or count > 1000000 then
+  if compat.math_type(count) ~= "integer" or count < 1 or count > 1000000 then
     fail(400, "bulk: count must be an integer from 1 to 1000000")
   end
   local prefix = b.title_prefix or b.name_prefix or "Bulk"
@@ -544,10 +545,10 @@ end
 function App:process(req, path)
   if oauth.is_oauth_path(path) then return self.oauth:handle(req) end
   local ctx = { req = req, method = (req.method or "GET"):upper() }
-  local ok, status, body = xpcall(self.dispatch, function(e)
+  local ok, status, body = xpcall(function() return self.dispatch(self, ctx) end, function(e)
     if check.is_failure(e) then return e end
     return debug.traceback(tostring(e), 2)
-  end, self, ctx)
+  end)
   local headers
   if not ok then
     local e = status

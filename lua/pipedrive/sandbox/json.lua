@@ -12,6 +12,7 @@
 -- Decoding uses lua-cjson, then turns every float that holds an integer into a
 -- Lua integer (cjson reads all numbers as floats). JSON null is `json.null`
 -- (cjson.null, a lightuserdata).
+local compat = require "pipedrive.compat"
 local cjson = require "cjson"
 
 local M = {}
@@ -30,7 +31,7 @@ function M.is_array(t)
   return getmetatable(t) == array_mt
 end
 
-local type, pairs, tostring, math_type, floor, huge = type, pairs, tostring, math.type, math.floor, math.huge
+local type, pairs, tostring, math_type, floor, huge = type, pairs, tostring, compat.math_type, math.floor, math.huge
 local sort, concat, format, byte, find = table.sort, table.concat, string.format, string.byte, string.find
 local null = M.null
 
@@ -180,7 +181,7 @@ end
 local function fix_numbers(v)
   local tv = type(v)
   if tv == "number" then
-    return math.tointeger(v) or v
+    return compat.tointeger(v) or v
   elseif tv == "table" then
     for k, x in pairs(v) do
       local tx = type(x)

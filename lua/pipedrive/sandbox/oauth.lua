@@ -26,6 +26,7 @@
 -- a lifetime of N seconds is taken for at least N seconds: it is expired only
 -- once the clock has passed issue time + N, so a whole-second clock never ends
 -- it early. No answer and no log line ever holds a client secret.
+local compat = require "pipedrive.compat"
 local json = require "pipedrive.sandbox.json"
 local util = require "pipedrive.sandbox.util"
 
@@ -57,7 +58,7 @@ M.random_hex = random_hex
 local function same_secret(a, b)
   if type(a) ~= "string" or type(b) ~= "string" or #a ~= #b then return false end
   local diff = 0
-  for i = 1, #a do diff = diff | (a:byte(i) ~ b:byte(i)) end
+  for i = 1, #a do diff = diff + math.abs(a:byte(i) - b:byte(i)) end
   return diff == 0
 end
 
@@ -277,7 +278,7 @@ function OAuth:issue(req, id)
   g.refresh_token = refresh
   local ttl = self.token_ttl
   return { access_token = access, token_type = "Bearer", refresh_token = refresh, scope = g.scope,
-           expires_in = math.tointeger(ttl) or math.max(1, math.ceil(ttl)), api_domain = self:api_domain(req) }
+           expires_in = compat.tointeger(ttl) or math.max(1, math.ceil(ttl)), api_domain = self:api_domain(req) }
 end
 
 ------------------------------------------------------------------------------
@@ -505,7 +506,8 @@ function OAuth:handle(req)
     return json_error(405, "invalid_request", ("Method %s is not allowed on %s"):format(method, path),
       { allow = table.concat(names, ", ") })
   end
-  local ok, status, headers, body = xpcall(fn, debug.traceback, self, req, util.parse_query(req.query_string))
+  local ok, status, headers, body = xpcall(function() return fn(self, req, util.parse_query(req.query_string)) end,
+    debug.traceback)
   if not ok then
     io.stderr:write("pipedrive sandbox: internal error in OAuth: ", tostring(status), "\n")
     return json_error(500, "server_error", "Internal server error")

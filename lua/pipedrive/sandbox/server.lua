@@ -2,6 +2,7 @@
 --
 --   pipedrive-sandbox --port 0 --port-file /tmp/port --api-token T
 --   lua5.4 -e "os.exit(require('pipedrive.sandbox.server').main(arg))" -- --help
+local compat = require "pipedrive.compat"
 local sandbox = require "pipedrive.sandbox"
 
 local M = {}
@@ -146,8 +147,8 @@ function M.parse_args(argv)
   end
   local function int(name, min, max)
     local v = o[name]
-    if v == nil or math.type(v) == "integer" then return true end
-    local n = tostring(v):match("^%d+$") and math.tointeger(tonumber(v))
+    if v == nil or compat.math_type(v) == "integer" then return true end
+    local n = tostring(v):match("^%d+$") and compat.tointeger(tonumber(v))
     if not n or n < min or n > max then return false end
     o[name] = n
     return true
@@ -167,7 +168,7 @@ function M.parse_args(argv)
       if not n or n <= 0 or n ~= n or n == math.huge then
         return nil, ("--%s must be a positive number of seconds"):format(name:gsub("_", "-"))
       end
-      o[name] = math.tointeger(n) or n
+      o[name] = compat.tointeger(n) or n
     end
   end
   if o.webhook_retry_delays ~= nil and type(o.webhook_retry_delays) == "string" then

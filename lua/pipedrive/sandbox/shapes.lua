@@ -10,6 +10,7 @@
 -- null (a deal's org_id when the deal has no organization, won_time of an open
 -- deal, ...) is left out, unless the store's `real_nulls` is set: then it is
 -- null, which is what Pipedrive itself sends.
+local compat = require "pipedrive.compat"
 local json = require "pipedrive.sandbox.json"
 
 local array, null = json.array, json.null
@@ -82,14 +83,14 @@ function M.money(st, value, code)
   local int = floor(value)
   local cents = floor((value - int) * 100 + 0.5)
   if cents >= 100 then int, cents = int + 1, 0 end
-  local s = symbol .. group_thousands(math.tointeger(int) or int)
+  local s = symbol .. group_thousands(compat.tointeger(int) or int)
   if cents > 0 then s = s .. (".%02d"):format(cents) end
   return (neg and "-" or "") .. s
 end
 
 local function integral(n)
   if n == nil then return nil end
-  return math.tointeger(n) or n
+  return compat.tointeger(n) or n
 end
 
 ------------------------------------------------------------------------------
@@ -194,15 +195,15 @@ end
 local function age(seconds)
   seconds = math.max(0, floor(seconds))
   local total = seconds
-  local y = seconds // (365 * 86400)
+  local y = compat.idiv(seconds, 365 * 86400)
   seconds = seconds - y * 365 * 86400
-  local m = seconds // (30 * 86400)
+  local m = compat.idiv(seconds, 30 * 86400)
   seconds = seconds - m * 30 * 86400
-  local d = seconds // 86400
+  local d = compat.idiv(seconds, 86400)
   seconds = seconds - d * 86400
-  local h = seconds // 3600
+  local h = compat.idiv(seconds, 3600)
   seconds = seconds - h * 3600
-  local i = seconds // 60
+  local i = compat.idiv(seconds, 60)
   return { y = y, m = m, d = d, h = h, i = i, s = seconds - i * 60, total_seconds = total }
 end
 
@@ -337,7 +338,7 @@ local function weighted(st, d)
     p = (pl and pl.deal_probability and s) and s.deal_probability or 100
   end
   local w = d.value * p / 100
-  return math.tointeger(w) or w
+  return compat.tointeger(w) or w
 end
 
 local function labels_v1(ids)
@@ -606,7 +607,7 @@ end
 ------------------------------------------------------------------------------
 local function search_value(v)
   if v == nil then return nil end
-  return math.tointeger(v) or v
+  return compat.tointeger(v) or v
 end
 
 function M.deal_item(st, d, include)

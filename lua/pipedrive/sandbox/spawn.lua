@@ -4,7 +4,7 @@
 --   -- sb.url ("http://127.0.0.1:PORT"), sb.port, sb.pid, sb.api_token, sb.log
 --   sb.stop()
 --
--- The child runs this same interpreter (when it is Lua 5.4, else `lua5.4`;
+-- The child runs this same interpreter (any of Lua 5.1 to 5.4 or LuaJIT;
 -- opts.lua overrides) with `-e "require('pipedrive.sandbox.server').main{...}"`,
 -- and inherits package.path / package.cpath through LUA_PATH / LUA_CPATH, so it
 -- finds the same modules from a checkout and from an installation. It always
@@ -16,6 +16,8 @@
 -- timeout (seconds to wait for the port, default 10), exit_after (default 3600),
 -- lua (interpreter), log (file for the child's output; default a temporary file,
 -- removed on stop).
+local compat = require "pipedrive.compat"
+
 local M = {}
 
 local function shell_quote(s)
@@ -29,7 +31,7 @@ end
 local function read_file(path)
   local f = io.open(path, "rb")
   if not f then return nil end
-  local s = f:read("a")
+  local s = f:read("*a")
   f:close()
   return s
 end
@@ -41,13 +43,14 @@ local function pid_alive(pid)
     local state = stat:match("^%d+ %b() (%a)")
     return state ~= nil and state ~= "Z" and state ~= "X"
   end
-  return os.execute("kill -0 " .. pid .. " 2>/dev/null") == true
+  return compat.execute("kill -0 " .. pid .. " 2>/dev/null")
 end
 M.pid_alive = pid_alive
 
---- The interpreter running this process, when it is a Lua 5.4; else "lua5.4".
+--- The interpreter running this process (lua5.1 .. lua5.4, luajit, or a path to one),
+-- found as the lowest arg[-n]; else the Debian name for this version.
 function M.interpreter()
-  if _VERSION == "Lua 5.4" and type(arg) == "table" then
+  if type(arg) == "table" then
     local i, lowest = -1, nil
     while arg[i] ~= nil do
       lowest = arg[i]
@@ -57,7 +60,8 @@ function M.interpreter()
       return lowest
     end
   end
-  return "lua5.4"
+  if rawget(_G, "jit") then return "luajit" end
+  return "lua" .. _VERSION:match("%d+%.%d+")
 end
 
 local function lua_list(items)
@@ -84,8 +88,10 @@ function M.launch(opts)
     log = os.tmpname()
     own_log = true
   end
-  local env = { LUA_PATH = package.path, LUA_PATH_5_4 = package.path,
-                LUA_CPATH = package.cpath, LUA_CPATH_5_4 = package.cpath }
+  local env = { LUA_PATH = package.path, LUA_CPATH = package.cpath }
+  for _, v in ipairs({ "5_2", "5_3", "5_4" }) do -- the versioned names win where they apply
+    env["LUA_PATH_" .. v], env["LUA_CPATH_" .. v] = package.path, package.cpath
+  end
   for k, v in pairs(opts.env or {}) do
     assert(type(k) == "string" and k:match("^[%a_][%w_]*$"), "spawn.launch: bad environment variable name")
     env[k] = tostring(v)
@@ -98,7 +104,7 @@ function M.launch(opts)
   for _, a in ipairs(opts.argv(port_file)) do parts[#parts + 1] = shell_quote(a) end
   local cmd = table.concat(parts, " ") .. " </dev/null >" .. shell_quote(log) .. " 2>&1 & echo $!"
   local sh = assert(io.popen(cmd, "r"))
-  local pid = tonumber(sh:read("l"))
+  local pid = tonumber(sh:read("*l"))
   sh:close()
   if not pid then error("pipedrive.sandbox.spawn: could not start " .. what, 2) end
 

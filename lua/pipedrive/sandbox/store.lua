@@ -8,7 +8,9 @@
 --
 -- Times are numbers of seconds since the epoch (UTC). The clock is
 -- `opts.clock` (default os.time) so specs can pin it.
+local compat = require "pipedrive.compat"
 local json = require "pipedrive.sandbox.json"
+local util = require "pipedrive.sandbox.util"
 
 local array = json.array
 
@@ -137,7 +139,7 @@ function M.new(opts)
     clock = opts.clock or os.time,
     fixtures = opts.fixtures or 0,
     -- The UUID generator is not reset with the data, so a lead id is never reused.
-    uuid_state = math.tointeger(opts.seed) or 0x5eed,
+    uuid_state = compat.tointeger(opts.seed) or 0x5eed,
     version = 0,
   }, Store)
   st:reset()
@@ -220,15 +222,9 @@ end
 
 -- A version 4 UUID from a 64-bit linear congruential generator.
 function Store:uuid()
-  local words = {}
-  for i = 1, 4 do
-    self.uuid_state = self.uuid_state * 6364136223846793005 + 1442695040888963407
-    words[i] = (self.uuid_state >> 32) & 0xffffffff
-  end
-  local w2 = (words[2] & 0xffff0fff) | 0x00004000
-  local w3 = (words[3] & 0x3fffffff) | 0x80000000
-  return ("%08x-%04x-%04x-%04x-%04x%08x"):format(words[1], w2 >> 16, w2 & 0xffff, w3 >> 16, w3 & 0xffff,
-    words[4])
+  local id
+  id, self.uuid_state = util.uuid4(self.uuid_state)
+  return id
 end
 
 local function add(self, kind, r)
@@ -518,7 +514,7 @@ function Store:bulk(kind, count, prefix, fields)
     local f = {}
     for k, v in pairs(fields) do f[k] = v end
     f[name_key] = ("%s %d"):format(prefix, i)
-    if f.label_ids then f.label_ids = { table.unpack(f.label_ids) } end
+    if f.label_ids then f.label_ids = { compat.unpack(f.label_ids) } end
     made[i] = self:add(kind, f)
   end
   return made

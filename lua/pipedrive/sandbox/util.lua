@@ -74,10 +74,11 @@ function M.b64_encode(s)
   local out = {}
   for i = 1, #s, 3 do
     local a, b, c = byte(s, i, i + 2)
-    local n = (a << 16) | ((b or 0) << 8) | (c or 0)
-    out[#out + 1] = B64:sub((n >> 18) + 1, (n >> 18) + 1) .. B64:sub(((n >> 12) & 63) + 1, ((n >> 12) & 63) + 1)
-    if b then out[#out + 1] = B64:sub(((n >> 6) & 63) + 1, ((n >> 6) & 63) + 1) end
-    if c then out[#out + 1] = B64:sub((n & 63) + 1, (n & 63) + 1) end
+    local n = a * 65536 + (b or 0) * 256 + (c or 0)
+    local i1, i2, i3 = floor(n / 262144) + 1, floor(n / 4096) % 64 + 1, floor(n / 64) % 64 + 1
+    out[#out + 1] = B64:sub(i1, i1) .. B64:sub(i2, i2)
+    if b then out[#out + 1] = B64:sub(i3, i3) end
+    if c then out[#out + 1] = B64:sub(n % 64 + 1, n % 64 + 1) end
   end
   return table.concat(out)
 end
@@ -92,25 +93,40 @@ function M.b64_decode(s)
     for j = i, math.min(i + 3, #s) do
       local v = B64_INDEX[byte(s, j)]
       if not v then return nil end
-      n = (n << 6) | v
+      n = n * 64 + v
       count = count + 1
     end
-    n = n << (6 * (4 - count))
-    out[#out + 1] = char((n >> 16) & 255)
-    if count > 2 then out[#out + 1] = char((n >> 8) & 255) end
-    if count > 3 then out[#out + 1] = char(n & 255) end
+    n = n * 64 ^ (4 - count)
+    out[#out + 1] = char(floor(n / 65536) % 256)
+    if count > 2 then out[#out + 1] = char(floor(n / 256) % 256) end
+    if count > 3 then out[#out + 1] = char(n % 256) end
   end
   return table.concat(out)
+end
+
+--- A version 4 UUID from a 32-bit linear congruential generator (exact in doubles,
+-- so every Lua version gives the same ids from the same seed): uuid, next state.
+function M.uuid4(state)
+  local w = {}
+  state = floor(state) % 4294967296
+  for i = 1, 4 do
+    state = (state * 1664525 + 1013904223) % 4294967296
+    w[i] = state
+  end
+  local w2 = w[2] - floor(w[2] / 4096) % 16 * 4096 + 0x4000 -- version 4
+  local w3 = w[3] % 0x40000000 + 0x80000000                  -- variant 10
+  return ("%08x-%04x-%04x-%04x-%04x%08x"):format(w[1], floor(w2 / 65536), w2 % 65536,
+    floor(w3 / 65536), w3 % 65536, w[4]), state
 end
 
 -- Days since 1970-01-01 of a proleptic Gregorian date.
 local function days_from_civil(y, m, d)
   if m <= 2 then y = y - 1 end
-  local era = (y >= 0 and y or y - 399) // 400
+  local era = floor((y >= 0 and y or y - 399) / 400)
   local yoe = y - era * 400
   local mp = m > 2 and m - 3 or m + 9
-  local doy = (153 * mp + 2) // 5 + d - 1
-  local doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+  local doy = floor((153 * mp + 2) / 5) + d - 1
+  local doe = yoe * 365 + floor(yoe / 4) - floor(yoe / 100) + doy
   return era * 146097 + doe - 719468
 end
 
@@ -172,14 +188,14 @@ local function fold_latin1(c2)
 end
 
 local function fold_ext_a(lead, c2)
-  local cp = ((byte(lead) & 0x1f) << 6) | (byte(c2) & 0x3f)
+  local cp = (byte(lead) % 32) * 64 + byte(c2) % 64
   if cp >= 0x100 and cp <= 0x137 and cp % 2 == 0 then cp = cp + 1
   elseif cp >= 0x139 and cp <= 0x148 and cp % 2 == 1 then cp = cp + 1
   elseif cp >= 0x14a and cp <= 0x177 and cp % 2 == 0 then cp = cp + 1
   elseif cp == 0x178 then cp = 0xff
   elseif cp >= 0x179 and cp <= 0x17e and cp % 2 == 1 then cp = cp + 1 end
   if cp == 0xff then return "\195\191" end
-  return char(0xc0 | (cp >> 6), 0x80 | (cp & 0x3f))
+  return char(0xc0 + floor(cp / 64), 0x80 + cp % 64)
 end
 
 function M.fold(s)

@@ -16,7 +16,9 @@
 -- one payload per matching webhook, in that webhook's version format, and
 -- queues it with `pipedrive.sandbox.delivery`, which sends it later from the
 -- server loop (never while an API call is being answered).
+local compat = require "pipedrive.compat"
 local json = require "pipedrive.sandbox.json"
+local util = require "pipedrive.sandbox.util"
 local check = require "pipedrive.sandbox.check"
 local shapes = require "pipedrive.sandbox.shapes"
 local activities = require "pipedrive.sandbox.activities"
@@ -49,8 +51,8 @@ function M.new(app, opts)
   local hooks = setmetatable({
     app = app,
     -- event ids differ from one sandbox process to the next unless a seed is given
-    uuid_state = math.tointeger(opts.seed)
-      or (os.time() ~ (tonumber(tostring({}):match("0x(%x+)") or "0", 16) or 0)),
+    uuid_state = compat.tointeger(opts.seed)
+      or (os.time() + (tonumber(tostring({}):match("0x(%x+)") or "0", 16) or 0)) % 4294967296,
     delivery = delivery_mod.new{ retry_delays = opts.retry_delays, duplicate = opts.duplicate,
                                  timeout = opts.timeout },
   }, Hooks)
@@ -68,15 +70,9 @@ end
 
 -- A version 4 UUID (events, correlation ids), from its own generator.
 function Hooks:uuid()
-  local words = {}
-  for i = 1, 4 do
-    self.uuid_state = self.uuid_state * 6364136223846793005 + 1442695040888963407
-    words[i] = (self.uuid_state >> 32) & 0xffffffff
-  end
-  local w2 = (words[2] & 0xffff0fff) | 0x00004000
-  local w3 = (words[3] & 0x3fffffff) | 0x80000000
-  return ("%08x-%04x-%04x-%04x-%04x%08x"):format(words[1], w2 >> 16, w2 & 0xffff, w3 >> 16, w3 & 0xffff,
-    words[4])
+  local id
+  id, self.uuid_state = util.uuid4(self.uuid_state)
+  return id
 end
 
 ------------------------------------------------------------------------------
@@ -194,14 +190,14 @@ function M.add(app, ctx)
     err("name", "is required")
   elseif type(name) ~= "string" then
     err("name", "must be a string")
-  elseif (utf8.len(name) or #name) > 255 then
+  elseif (compat.utf8_len(name) or #name) > 255 then
     err("name", "must be at most 255 characters")
   end
 
   local user_id = given("user_id")
-  if type(user_id) == "string" and user_id:match("^%d+$") then user_id = math.tointeger(tonumber(user_id)) end
+  if type(user_id) == "string" and user_id:match("^%d+$") then user_id = compat.tointeger(tonumber(user_id)) end
   if user_id ~= nil then
-    if math.type(user_id) ~= "integer" then
+    if compat.math_type(user_id) ~= "integer" then
       err("user_id", "must be an integer")
     elseif not st:user(user_id) then
       err("user_id", ("user %d not found"):format(user_id))
