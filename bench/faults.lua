@@ -13,7 +13,7 @@ local matrix = require "support.fault_matrix"
 
 local rounds = 1
 for i = 1, #arg do
-  if arg[i] == "--rounds" then rounds = math.tointeger(tonumber(arg[i + 1])) or 1 end
+  if arg[i] == "--rounds" then rounds = math.floor(tonumber(arg[i + 1]) or 1) end
 end
 
 local sb = sandbox.start{ api_token = "bench-faults-token" }

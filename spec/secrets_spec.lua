@@ -252,7 +252,7 @@ for _ in dead.deals.each() do end -- raises the error object: an uncaught error
     f:close()
     local lua = os.getenv("LUA") or "lua5.4"
     local p = io.popen(("LUA_PATH=%q LUA_CPATH=%q %s %s 2>&1; echo exit=$?"):format(package.path, package.cpath, lua, script))
-    local out = p:read("a")
+    local out = p:read("*a")
     p:close()
     os.remove(script)
     assert.matches("pipedrive.client", out, 1, true)
@@ -265,7 +265,7 @@ for _ in dead.deals.each() do end -- raises the error object: an uncaught error
     add("sandbox request log", sb.requests())
     local f = io.open(sb_log, "r")
     if f then
-      add("sandbox output", f:read("a"))
+      add("sandbox output", f:read("*a"))
       f:close()
     end
     assert.is_true(#events > 20)

@@ -161,7 +161,7 @@ describe("triggers.normalize", function()
     assert.equal(1, triggers.normalize(v2("delete", "deal", null, DEAL2, { attempt = 0 })).meta.attempt)
     assert.equal(1, triggers.normalize(v2("delete", "deal", null, DEAL2, { attempt = -3 })).meta.attempt)
     assert.equal(1, triggers.normalize(v1("deleted", "person", null, PERSON, nil, -5)).meta.attempt)
-    assert.equal(1, triggers.normalize(v1("deleted", "person", null, PERSON, nil, math.maxinteger)).meta.attempt)
+    assert.equal(1, triggers.normalize(v1("deleted", "person", null, PERSON, nil, compat.maxinteger)).meta.attempt)
   end)
 
   it("maps deletes, v1 merges, retries and bulk edits", function()

@@ -93,7 +93,7 @@ function M.new(opts)
   if pace == nil then error("pipedrive.new: " .. pace_err, 2) end
   local windows = {} -- per bucket ("api", "search"): the last figures and when (core.now()) they came
   local max_redirects = opts.max_redirects or 0
-  if math.type(max_redirects) ~= "integer" or max_redirects < 0 or max_redirects > 20 then
+  if compat.math_type(max_redirects) ~= "integer" or max_redirects < 0 or max_redirects > 20 then
     error("pipedrive.new: max_redirects must be an integer from 0 to 20", 2)
   end
   if opts.log ~= nil and type(opts.log) ~= "function" then

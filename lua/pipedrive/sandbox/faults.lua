@@ -53,7 +53,7 @@ function M.check(rule)
   if r.fault == "redirect" and (type(r.location) ~= "string" or r.location == "" or r.location:find("[%c]")) then
     return nil, "a redirect needs a location (a URL or path)"
   end
-  if r.bytes ~= nil and (math.type(r.bytes) ~= "integer" or r.bytes < 0 or r.bytes > 65536) then
+  if r.bytes ~= nil and (compat.math_type(r.bytes) ~= "integer" or r.bytes < 0 or r.bytes > 65536) then
     return nil, "bytes must be an integer from 0 to 65536"
   end
   if r.interval ~= nil and not (nonneg(r.interval) and r.interval <= 10) then
@@ -139,7 +139,7 @@ function Faults:answer(r, status, headers, body)
   if r.fault == "drop" then return "drop" end
   if r.fault == "truncate" then return status, headers, (body or ""):sub(1, compat.idiv(#(body or ""), 2)) end
   if r.fault == "invalid_json" then return status, headers, '{"success": true, "data": {"id": 1,, }' end
-  if r.fault == "cut" then return status, headers, body, { cut = r.bytes or #(body or "") // 2 } end
+  if r.fault == "cut" then return status, headers, body, { cut = r.bytes or compat.idiv(#(body or ""), 2) } end
   if r.fault == "drip" then return status, headers, body, { drip = math.max(1, r.bytes or 16), interval = r.interval or 0.05 } end
   if r.fault == "redirect" then return r.status, { location = r.location, ["content-type"] = "text/plain" }, "" end
   if r.fault == "html403" then return 403, { ["content-type"] = "text/html; charset=UTF-8" }, M.HTML403 end

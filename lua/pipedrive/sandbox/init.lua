@@ -462,7 +462,7 @@ local ADMIN = {
       local b = json.decode(req.body or "")
       if type(b) ~= "table" then fail(400, "expected {\"limit\": N, \"search_limit\": M}") end
       for _, k in ipairs({ "limit", "search_limit" }) do
-        if b[k] ~= nil and (math.type(b[k]) ~= "integer" or b[k] < 1) then fail(400, k .. " must be a positive integer") end
+        if b[k] ~= nil and (compat.math_type(b[k]) ~= "integer" or b[k] < 1) then fail(400, k .. " must be a positive integer") end
       end
       self.rate_limit = b.limit or self.rate_limit
       self.search_rate_limit = b.search_limit or self.search_rate_limit
