@@ -41,6 +41,7 @@ typedef struct pd_http {
   pd_buf headers; /* "name\0value\0" pairs, names lower-cased */
   int too_large;
   int headers_too_large;
+  char method[8];
   char errbuf[CURL_ERROR_SIZE];
 } pd_http;
 
@@ -388,17 +389,6 @@ static int pd_http_new(lua_State *L) {
   return 1;
 }
 
-/* True when a header name appears in the request's header table, any case. */
-static int pd_http_has_header(lua_State *L, int t, const char *want) {
-  int found = 0;
-  lua_pushnil(L);
-  while (lua_next(L, t)) {
-    if (lua_type(L, -2) == LUA_TSTRING && strcasecmp(lua_tostring(L, -2), want) == 0) found = 1;
-    lua_pop(L, 1);
-  }
-  return found;
-}
-
 /* Appends one line, as libcurl reads it, to the handle's header list. */
 static void pd_http_add_line(lua_State *L, pd_http *h, const char *line) {
   struct curl_slist *next = line ? curl_slist_append(h->req_headers, line) : NULL;
@@ -464,74 +454,99 @@ static void pd_http_push_response(lua_State *L, pd_http *h) {
   lua_setfield(L, -2, "body");
 }
 
-/* h:perform{ method, url, headers = {name = value}, body = string|nil }
- *   -> { status, headers, body } | nil, err
- * Bad arguments raise; transport failures return nil, err (kind "timeout" or
- * "network", with stage). An HTTP error status is a response, not a failure. */
-static int pd_http_perform(lua_State *L) {
-  pd_http *h = pd_http_check(L);
+/* Reads the request table at `t` ({ method, url, headers, body }) into the
+ * handle: URL and header list copied into C, every libcurl option set (the
+ * body is copied by libcurl). Misuse raises before anything is sent; the
+ * stack is left as it was. Shared by h:perform and the multi driver. Returns
+ * the first libcurl failure of setting options, CURLE_OK otherwise. */
+static CURLcode pd_http_load(lua_State *L, pd_http *h, int t) {
   const char *method, *url, *body = NULL;
-  size_t url_len, body_len = 0;
-  int has_body = 0;
+  size_t url_len, body_len = 0, mlen;
+  int has_body = 0, top = lua_gettop(L);
   CURLcode rc;
 
-  luaL_checktype(L, 2, LUA_TTABLE);
-  lua_settop(L, 2);
-  lua_getfield(L, 2, "method"); /* 3 */
-  method = lua_tostring(L, 3);
-  if (lua_type(L, 3) != LUA_TSTRING ||
+  luaL_checktype(L, t, LUA_TTABLE);
+  lua_getfield(L, t, "method"); /* top+1 */
+  method = lua_tolstring(L, top + 1, &mlen);
+  if (lua_type(L, top + 1) != LUA_TSTRING ||
       (strcmp(method, "GET") && strcmp(method, "POST") && strcmp(method, "PUT") && strcmp(method, "PATCH") &&
        strcmp(method, "DELETE") && strcmp(method, "HEAD")))
-    return luaL_error(L, "perform: method must be GET, POST, PUT, PATCH, DELETE or HEAD");
-  lua_getfield(L, 2, "url"); /* 4 */
-  if (lua_type(L, 4) != LUA_TSTRING) return luaL_error(L, "perform: url must be a string");
-  url = lua_tolstring(L, 4, &url_len);
-  if (strlen(url) != url_len) return luaL_error(L, "perform: url must not contain NUL");
-  lua_getfield(L, 2, "body"); /* 5 */
-  if (!lua_isnil(L, 5)) {
-    if (lua_type(L, 5) != LUA_TSTRING) return luaL_error(L, "perform: body must be a string or nil");
-    body = lua_tolstring(L, 5, &body_len);
+    return (CURLcode)luaL_error(L, "perform: method must be GET, POST, PUT, PATCH, DELETE or HEAD");
+  lua_getfield(L, t, "url"); /* top+2 */
+  if (lua_type(L, top + 2) != LUA_TSTRING) return (CURLcode)luaL_error(L, "perform: url must be a string");
+  url = lua_tolstring(L, top + 2, &url_len);
+  if (strlen(url) != url_len) return (CURLcode)luaL_error(L, "perform: url must not contain NUL");
+  lua_getfield(L, t, "body"); /* top+3 */
+  if (!lua_isnil(L, top + 3)) {
+    if (lua_type(L, top + 3) != LUA_TSTRING) return (CURLcode)luaL_error(L, "perform: body must be a string or nil");
+    body = lua_tolstring(L, top + 3, &body_len);
     has_body = 1;
   }
-  lua_getfield(L, 2, "headers"); /* 6 */
-  if (!lua_isnil(L, 6) && !lua_istable(L, 6)) return luaL_error(L, "perform: headers must be a table");
+  lua_getfield(L, t, "headers"); /* top+4 */
+  if (!lua_isnil(L, top + 4) && !lua_istable(L, top + 4))
+    return (CURLcode)luaL_error(L, "perform: headers must be a table");
 
   pd_http_clear_request(h);
+  memcpy(h->method, method, mlen + 1); /* one of the six names above */
   h->url = pd_http_strdup(url, url_len);
-  if (!h->url) return luaL_error(L, "perform: out of memory");
-  if (lua_istable(L, 6)) {
+  if (!h->url) return (CURLcode)luaL_error(L, "perform: out of memory");
+  if (lua_istable(L, top + 4)) {
+    int has_expect = 0, has_type = 0;
     lua_pushnil(L);
-    while (lua_next(L, 6)) {
+    while (lua_next(L, top + 4)) {
       const char *k, *v;
       size_t kn, vn;
       if (lua_type(L, -2) != LUA_TSTRING || (lua_type(L, -1) != LUA_TSTRING && lua_type(L, -1) != LUA_TNUMBER))
-        return luaL_error(L, "perform: headers must map names to string values");
+        return (CURLcode)luaL_error(L, "perform: headers must map names to string values");
       k = lua_tolstring(L, -2, &kn);
       v = lua_tolstring(L, -1, &vn);
       pd_http_check_header(L, k, kn, v, vn);
       pd_http_add_header(L, h, k, kn, v, vn);
+      if (strcasecmp(k, "expect") == 0) has_expect = 1;
+      if (strcasecmp(k, "content-type") == 0) has_type = 1;
       lua_pop(L, 1);
     }
+    /* libcurl's own defaults we do not want: "Expect: 100-continue" costs a
+     * round trip on larger bodies, and a form content type would mislabel JSON. */
+    if (!has_expect) pd_http_add_line(L, h, "Expect:");
+    if (!has_type) pd_http_add_line(L, h, "Content-Type:");
+  } else {
+    pd_http_add_line(L, h, "Expect:");
+    pd_http_add_line(L, h, "Content-Type:");
   }
-  /* libcurl's own defaults we do not want: "Expect: 100-continue" costs a
-   * round trip on larger bodies, and a form content type would mislabel JSON. */
-  if (!lua_istable(L, 6) || !pd_http_has_header(L, 6, "expect")) pd_http_add_line(L, h, "Expect:");
-  if (!lua_istable(L, 6) || !pd_http_has_header(L, 6, "content-type")) pd_http_add_line(L, h, "Content-Type:");
-
-  /* From here to the end of curl_easy_perform nothing may raise. */
   h->errbuf[0] = '\0';
   rc = pd_http_setopts(h, method, body, body_len, has_body);
-  if (rc == CURLE_OK) rc = curl_easy_perform(h->easy);
+  lua_settop(L, top);
+  return rc;
+}
 
+/* Pushes the outcome of a finished transfer, { status, headers, body } or
+ * nil, err, and frees the request's buffers. Returns the number of values. */
+static int pd_http_finish(lua_State *L, pd_http *h, CURLcode rc) {
   if (rc != CURLE_OK) {
     lua_pushnil(L);
-    pd_http_push_error(L, h, rc, method);
+    pd_http_push_error(L, h, rc, h->method);
     pd_http_clear_request(h);
     return 2;
   }
   pd_http_push_response(L, h);
   pd_http_clear_request(h);
   return 1;
+}
+
+/* h:perform{ method, url, headers = {name = value}, body = string|nil }
+ *   -> { status, headers, body } | nil, err
+ * Bad arguments raise; transport failures return nil, err (kind "timeout" or
+ * "network", with stage). An HTTP error status is a response, not a failure. */
+static int pd_http_perform(lua_State *L) {
+  pd_http *h = pd_http_check(L);
+  CURLcode rc;
+  luaL_checktype(L, 2, LUA_TTABLE);
+  lua_settop(L, 2);
+  rc = pd_http_load(L, h, 2);
+  /* From here to the end of curl_easy_perform nothing may raise. */
+  if (rc == CURLE_OK) rc = curl_easy_perform(h->easy);
+  return pd_http_finish(L, h, rc);
 }
 
 /* h:close(), __gc, __close: releases the easy handle and its connection. */

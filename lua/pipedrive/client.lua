@@ -10,6 +10,7 @@ local operations = require "pipedrive.operations"
 local params = require "pipedrive.params"
 local oauth = require "pipedrive.oauth"
 local retry = require "pipedrive.retry"
+local scheduler = require "pipedrive.scheduler"
 
 local M = {}
 
@@ -77,19 +78,31 @@ function M.new(opts)
   if opts.sleep ~= nil and type(opts.sleep) ~= "function" then
     error("pipedrive.new: sleep must be a function(seconds)", 2)
   end
-  local clock = { now = core.now, sleep = opts.sleep or core.sleep }
   local last_rate -- the last rate-limit figures seen, for pd.rate_limit()
 
-  local http
+  -- With libcurl, calls made inside pd.parallel (or a prefetch) are tasks of
+  -- `sched`: their requests go to one multi handle, their retry waits become
+  -- timers. Elsewhere they use the client's easy handle, one at a time.
+  local http, sched
   local transport = opts.transport
   if not transport then
-    http = core.http_new{
+    local http_opts = {
       timeout = opts.timeout, connect_timeout = opts.connect_timeout,
       max_response = opts.max_response,
       user_agent = opts.user_agent or ("pipedrive-lua/" .. VERSION),
     }
-    transport = function(req) return http:perform(req) end
+    http = core.http_new(http_opts)
+    sched = scheduler.new(function() return core.multi_new(http_opts) end)
+    transport = function(req)
+      if sched.current() then return sched.perform(req) end
+      return http:perform(req)
+    end
   end
+  local user_sleep = opts.sleep
+  local clock = { now = core.now, sleep = function(seconds)
+    if not user_sleep and sched and sched.current() then return sched.sleep(seconds) end
+    return (user_sleep or core.sleep)(seconds)
+  end }
 
   -- Credentials live only in these upvalues and in the header tables handed to
   -- the transport; the client table never holds them.
@@ -204,8 +217,11 @@ function M.new(opts)
     end
     local a = {}
     for k, v in pairs(args or {}) do a[k] = v end
-    local max_items = a.max_items
-    a.max_items = nil
+    local max_items, prefetch = a.max_items, a.prefetch
+    a.max_items, a.prefetch = nil, nil
+    if prefetch ~= nil and type(prefetch) ~= "boolean" then
+      error(("pipedrive.%s.each: prefetch must be a boolean"):format(rname), 3)
+    end
     if a.retries ~= nil and retry.policy(a.retries, policy) == nil then
       error(("pipedrive.%s.each: %s"):format(rname, select(2, retry.policy(a.retries, policy))), 3)
     end
@@ -225,11 +241,36 @@ function M.new(opts)
     local ok, problem = params.translate(op, version, checked)
     if not ok then error(("pipedrive.%s.each: %s"):format(rname, problem), 3) end
     local page, i, count, done = nil, 0, 0, false
-    return function()
+    -- prefetch: the next page's call runs as a task on the multi handle while
+    -- the caller works on this page (not inside a parallel task, where the
+    -- call itself already lets the other tasks run, nor with a Lua transport).
+    prefetch = prefetch and sched ~= nil
+    local pending -- the task fetching the next page
+    local function fetch()
+      if pending then
+        local r = sched.wait(pending)
+        pending = nil
+        if not r[1] then error(r[2], 0) end
+        return r[2], r[3]
+      end
+      return call(rname, "each", op, a, 2)
+    end
+    local function start_prefetch()
+      if sched.current() or (max_items and count + #page >= max_items) then return end
+      local snapshot = {}
+      for k, v in pairs(a) do snapshot[k] = v end
+      pending = sched.spawn(function() return call(rname, "each", op, snapshot, 2) end)
+      sched.step(0) -- sends the request now
+    end
+    local closer = prefetch and setmetatable({}, { __close = function()
+      if pending then sched.cancel(pending) end
+      pending = nil
+    end }) or nil
+    local function iter()
       if max_items and count >= max_items then return nil end
       if page == nil or i >= #page then
         if done then return nil end
-        local data, info = call(rname, "each", op, a, 2)
+        local data, info = fetch()
         if data == nil then error(info, 2) end
         page, i = data, 0
         if paging == "none" or not info.more then
@@ -249,11 +290,15 @@ function M.new(opts)
           a.start = next_start
         end
         if #page == 0 then return nil end
+        if prefetch and not done then start_prefetch() end
+      elseif pending and i % 32 == 0 then
+        sched.step(0) -- keeps the prefetch's transfer moving
       end
       i = i + 1
       count = count + 1
       return page[i]
     end
+    return iter, nil, nil, closer
   end
 
   for _, rname in ipairs(operations.RESOURCES) do
@@ -289,7 +334,15 @@ function M.new(opts)
 
   --- Closes the connection; the client cannot be used afterwards. Idempotent.
   function self.close()
+    if sched then sched.close() end
     if http then http:close() end
+  end
+
+  --- Runs fns (a list of functions making ordinary calls) at once, at most
+  -- `concurrency` at a time; see README "Concurrency".
+  function self.parallel(a, b)
+    if a == self then a, b = b, nil end -- also callable as pd:parallel(fns, opts)
+    return M.run_parallel(sched, a, b)
   end
 
   --- Webhook triggers on this client's account: pd.triggers{ url = ..., user = ..., password = ... }.
@@ -327,6 +380,83 @@ client_mt.__tostring = function(self)
 end
 client_mt.__close = function(self) self.close() end
 client_mt.__name = "pipedrive.client"
+
+-- One slot of pd.parallel's results from table.pack(ok, fn's returns...).
+local function parallel_slot(r)
+  if not r[1] then return { nil, r[2], n = 2, ok = false, err = r[2], raised = true } end
+  local slot = table.pack(table.unpack(r, 2, r.n))
+  if slot[1] == nil and slot[2] ~= nil then
+    slot.ok, slot.err = false, slot[2]
+  else
+    slot.ok, slot.value, slot.info = true, slot[1], slot[2]
+  end
+  return slot
+end
+
+local PARALLEL_OPTS = { concurrency = true, on_result = true }
+
+--- pd.parallel's body: checks, then runs the functions as tasks of `sched`
+-- (or one after another when there is none: a Lua transport, or a call from
+-- inside a parallel task). Returns the slots in order and the failure count.
+function M.run_parallel(sched, fns, popts)
+  if type(fns) ~= "table" then error("pipedrive.parallel: expected a list of functions", 3) end
+  local n = #fns
+  for k, fn in pairs(fns) do
+    if math.type(k) ~= "integer" or k < 1 or k > n then
+      error("pipedrive.parallel: expected a list of functions (keys 1..n, no holes)", 3)
+    end
+    if type(fn) ~= "function" then error(("pipedrive.parallel: item %d is not a function"):format(k), 3) end
+  end
+  popts = popts or {}
+  if type(popts) ~= "table" then error("pipedrive.parallel: options must be a table", 3) end
+  for k in pairs(popts) do
+    if not PARALLEL_OPTS[k] then error(("pipedrive.parallel: unknown option '%s'"):format(tostring(k)), 3) end
+  end
+  local conc = popts.concurrency or 8
+  if math.type(conc) ~= "integer" or conc < 1 or conc > 1024 then
+    error("pipedrive.parallel: concurrency must be an integer from 1 to 1024", 3)
+  end
+  local on_result = popts.on_result
+  if on_result ~= nil and type(on_result) ~= "function" then
+    error("pipedrive.parallel: on_result must be a function(i, slot)", 3)
+  end
+  local results, failed, finished = {}, 0, 0
+  local function record(i, r)
+    local slot = parallel_slot(r)
+    results[i] = slot
+    finished = finished + 1
+    if not slot.ok then failed = failed + 1 end
+    if on_result then on_result(i, slot) end
+  end
+  if not sched or sched.current() then
+    for i = 1, n do record(i, table.pack(pcall(fns[i]))) end
+    return results, failed
+  end
+  local next_i, active, tasks = 1, 0, {}
+  local launch
+  launch = function()
+    while active < conc and next_i <= n do
+      local i = next_i
+      next_i, active = i + 1, active + 1
+      tasks[i] = sched.spawn(fns[i], function(r)
+        tasks[i], active = nil, active - 1
+        launch() -- only queues the next task; the scheduler's loop starts it
+        record(i, r)
+      end)
+    end
+  end
+  local ok, err = pcall(function()
+    launch()
+    while finished < n do
+      if not sched.step(1) and finished < n then error("pipedrive.parallel: stalled", 0) end
+    end
+  end)
+  if not ok then
+    for _, task in pairs(tasks) do sched.cancel(task) end
+    error(err, 0)
+  end
+  return results, failed
+end
 
 M.VERSION = VERSION
 return M
