@@ -14,7 +14,11 @@
  *   fn(req) -> status, headers, body      (req described at pd_httpd_dispatch)
  *   fn(req) -> "drop"                     closes the connection without an answer
  *                                         (the sandbox's fault injection)
- *   srv:port(), srv:host(), srv:step(seconds), srv:run(), srv:stop(), srv:close()
+ *   fn(req) -> status, headers, body, hold   answers `hold` seconds later without
+ *                                         blocking the others (the sandbox's --latency):
+ *                                         the connection is suspended meanwhile
+ *   srv:port(), srv:host(), srv:step(seconds), srv:run(), srv:stop(), srv:close(),
+ *   srv:stats([reset]) -> { held, peak_in_flight }
  */
 #include "compat.h"
 #include "buf.h"
@@ -23,6 +27,7 @@
 #include <limits.h>
 #include <stdint.h>
 #include <strings.h>
+#include <time.h>
 #include <sys/types.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
@@ -41,6 +46,10 @@
 #define PD_HTTPD_RESP_HEADERS_MAX (64u * 1024u)
 /* Cap on the copied request headers; MHD's own memory pool limit is lower. */
 #define PD_HTTPD_REQ_HEADERS_MAX (256u * 1024u)
+/* Longest a handler may hold an answer back (seconds). */
+#define PD_HTTPD_HOLD_MAX 3600.0
+
+struct pd_hreq;
 
 PD_EXPORT int luaopen_pipedrive_httpd(lua_State *L);
 
@@ -58,6 +67,9 @@ typedef struct pd_httpd {
   int stop_requested;
   int in_step;
   int close_pending;
+  struct pd_hreq *held;   /* suspended connections with an answer due, unordered */
+  int held_count;
+  int peak_in_flight;     /* most requests seen in flight at once (held + the one dispatched) */
   char host[INET6_ADDRSTRLEN];
 } pd_httpd;
 
@@ -70,7 +82,20 @@ typedef struct pd_hreq {
   size_t discarded;
   int started;
   int too_large;
+  /* an answer held back (handler's `hold`): sent once `due` has passed */
+  struct MHD_Response *held_resp;
+  unsigned held_status;
+  double due;
+  struct MHD_Connection *conn;
+  struct pd_hreq *next_held;
 } pd_hreq;
+
+/* Monotonic seconds, for held answers. */
+static double pd_httpd_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
 
 /* What the protected dispatch needs, and what it hands back. Everything the
  * handler returns is copied into `resp_headers` ("name\0value\0" pairs) and
@@ -86,6 +111,7 @@ typedef struct pd_hcall {
   int remote_port;
   int status;
   int drop; /* the handler returned "drop": close without an answer */
+  double hold; /* the handler's fourth result: seconds to hold the answer back */
   pd_buf resp_headers;
 } pd_hcall;
 
@@ -120,6 +146,7 @@ static void pd_httpd_done_cb(void *cls, struct MHD_Connection *conn, void **con_
   (void)conn;
   (void)toe;
   if (!rq) return;
+  if (rq->held_resp) MHD_destroy_response(rq->held_resp); /* the daemon stopped while it was held */
   pd_buf_free(&rq->body);
   free(rq->uri);
   free(rq);
@@ -237,7 +264,14 @@ static int pd_httpd_dispatch(lua_State *L) {
 
   lua_rawgeti(L, LUA_REGISTRYINDEX, c->srv->handler_ref);
   lua_insert(L, -2);
-  lua_call(L, 1, 3); /* stack: ctx, status, headers, body */
+  lua_call(L, 1, 4); /* stack: ctx, status, headers, body, hold */
+  if (lua_type(L, 5) == LUA_TNUMBER) {
+    double hold = (double)lua_tonumber(L, 5);
+    if (hold > 0) c->hold = hold > PD_HTTPD_HOLD_MAX ? PD_HTTPD_HOLD_MAX : hold;
+  } else if (!lua_isnil(L, 5)) {
+    return luaL_error(L, "handler's fourth result must be a number of seconds or nil");
+  }
+  lua_settop(L, 4);
 
   if (lua_type(L, 2) == LUA_TSTRING && strcmp(lua_tostring(L, 2), "drop") == 0) {
     c->drop = 1;
@@ -293,6 +327,7 @@ static enum MHD_Result pd_httpd_call_lua(pd_httpd *s, struct MHD_Connection *con
 
   if (!L || s->handler_ref == LUA_NOREF || s->close_pending)
     return pd_httpd_reply_text(conn, 503, "server is closing\n");
+  if (s->held_count + 1 > s->peak_in_flight) s->peak_in_flight = s->held_count + 1;
   memset(&c, 0, sizeof c);
   c.srv = s;
   c.rq = rq;
@@ -373,6 +408,19 @@ static enum MHD_Result pd_httpd_call_lua(pd_httpd *s, struct MHD_Connection *con
       goto out;
     }
   }
+  if (c.hold > 0) {
+    /* Kept for step() to send once due; the connection sleeps until then. */
+    rq->held_resp = r;
+    rq->held_status = (unsigned)c.status;
+    rq->due = pd_httpd_now() + c.hold;
+    rq->conn = conn;
+    rq->next_held = s->held;
+    s->held = rq;
+    s->held_count++;
+    MHD_suspend_connection(conn);
+    ok = MHD_YES;
+    goto out;
+  }
   ok = MHD_queue_response(conn, (unsigned)c.status, r);
   MHD_destroy_response(r);
 out:
@@ -392,6 +440,13 @@ static enum MHD_Result pd_httpd_access_cb(void *cls, struct MHD_Connection *conn
   pd_hreq *rq = (pd_hreq *)*con_cls;
 
   if (!rq) return MHD_NO;
+  if (rq->held_resp) { /* resumed by step(): the held answer is due */
+    struct MHD_Response *r = rq->held_resp;
+    enum MHD_Result ok = MHD_queue_response(conn, rq->held_status, r);
+    rq->held_resp = NULL;
+    MHD_destroy_response(r);
+    return ok;
+  }
   if (!rq->started) {
     const char *cl, *expect;
     rq->started = 1;
@@ -441,6 +496,15 @@ static void pd_httpd_release(lua_State *L, pd_httpd *s) {
     s->stop_requested = 1;
     return;
   }
+  /* MHD cannot stop with suspended connections: wake them; the stop then
+   * closes them and the completion callback frees their held answers. */
+  while (s->held) {
+    pd_hreq *rq = s->held;
+    s->held = rq->next_held;
+    rq->next_held = NULL;
+    if (s->daemon) MHD_resume_connection(rq->conn);
+  }
+  s->held_count = 0;
   if (s->daemon) {
     MHD_stop_daemon(s->daemon);
     s->daemon = NULL;
@@ -485,7 +549,7 @@ static int pd_httpd_listen(lua_State *L) {
   struct sockaddr_in sa4;
   struct sockaddr_in6 sa6;
   struct sockaddr *sa;
-  unsigned int flags = MHD_USE_AUTO;
+  unsigned int flags = MHD_USE_AUTO | MHD_ALLOW_SUSPEND_RESUME;
   const union MHD_DaemonInfo *di;
   int err, log_errors;
 
@@ -568,14 +632,42 @@ static int pd_httpd_host(lua_State *L) {
   return 1;
 }
 
+/* Resumes the held connections whose answer is due (MHD then calls the access
+ * callback, which queues it). Returns -2 when none was due and none is left,
+ * -1 when some were resumed and none is left, else the seconds until the next. */
+static double pd_httpd_resume_due(pd_httpd *s) {
+  pd_hreq **pp = &s->held;
+  double now = pd_httpd_now(), next = -1;
+  int resumed = 0;
+  while (*pp) {
+    pd_hreq *rq = *pp;
+    if (rq->due <= now) {
+      *pp = rq->next_held;
+      rq->next_held = NULL;
+      s->held_count--;
+      MHD_resume_connection(rq->conn);
+      resumed = 1;
+    } else {
+      if (next < 0 || rq->due - now < next) next = rq->due - now;
+      pp = &rq->next_held;
+    }
+  }
+  if (next < 0) return resumed ? -1 : -2;
+  return next;
+}
+
 /* The body of step(): serve what is ready, waiting at most `ms`. Handlers run
  * on L from inside MHD_run_wait; a close requested by a handler is carried
  * out once MHD has returned. Returns 0 if MHD reported a failure. */
 static int pd_httpd_serve(lua_State *L, pd_httpd *s, int32_t ms) {
   enum MHD_Result r;
+  double next;
   s->in_step = 1;
   s->L = L;
+  next = pd_httpd_resume_due(s);
+  if (next >= 0 && (ms < 0 || next * 1000 < (double)ms)) ms = (int32_t)(next * 1000) + 1;
   r = MHD_run_wait(s->daemon, ms);
+  if (r == MHD_YES && pd_httpd_resume_due(s) != -2) r = MHD_run(s->daemon);
   s->L = NULL;
   s->in_step = 0;
   if (s->close_pending) pd_httpd_release(L, s);
@@ -618,6 +710,19 @@ static int pd_httpd_stop(lua_State *L) {
   return 0;
 }
 
+/* srv:stats([reset]) -> { held (answers held back now), peak_in_flight (most
+ * requests in flight at once since the start or the last reset) }. */
+static int pd_httpd_stats(lua_State *L) {
+  pd_httpd *s = pd_httpd_check(L);
+  lua_createtable(L, 0, 2);
+  lua_pushinteger(L, s->held_count);
+  lua_setfield(L, -2, "held");
+  lua_pushinteger(L, s->peak_in_flight);
+  lua_setfield(L, -2, "peak_in_flight");
+  if (lua_toboolean(L, 2)) s->peak_in_flight = 0;
+  return 1;
+}
+
 /* srv:close(), __gc and __close: stop listening, drop open connections and
  * the handler reference. Safe to call any number of times. */
 static int pd_httpd_close(lua_State *L) {
@@ -638,7 +743,7 @@ static int pd_httpd_tostring(lua_State *L) {
 
 static const luaL_Reg pd_httpd_methods[] = {
   {"port", pd_httpd_port}, {"host", pd_httpd_host}, {"step", pd_httpd_step}, {"run", pd_httpd_run},
-  {"stop", pd_httpd_stop}, {"close", pd_httpd_close}, {NULL, NULL},
+  {"stop", pd_httpd_stop}, {"close", pd_httpd_close}, {"stats", pd_httpd_stats}, {NULL, NULL},
 };
 
 static const luaL_Reg pd_httpd_meta[] = {

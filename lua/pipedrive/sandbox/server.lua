@@ -49,6 +49,9 @@ Options:
                        fault: status, drop, delay, html403, truncate, invalid_json;
                        "when":"after" processes the request first (see
                        GET|POST|DELETE /_sandbox/faults)
+  --latency SECONDS    hold every API answer back this long (e.g. 0.05), without
+                       blocking other requests: a remote Pipedrive's round trip,
+                       for concurrency tests and benchmarks
   --quiet              do not print the listening line
   -h, --help           show this text
 
@@ -79,6 +82,8 @@ Admin endpoints (no token, loopback clients only):
   GET /_sandbox/oauth (exchanges, refreshes, revokes, failed_refreshes,
   active_access_tokens), POST /_sandbox/oauth/expire (ends every access
   token now; /_sandbox/reset also forgets all OAuth codes and tokens),
+  GET|POST /_sandbox/latency ({"seconds":0.05}), GET|DELETE
+  /_sandbox/concurrency (held answers, peak_in_flight),
   GET /_sandbox/faults (rules left, hits), POST /_sandbox/faults (a JSON
   list of rules, added after the present ones), DELETE /_sandbox/faults
 
@@ -89,7 +94,7 @@ local FLAGS = { allow_remote = true, quiet = true, real_nulls = true, help = tru
                 oauth_auto_approve = true }
 local VALUES = { host = true, port = true, port_file = true, api_token = true, fixtures = true, exit_after = true,
                  webhook_retry_delays = true, oauth_client = true, token_ttl = true, code_ttl = true,
-                 fault = true }
+                 fault = true, latency = true }
 
 --- argv -> options table, or nil and a message.
 function M.parse_args(argv)
@@ -147,6 +152,11 @@ function M.parse_args(argv)
     local n = tonumber(o.exit_after)
     if not n or n <= 0 then return nil, "--exit-after must be a positive number of seconds" end
     o.exit_after = n
+  end
+  if o.latency ~= nil then
+    local n = tonumber(o.latency)
+    if not n or n < 0 or n > 60 then return nil, "--latency must be a number of seconds from 0 to 60" end
+    o.latency = n > 0 and n or nil
   end
   for _, name in ipairs({ "token_ttl", "code_ttl" }) do
     if o[name] ~= nil then
@@ -215,7 +225,8 @@ function M.main(argv)
   local app = sandbox.new{ api_token = o.api_token, fixtures = o.fixtures, real_nulls = o.real_nulls,
                            webhook_retry_delays = o.webhook_retry_delays, webhook_duplicate = o.webhook_duplicate,
                            oauth_clients = o.oauth_clients, token_ttl = o.token_ttl, code_ttl = o.code_ttl,
-                           oauth_auto_approve = o.oauth_auto_approve, faults = o.faults }
+                           oauth_auto_approve = o.oauth_auto_approve, faults = o.faults,
+                           latency = o.latency }
   local srv, lerr = httpd.listen{
     host = o.host, port = o.port, max_body = 16 * 1024 * 1024,
     handler = function(req) return app:handle(req) end,
@@ -224,6 +235,7 @@ function M.main(argv)
     io.stderr:write("pipedrive-sandbox: ", tostring(lerr), "\n")
     return 1
   end
+  app.server = srv -- for /_sandbox/concurrency
   local port = srv:port()
   if o.port_file then
     local ok, werr = M.write_port_file(o.port_file, port)
