@@ -345,6 +345,12 @@ function M.new(opts)
     return M.run_parallel(sched, a, b)
   end
 
+  --- Transfers on the multi handle not yet collected: 0 between parallel
+  -- runs, and after a prefetching loop ends or breaks.
+  function self.in_flight()
+    return sched and sched.in_flight() or 0
+  end
+
   --- Webhook triggers on this client's account: pd.triggers{ url = ..., user = ..., password = ... }.
   -- See lua/pipedrive/triggers.lua and the README.
   function self.triggers(a, b)
