@@ -20,6 +20,8 @@
 #define PD_HTTP_MT "pipedrive.http"
 /* libcurl itself refuses header lines above 100 KiB; this bounds their sum. */
 #define PD_HTTP_HEADERS_MAX (1024u * 1024u)
+/* Answer buffers up to this size are reused by the next request. */
+#define PD_HTTP_KEEP_BUF (256u * 1024u)
 #define PD_HTTP_DEFAULT_MAX_RESPONSE ((lua_Integer)64 * 1024 * 1024)
 
 /* One client. `easy` is NULL while closed; the other pointers are owned and
@@ -41,6 +43,8 @@ typedef struct pd_http {
   pd_buf headers; /* "name\0value\0" pairs, names lower-cased */
   int too_large;
   int headers_too_large;
+  int static_set; /* the options that never change are set on `easy` */
+  int nheaders;   /* header lines in `headers`, to size the Lua table */
   char method[8];
   char errbuf[CURL_ERROR_SIZE];
 } pd_http;
@@ -54,16 +58,27 @@ static void pd_http_clear_request(pd_http *h) {
   h->req_headers = NULL;
   free(h->url);
   h->url = NULL;
-  pd_buf_free(&h->body);
-  pd_buf_free(&h->headers);
-  pd_buf_init(&h->body, 0); /* bounded by the write callback, against max_response */
-  pd_buf_init(&h->headers, PD_HTTP_HEADERS_MAX);
+  /* Small buffers are kept for the next request (no regrowth per call);
+   * one that held a large answer is given back. */
+  if (h->body.cap > PD_HTTP_KEEP_BUF || h->body.failed) {
+    pd_buf_free(&h->body);
+    pd_buf_init(&h->body, 0); /* bounded by the write callback, against max_response */
+  }
+  h->body.len = 0;
+  if (h->headers.cap > PD_HTTP_KEEP_BUF || h->headers.failed) {
+    pd_buf_free(&h->headers);
+    pd_buf_init(&h->headers, PD_HTTP_HEADERS_MAX);
+  }
+  h->headers.len = 0;
   h->too_large = h->headers_too_large = 0;
+  h->nheaders = 0;
 }
 
 /* The one release path for close, __gc and __close. Idempotent. */
 static void pd_http_release(pd_http *h) {
   pd_http_clear_request(h);
+  pd_buf_free(&h->body);
+  pd_buf_free(&h->headers);
   if (h->easy) {
     curl_easy_cleanup(h->easy);
     h->easy = NULL;
@@ -107,6 +122,7 @@ static size_t pd_http_header_cb(char *data, size_t size, size_t nmemb, void *ud)
   size_t n = size * nmemb, i, colon, vs, ve;
   if (n >= 5 && memcmp(data, "HTTP/", 5) == 0) {
     h->headers.len = 0;
+    h->nheaders = 0;
     return n;
   }
   for (colon = 0; colon < n && data[colon] != ':'; colon++) {}
@@ -117,6 +133,7 @@ static size_t pd_http_header_cb(char *data, size_t size, size_t nmemb, void *ud)
   pd_buf_addc(&h->headers, '\0');
   pd_buf_add(&h->headers, data + vs, ve - vs);
   pd_buf_addc(&h->headers, '\0');
+  h->nheaders++;
   if (pd_buf_failed(&h->headers)) {
     h->headers_too_large = 1;
     return 0;
@@ -124,10 +141,11 @@ static size_t pd_http_header_cb(char *data, size_t size, size_t nmemb, void *ud)
   return n;
 }
 
-/* Sets every option a request depends on, each time, so nothing from the
- * previous request (method, body, header list) carries over, while the
- * connection cache (kept by the handle, not by options) survives. Returns
- * the first libcurl failure, CURLE_OK otherwise. */
+/* Sets the options that stay the same for every request of a handle once
+ * (they survive between transfers on an easy handle), then on each request
+ * those that change: URL, header list, method and body. The connection cache
+ * (kept by the handle, not by options) survives. Returns the first libcurl
+ * failure, CURLE_OK otherwise. */
 static CURLcode pd_http_setopts(pd_http *h, const char *method, const char *body, size_t body_len, int has_body) {
   CURL *e = h->easy;
   CURLcode rc = CURLE_OK;
@@ -135,33 +153,37 @@ static CURLcode pd_http_setopts(pd_http *h, const char *method, const char *body
   do { \
     if (rc == CURLE_OK) rc = curl_easy_setopt(e, opt, val); \
   } while (0)
-  PD_SET(CURLOPT_NOSIGNAL, 1L);
+  if (!h->static_set) {
+    PD_SET(CURLOPT_NOSIGNAL, 1L);
 #if CURL_AT_LEAST_VERSION(7, 85, 0)
-  PD_SET(CURLOPT_PROTOCOLS_STR, "http,https");
-  PD_SET(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    PD_SET(CURLOPT_PROTOCOLS_STR, "http,https");
+    PD_SET(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
 #else
-  PD_SET(CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
-  PD_SET(CURLOPT_REDIR_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+    PD_SET(CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+    PD_SET(CURLOPT_REDIR_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
 #endif
+    PD_SET(CURLOPT_USERAGENT, h->user_agent);
+    PD_SET(CURLOPT_TIMEOUT_MS, h->timeout_ms);
+    PD_SET(CURLOPT_CONNECTTIMEOUT_MS, h->connect_timeout_ms);
+    PD_SET(CURLOPT_TCP_KEEPALIVE, 1L);
+    PD_SET(CURLOPT_ACCEPT_ENCODING, ""); /* whatever libcurl can decode; max_response counts decoded bytes */
+    PD_SET(CURLOPT_SSL_VERIFYPEER, h->verify ? 1L : 0L);
+    PD_SET(CURLOPT_SSL_VERIFYHOST, h->verify ? 2L : 0L);
+    if (h->ca_file) PD_SET(CURLOPT_CAINFO, h->ca_file);
+    PD_SET(CURLOPT_FOLLOWLOCATION, h->max_redirects > 0 ? 1L : 0L);
+    PD_SET(CURLOPT_MAXREDIRS, h->max_redirects);
+    PD_SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)h->max_response);
+    PD_SET(CURLOPT_WRITEFUNCTION, pd_http_write_cb);
+    PD_SET(CURLOPT_WRITEDATA, (void *)h);
+    PD_SET(CURLOPT_HEADERFUNCTION, pd_http_header_cb);
+    PD_SET(CURLOPT_HEADERDATA, (void *)h);
+    PD_SET(CURLOPT_ERRORBUFFER, h->errbuf);
+    PD_SET(CURLOPT_FAILONERROR, 0L);
+    if (rc != CURLE_OK) return rc;
+    h->static_set = 1;
+  }
   PD_SET(CURLOPT_URL, h->url);
   PD_SET(CURLOPT_HTTPHEADER, h->req_headers);
-  PD_SET(CURLOPT_USERAGENT, h->user_agent);
-  PD_SET(CURLOPT_TIMEOUT_MS, h->timeout_ms);
-  PD_SET(CURLOPT_CONNECTTIMEOUT_MS, h->connect_timeout_ms);
-  PD_SET(CURLOPT_TCP_KEEPALIVE, 1L);
-  PD_SET(CURLOPT_ACCEPT_ENCODING, ""); /* whatever libcurl can decode; max_response counts decoded bytes */
-  PD_SET(CURLOPT_SSL_VERIFYPEER, h->verify ? 1L : 0L);
-  PD_SET(CURLOPT_SSL_VERIFYHOST, h->verify ? 2L : 0L);
-  if (h->ca_file) PD_SET(CURLOPT_CAINFO, h->ca_file);
-  PD_SET(CURLOPT_FOLLOWLOCATION, h->max_redirects > 0 ? 1L : 0L);
-  PD_SET(CURLOPT_MAXREDIRS, h->max_redirects);
-  PD_SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)h->max_response);
-  PD_SET(CURLOPT_WRITEFUNCTION, pd_http_write_cb);
-  PD_SET(CURLOPT_WRITEDATA, (void *)h);
-  PD_SET(CURLOPT_HEADERFUNCTION, pd_http_header_cb);
-  PD_SET(CURLOPT_HEADERDATA, (void *)h);
-  PD_SET(CURLOPT_ERRORBUFFER, h->errbuf);
-  PD_SET(CURLOPT_FAILONERROR, 0L);
 
   /* Method: back to a plain GET first, then whatever this request needs. */
   PD_SET(CURLOPT_HTTPGET, 1L);
@@ -373,7 +395,8 @@ static int pd_http_new(lua_State *L) {
 
   h = (pd_http *)pd_newuserdata(L, sizeof *h);
   memset(h, 0, sizeof *h);
-  pd_http_clear_request(h);
+  pd_buf_init(&h->body, 0);
+  pd_buf_init(&h->headers, PD_HTTP_HEADERS_MAX);
   luaL_setmetatable(L, PD_HTTP_MT);
 
   h->timeout_ms = pd_http_ms(timeout);
@@ -440,7 +463,7 @@ static void pd_http_push_response(lua_State *L, pd_http *h) {
   lua_createtable(L, 0, 3);
   lua_pushinteger(L, (lua_Integer)status);
   lua_setfield(L, -2, "status");
-  lua_newtable(L);
+  lua_createtable(L, 0, h->nheaders);
   p = h->headers.data;
   end = p ? p + h->headers.len : p;
   while (p && p < end) {
@@ -506,11 +529,14 @@ static CURLcode pd_http_load(lua_State *L, pd_http *h, int t) {
       if (strcasecmp(k, "content-type") == 0) has_type = 1;
       lua_pop(L, 1);
     }
-    /* libcurl's own defaults we do not want: "Expect: 100-continue" costs a
-     * round trip on larger bodies, and a form content type would mislabel JSON. */
-    if (!has_expect) pd_http_add_line(L, h, "Expect:");
-    if (!has_type) pd_http_add_line(L, h, "Content-Type:");
-  } else {
+    /* libcurl's own defaults we do not want on a request with a body:
+     * "Expect: 100-continue" costs a round trip on larger bodies, and a form
+     * content type would mislabel JSON. (Without a body libcurl adds neither.) */
+    if (has_body || strcmp(method, "GET") != 0) {
+      if (!has_expect) pd_http_add_line(L, h, "Expect:");
+      if (!has_type) pd_http_add_line(L, h, "Content-Type:");
+    }
+  } else if (has_body || strcmp(method, "GET") != 0) {
     pd_http_add_line(L, h, "Expect:");
     pd_http_add_line(L, h, "Content-Type:");
   }

@@ -78,7 +78,7 @@ function M.new(opts)
   if opts.sleep ~= nil and type(opts.sleep) ~= "function" then
     error("pipedrive.new: sleep must be a function(seconds)", 2)
   end
-  local last_rate -- the last rate-limit figures seen, for pd.rate_limit()
+  local last_rate, last_rate_at -- the last rate-limit figures seen and when, for pd.rate_limit()
 
   -- With libcurl, calls made inside pd.parallel (or a prefetch) are tasks of
   -- `sched`: their requests go to one multi handle, their retry waits become
@@ -161,7 +161,8 @@ function M.new(opts)
     local fields, r = params.translate(op, version, args)
     if not fields then error(("pipedrive.%s.%s: %s"):format(rname, fname, r), level + 1) end
     local path = r.path or route.path
-    local ctx_path = path:gsub("{(%w+)}", function(k) return tostring(r.path_params[k]) end)
+    local ctx_path = path
+    if next(r.path_params) ~= nil then ctx_path = path:gsub("{(%w+)}", r.path_params) end
     local is_body = route.method ~= "GET" and route.method ~= "DELETE"
     -- One attempt: credentials, request, transport, answer. Returns
     -- data, info or nil, err, the token generation it used.
@@ -183,15 +184,18 @@ function M.new(opts)
         terr.method, terr.path = terr.method or route.method, terr.path or ctx_path
         return nil, terr, generation
       end
-      last_rate = retry.rate_limit(res.headers, os.time()) or last_rate
       local data, info = core.parse_response(res, {
         method = route.method, path = ctx_path, paging = route.paging, search = op.kind == "search",
       })
       if data ~= nil then
         info.api = version
         info.cost = r.cost or route.cost
+        -- the figures parse_response read already; copied out in pd.rate_limit()
+        if next(info.rate_limit) ~= nil then last_rate, last_rate_at = info.rate_limit, os.time() end
         return data, info
       end
+      local rl = retry.rate_limit(res.headers, os.time())
+      if rl then last_rate, last_rate_at = rl, rl.at end
       retry.classify(info, res.headers)
       return nil, info, generation
     end
@@ -364,6 +368,7 @@ function M.new(opts)
     if not last_rate then return nil end
     local copy = {}
     for k, v in pairs(last_rate) do copy[k] = v end
+    copy.at = last_rate_at
     return copy
   end
 
