@@ -531,7 +531,7 @@ function M.new(client, opts)
     ttl = positive(opts, "dedupe_ttl", 3600),
     max = positive(opts, "dedupe_max", 10000, true),
     log = opts.log, clock = clock, wall = wall, user_id = opts.user_id,
-    handlers = {}, order = {}, inflight = {}, secrets = {},
+    handlers = {}, by_event = {}, order = {}, inflight = {}, secrets = {},
   }
   st.memory = M.memory(st.max, clock)
   st.partial = M.memory(st.max, clock)
@@ -571,6 +571,7 @@ function Triggers:on(key, fn)
     if f == fn then return self end
   end
   list[#list + 1] = fn
+  st.by_event = {}
   return self
 end
 
@@ -582,6 +583,7 @@ function Triggers:off(key, fn)
   if not k then error("triggers:off: " .. err, 2) end
   local list = st.handlers[k]
   if not list then return self end
+  st.by_event = {}
   if fn == nil then
     st.handlers[k] = nil
     return self
@@ -593,8 +595,13 @@ function Triggers:off(key, fn)
   return self
 end
 
--- The callbacks for an event, most specific key first, each once.
+-- The callbacks for an event, most specific key first, each once; the list
+-- is kept per object and action until on() or off() changes the callbacks
+-- (callers never modify it).
 local function callbacks(st, object, action)
+  local cached = st.by_event[object]
+  cached = cached and cached[action]
+  if cached then return cached end
   local out, dup = {}, {}
   for _, k in ipairs({ object .. "." .. action, object .. ".*", "*." .. action, "*.*" }) do
     for _, fn in ipairs(st.handlers[k] or {}) do
@@ -604,6 +611,12 @@ local function callbacks(st, object, action)
       end
     end
   end
+  local per = st.by_event[object]
+  if not per then
+    per = {}
+    st.by_event[object] = per
+  end
+  per[action] = out
   return out
 end
 
@@ -770,7 +783,9 @@ local function handle(st, req)
   if failed > 0 then return reply(500, { error = "callback failed" }) end
   local mok, merr = pcall(st.seen.mark, key, st.ttl)
   if not mok then emit(st, "error", "the seen store failed to remember an event: " .. tostring(merr)) end
-  emit(st, "info", ("handled %s (id %s, attempt %s)"):format(ev.event, tostring(ev.id), tostring(ev.meta.attempt)))
+  if st.log then -- info lines go nowhere without a log function: not even formatted
+    emit(st, "info", ("handled %s (id %s, attempt %s)"):format(ev.event, tostring(ev.id), tostring(ev.meta.attempt)))
+  end
   return reply(200, { status = "ok" })
 end
 
