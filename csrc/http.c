@@ -44,6 +44,8 @@ typedef struct pd_http {
   int too_large;
   int headers_too_large;
   int static_set; /* the options that never change are set on `easy` */
+  int compress;     /* this request asks for a compressed answer (req.compress) */
+  int compress_set; /* what CURLOPT_ACCEPT_ENCODING is set to on `easy` */
   int nheaders;   /* header lines in `headers`, to size the Lua table */
   char method[8];
   char errbuf[CURL_ERROR_SIZE];
@@ -166,7 +168,6 @@ static CURLcode pd_http_setopts(pd_http *h, const char *method, const char *body
     PD_SET(CURLOPT_TIMEOUT_MS, h->timeout_ms);
     PD_SET(CURLOPT_CONNECTTIMEOUT_MS, h->connect_timeout_ms);
     PD_SET(CURLOPT_TCP_KEEPALIVE, 1L);
-    PD_SET(CURLOPT_ACCEPT_ENCODING, ""); /* whatever libcurl can decode; max_response counts decoded bytes */
     PD_SET(CURLOPT_SSL_VERIFYPEER, h->verify ? 1L : 0L);
     PD_SET(CURLOPT_SSL_VERIFYHOST, h->verify ? 2L : 0L);
     if (h->ca_file) PD_SET(CURLOPT_CAINFO, h->ca_file);
@@ -184,6 +185,14 @@ static CURLcode pd_http_setopts(pd_http *h, const char *method, const char *body
   }
   PD_SET(CURLOPT_URL, h->url);
   PD_SET(CURLOPT_HTTPHEADER, h->req_headers);
+  /* Compression when the request asks for it (lists and searches, whose pages
+   * are large): whatever libcurl can decode; max_response counts decoded
+   * bytes. A single record is small, and sending and checking the encoding
+   * would cost more than it saves. Set only when it changes. */
+  if (h->compress != h->compress_set) {
+    PD_SET(CURLOPT_ACCEPT_ENCODING, h->compress ? "" : (const char *)NULL);
+    if (rc == CURLE_OK) h->compress_set = h->compress;
+  }
 
   /* Method: back to a plain GET first, then whatever this request needs. */
   PD_SET(CURLOPT_HTTPGET, 1L);
@@ -508,6 +517,8 @@ static CURLcode pd_http_load(lua_State *L, pd_http *h, int t) {
   lua_getfield(L, t, "headers"); /* top+4 */
   if (!lua_isnil(L, top + 4) && !lua_istable(L, top + 4))
     return (CURLcode)luaL_error(L, "perform: headers must be a table");
+  lua_getfield(L, t, "compress"); /* top+5 */
+  h->compress = lua_toboolean(L, top + 5);
 
   pd_http_clear_request(h);
   memcpy(h->method, method, mlen + 1); /* one of the six names above */

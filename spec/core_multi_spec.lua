@@ -18,6 +18,7 @@ describe("core.multi_new", function()
       local httpd = require "pipedrive.httpd"
       local srv
       srv = httpd.listen{ port = 0, handler = function(req)
+        if req.path == "/ae" then return 200, {}, req.headers["accept-encoding"] or "none" end
         if req.path == "/stats" then
           local st = srv:stats(req.query_string == "reset")
           return 200, {}, ("%%d %%d"):format(st.held, st.peak_in_flight)
@@ -119,6 +120,29 @@ describe("core.multi_new", function()
     m:close()
   end)
 
+  it("asks for a compressed answer only when the request says so (req.compress), on the same handle", function()
+    local h = core.http_new{}
+    local m = core.multi_new{}
+    local function via_multi(req)
+      local id = m:add(req)
+      collect(m, 1)
+      return m:result(id)
+    end
+    for _, perform in ipairs({ function(req) return h:perform(req) end, via_multi }) do
+      local seen = {}
+      local asks = { true, false, nil, true }
+      for i = 1, 4 do
+        seen[i] = assert(perform{ method = "GET", url = base .. "/ae", compress = asks[i] }).body
+      end
+      assert.matches("gzip", seen[1])
+      assert.equal("none", seen[2])
+      assert.equal("none", seen[3])
+      assert.matches("gzip", seen[4])
+    end
+    h:close()
+    m:close()
+  end)
+
   it("reuses slots, refuses misuse, and closes idempotently", function()
     local m = core.multi_new{}
     local a = m:add{ method = "GET", url = base .. "/a" }
@@ -175,3 +199,4 @@ describe("pipedrive.httpd hold", function()
     m:close()
   end)
 end)
+

@@ -220,6 +220,16 @@ describe("pd.parallel", function()
     http:close()
   end)
 
+  it("asks for compressed answers on lists, not on single records", function()
+    assert(pd.deals.list{ limit = 2 })
+    assert(pd.deals.get(1))
+    local log = sb.requests()
+    assert.equal("/api/v2/deals", log[1].path)
+    assert.matches("gzip", log[1].headers["accept-encoding"])
+    assert.equal("/api/v2/deals/1", log[2].path)
+    assert.is_nil(log[2].headers["accept-encoding"])
+  end)
+
   it("closes idempotently; a closed client refuses a run", function()
     local c = sb.client{}
     assert.equal(1, c.parallel(getters(1))[1].value.id)

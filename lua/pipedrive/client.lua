@@ -176,6 +176,8 @@ function M.new(opts)
         method = route.method, base_url = host, path = path, path_params = r.path_params,
         query = not is_body and fields or nil, body = is_body and fields or nil, headers = headers,
       }
+      -- Lists and searches come in large pages: worth asking for compression.
+      if op.kind == "list" or op.kind == "search" then req.compress = true end
       local res, terr = transport(req)
       if not res then
         if type(terr) ~= "table" then
