@@ -15,6 +15,17 @@ local function status(field)
   return tonumber(s:match(field .. ":%s*(%d+)"))
 end
 
+-- User and system CPU seconds of this process (clock ticks from /proc/self/stat).
+local TICK = 0.01
+local function cpu_split()
+  local f = assert(io.open("/proc/self/stat"))
+  local st = f:read("a")
+  f:close()
+  local fields = {}
+  for w in st:match("%) (.*)$"):gmatch("%S+") do fields[#fields + 1] = w end
+  return tonumber(fields[12]) * TICK, tonumber(fields[13]) * TICK
+end
+
 local function out(t)
   t.peak_rss_kb = status("VmHWM")
   print(core.json_encode(t))
@@ -26,11 +37,14 @@ local pd = pipedrive.new{ api_token = "bench-token", base_url = url, retries = f
 if mode == "get" then
   for _ = 1, 100 do assert(pd.deals.get(1)) end
   local c, w = os.clock(), core.now()
+  local u0, s0 = cpu_split()
   for _ = 1, n do
     local d = pd.deals.get(1)
     if not d then error("call failed") end
   end
-  out{ calls = n, cpu_us = (os.clock() - c) * 1e6 / n, wall_us = (core.now() - w) * 1e6 / n }
+  local u1, s1 = cpu_split()
+  out{ calls = n, cpu_us = (os.clock() - c) * 1e6 / n, wall_us = (core.now() - w) * 1e6 / n,
+       user_us = (u1 - u0) * 1e6 / n, sys_us = (s1 - s0) * 1e6 / n }
 elseif mode == "latency" then
   local conc = tonumber(extra)
   assert(pd.deals.get(1))

@@ -24,7 +24,8 @@ async function main() {
   }
   const c = process.cpuUsage(c0);
   const wall = Number(process.hrtime.bigint() - w0) / 1e3;
-  console.log(JSON.stringify({ calls: n, cpu_us: (c.user + c.system) / n, wall_us: wall / n, peak_rss_kb: peakRssKb() }));
+  console.log(JSON.stringify({ calls: n, cpu_us: (c.user + c.system) / n, wall_us: wall / n, peak_rss_kb: peakRssKb(),
+    user_us: c.user / n, sys_us: c.system / n }));
 }
 
 main().catch((e) => {

@@ -37,10 +37,16 @@ static size_t write_cb(char *p, size_t size, size_t n, void *ud) {
   return add;
 }
 
-static double cpu_seconds(void) {
+static double user_seconds(void) {
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
-  return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+  return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6;
+}
+
+static double sys_seconds(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
 }
 
 static double wall_seconds(void) {
@@ -81,7 +87,7 @@ int main(int argc, char **argv) {
   buf b = {0};
   struct curl_slist *h = NULL;
   long n, i;
-  double c0, w0;
+  double u0, s0, w0;
   if (argc < 3) {
     fprintf(stderr, "usage: raw_curl URL N\n");
     return 2;
@@ -107,15 +113,19 @@ int main(int argc, char **argv) {
       fprintf(stderr, "raw_curl: request failed\n");
       return 1;
     }
-  c0 = cpu_seconds();
+  u0 = user_seconds();
+  s0 = sys_seconds();
   w0 = wall_seconds();
   for (i = 0; i < n; i++)
     if (one(e, L, &b)) {
       fprintf(stderr, "raw_curl: request failed\n");
       return 1;
     }
-  printf("{\"calls\":%ld,\"cpu_us\":%.2f,\"wall_us\":%.2f,\"peak_rss_kb\":%ld}\n", n,
-         (cpu_seconds() - c0) * 1e6 / (double)n, (wall_seconds() - w0) * 1e6 / (double)n, peak_rss_kb());
+  {
+    double u = (user_seconds() - u0) * 1e6 / (double)n, s = (sys_seconds() - s0) * 1e6 / (double)n;
+    printf("{\"calls\":%ld,\"cpu_us\":%.2f,\"user_us\":%.2f,\"sys_us\":%.2f,\"wall_us\":%.2f,\"peak_rss_kb\":%ld}\n", n,
+           u + s, u, s, (wall_seconds() - w0) * 1e6 / (double)n, peak_rss_kb());
+  }
   curl_slist_free_all(h);
   curl_easy_cleanup(e);
   lua_close(L);

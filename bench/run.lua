@@ -172,6 +172,8 @@ local ok, err = pcall(function()
     raw_wall = median(field(raw_runs, "wall_us")), lua_wall = median(field(lua_runs, "wall_us")),
     raw_rss = median(field(raw_runs, "peak_rss_kb")), lua_rss = median(field(lua_runs, "peak_rss_kb")),
     raw_ir = raw_ir, lua_ir = lua_ir, raw_all = field(raw_runs, "cpu_us"), lua_all = field(lua_runs, "cpu_us"),
+    raw_user = median(field(raw_runs, "user_us")), raw_sys = median(field(raw_runs, "sys_us")),
+    lua_user = median(field(lua_runs, "user_us")), lua_sys = median(field(lua_runs, "sys_us")),
   }
   -- Each pair ran back to back, under the same load from the rest of the machine: the
   -- median of the pairs' ratios is steadier than the ratio of the medians.
@@ -192,6 +194,8 @@ local ok, err = pcall(function()
     n = N2, node_cpu = median(field(node_runs, "cpu_us")), lua_cpu = median(field(lua2_runs, "cpu_us")),
     node_rss = median(field(node_runs, "peak_rss_kb")), lua_rss = median(field(lua2_runs, "peak_rss_kb")),
     node_all = field(node_runs, "cpu_us"), lua_all = field(lua2_runs, "cpu_us"),
+    node_user = median(field(node_runs, "user_us")), node_sys = median(field(node_runs, "sys_us")),
+    lua_user = median(field(lua2_runs, "user_us")), lua_sys = median(field(lua2_runs, "sys_us")),
   }
   local cpu_ratios, rss_ratios = {}, {}
   for i = 1, REPS do
@@ -373,11 +377,15 @@ w(("Row 1 (%d calls per run): pipedrive CPU us per run %s; raw %s. Wall per call
   .. "raw %s us. Peak RSS %s vs %s MiB.")
   :format(r1.n, list(r1.lua_all), list(r1.raw_all), fmt(r1.lua_wall), fmt(r1.raw_wall), fmt(r1.lua_rss / 1024),
     fmt(r1.raw_rss / 1024)))
+w(("Row 1 user / sys us per call (medians): pipedrive %s / %s, raw %s / %s.")
+  :format(fmt(r1.lua_user), fmt(r1.lua_sys), fmt(r1.raw_user), fmt(r1.raw_sys)))
 w(("Row 1 ratio per pair (pipedrive / raw, run back to back): %s; the table shows their median. "
   .. "Callgrind (no noise from the machine): %.2fx.")
   :format(list(r1.ratios, 2), r1.lua_ir / r1.raw_ir))
 w(("Row 2 (%d Node SDK calls, %d pipedrive calls per run): Node SDK CPU us per run %s; pipedrive %s.")
   :format(r2.n, N1_CALLS, list(r2.node_all, 0), list(r2.lua_all)))
+w(("Row 2 user / sys us per call (medians): Node SDK %s / %s, pipedrive %s / %s.")
+  :format(fmt(r2.node_user), fmt(r2.node_sys), fmt(r2.lua_user), fmt(r2.lua_sys)))
 w(("Row 2 ratio per pair (Node SDK / pipedrive): %s; the table shows their median.")
   :format(list(r2.cpu_ratios, 1)))
 w(("Row 3: sequential runs %s s; concurrency 16 runs %s s. Sequential is 200 x 50 ms plus the calls themselves.")
