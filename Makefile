@@ -92,6 +92,21 @@ install: all
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(VALGRIND_BUILD) $(FUZZ_BUILD)
 
+# ---------------------------------------------------------------- benchmarks
+# `make bench`: every row of bench/RESULTS.md in one run (several minutes; not
+# part of CI). bench/deps.sh installs nginx, wrk, Node.js, valgrind, ... and
+# the Node SDK into bench/node_modules when missing. BENCH_ARGS=--quick for a
+# shorter run.
+.PHONY: bench
+$(BUILD)/bench/raw_curl: bench/raw_curl.c
+	@mkdir -p $(dir $@)
+	$(CC) -O2 -o $@ bench/raw_curl.c $(CURL_CFLAGS) -I$(LUA_INCDIR) $(CURL_LIBS) $(LUA_LIBS)
+
+bench: all
+	@bench/deps.sh
+	@$(MAKE) --no-print-directory -s $(BUILD)/bench/raw_curl
+	LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='$(BUILD)/?.so;;' $(LUA) bench/run.lua $(BENCH_ARGS)
+
 # ---------------------------------------------------------------- sanitizers
 # `make asan`: both modules built by clang with ASan+UBSan into $(ASAN_BUILD),
 # then the whole suite with every Lua process under that runtime.

@@ -11,6 +11,7 @@
 #include "response.c"
 #include "request.c"
 #include "http.c"
+#include "multi.c"
 #include "secret.c"
 #include "oauth.c"
 #include "fs.c"
@@ -27,6 +28,7 @@ PD_EXPORT int luaopen_pipedrive_core(lua_State *L) {
   pd_response_open(L);
   pd_request_open(L);
   pd_http_open(L);
+  pd_multi_open(L);
   pd_secret_open(L);
   pd_oauth_open(L);
   pd_fs_open(L);

@@ -20,6 +20,8 @@
 #define PD_HTTP_MT "pipedrive.http"
 /* libcurl itself refuses header lines above 100 KiB; this bounds their sum. */
 #define PD_HTTP_HEADERS_MAX (1024u * 1024u)
+/* Answer buffers up to this size are reused by the next request. */
+#define PD_HTTP_KEEP_BUF (256u * 1024u)
 #define PD_HTTP_DEFAULT_MAX_RESPONSE ((lua_Integer)64 * 1024 * 1024)
 
 /* One client. `easy` is NULL while closed; the other pointers are owned and
@@ -41,6 +43,11 @@ typedef struct pd_http {
   pd_buf headers; /* "name\0value\0" pairs, names lower-cased */
   int too_large;
   int headers_too_large;
+  int static_set; /* the options that never change are set on `easy` */
+  int compress;     /* this request asks for a compressed answer (req.compress) */
+  int compress_set; /* what CURLOPT_ACCEPT_ENCODING is set to on `easy` */
+  int nheaders;   /* header lines in `headers`, to size the Lua table */
+  char method[8];
   char errbuf[CURL_ERROR_SIZE];
 } pd_http;
 
@@ -53,16 +60,27 @@ static void pd_http_clear_request(pd_http *h) {
   h->req_headers = NULL;
   free(h->url);
   h->url = NULL;
-  pd_buf_free(&h->body);
-  pd_buf_free(&h->headers);
-  pd_buf_init(&h->body, 0); /* bounded by the write callback, against max_response */
-  pd_buf_init(&h->headers, PD_HTTP_HEADERS_MAX);
+  /* Small buffers are kept for the next request (no regrowth per call);
+   * one that held a large answer is given back. */
+  if (h->body.cap > PD_HTTP_KEEP_BUF || h->body.failed) {
+    pd_buf_free(&h->body);
+    pd_buf_init(&h->body, 0); /* bounded by the write callback, against max_response */
+  }
+  h->body.len = 0;
+  if (h->headers.cap > PD_HTTP_KEEP_BUF || h->headers.failed) {
+    pd_buf_free(&h->headers);
+    pd_buf_init(&h->headers, PD_HTTP_HEADERS_MAX);
+  }
+  h->headers.len = 0;
   h->too_large = h->headers_too_large = 0;
+  h->nheaders = 0;
 }
 
 /* The one release path for close, __gc and __close. Idempotent. */
 static void pd_http_release(pd_http *h) {
   pd_http_clear_request(h);
+  pd_buf_free(&h->body);
+  pd_buf_free(&h->headers);
   if (h->easy) {
     curl_easy_cleanup(h->easy);
     h->easy = NULL;
@@ -106,6 +124,7 @@ static size_t pd_http_header_cb(char *data, size_t size, size_t nmemb, void *ud)
   size_t n = size * nmemb, i, colon, vs, ve;
   if (n >= 5 && memcmp(data, "HTTP/", 5) == 0) {
     h->headers.len = 0;
+    h->nheaders = 0;
     return n;
   }
   for (colon = 0; colon < n && data[colon] != ':'; colon++) {}
@@ -116,6 +135,7 @@ static size_t pd_http_header_cb(char *data, size_t size, size_t nmemb, void *ud)
   pd_buf_addc(&h->headers, '\0');
   pd_buf_add(&h->headers, data + vs, ve - vs);
   pd_buf_addc(&h->headers, '\0');
+  h->nheaders++;
   if (pd_buf_failed(&h->headers)) {
     h->headers_too_large = 1;
     return 0;
@@ -123,10 +143,11 @@ static size_t pd_http_header_cb(char *data, size_t size, size_t nmemb, void *ud)
   return n;
 }
 
-/* Sets every option a request depends on, each time, so nothing from the
- * previous request (method, body, header list) carries over, while the
- * connection cache (kept by the handle, not by options) survives. Returns
- * the first libcurl failure, CURLE_OK otherwise. */
+/* Sets the options that stay the same for every request of a handle once
+ * (they survive between transfers on an easy handle), then on each request
+ * those that change: URL, header list, method and body. The connection cache
+ * (kept by the handle, not by options) survives. Returns the first libcurl
+ * failure, CURLE_OK otherwise. */
 static CURLcode pd_http_setopts(pd_http *h, const char *method, const char *body, size_t body_len, int has_body) {
   CURL *e = h->easy;
   CURLcode rc = CURLE_OK;
@@ -134,33 +155,44 @@ static CURLcode pd_http_setopts(pd_http *h, const char *method, const char *body
   do { \
     if (rc == CURLE_OK) rc = curl_easy_setopt(e, opt, val); \
   } while (0)
-  PD_SET(CURLOPT_NOSIGNAL, 1L);
+  if (!h->static_set) {
+    PD_SET(CURLOPT_NOSIGNAL, 1L);
 #if CURL_AT_LEAST_VERSION(7, 85, 0)
-  PD_SET(CURLOPT_PROTOCOLS_STR, "http,https");
-  PD_SET(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    PD_SET(CURLOPT_PROTOCOLS_STR, "http,https");
+    PD_SET(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
 #else
-  PD_SET(CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
-  PD_SET(CURLOPT_REDIR_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+    PD_SET(CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+    PD_SET(CURLOPT_REDIR_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
 #endif
+    PD_SET(CURLOPT_USERAGENT, h->user_agent);
+    PD_SET(CURLOPT_TIMEOUT_MS, h->timeout_ms);
+    PD_SET(CURLOPT_CONNECTTIMEOUT_MS, h->connect_timeout_ms);
+    PD_SET(CURLOPT_TCP_KEEPALIVE, 1L);
+    PD_SET(CURLOPT_SSL_VERIFYPEER, h->verify ? 1L : 0L);
+    PD_SET(CURLOPT_SSL_VERIFYHOST, h->verify ? 2L : 0L);
+    if (h->ca_file) PD_SET(CURLOPT_CAINFO, h->ca_file);
+    PD_SET(CURLOPT_FOLLOWLOCATION, h->max_redirects > 0 ? 1L : 0L);
+    PD_SET(CURLOPT_MAXREDIRS, h->max_redirects);
+    PD_SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)h->max_response);
+    PD_SET(CURLOPT_WRITEFUNCTION, pd_http_write_cb);
+    PD_SET(CURLOPT_WRITEDATA, (void *)h);
+    PD_SET(CURLOPT_HEADERFUNCTION, pd_http_header_cb);
+    PD_SET(CURLOPT_HEADERDATA, (void *)h);
+    PD_SET(CURLOPT_ERRORBUFFER, h->errbuf);
+    PD_SET(CURLOPT_FAILONERROR, 0L);
+    if (rc != CURLE_OK) return rc;
+    h->static_set = 1;
+  }
   PD_SET(CURLOPT_URL, h->url);
   PD_SET(CURLOPT_HTTPHEADER, h->req_headers);
-  PD_SET(CURLOPT_USERAGENT, h->user_agent);
-  PD_SET(CURLOPT_TIMEOUT_MS, h->timeout_ms);
-  PD_SET(CURLOPT_CONNECTTIMEOUT_MS, h->connect_timeout_ms);
-  PD_SET(CURLOPT_TCP_KEEPALIVE, 1L);
-  PD_SET(CURLOPT_ACCEPT_ENCODING, ""); /* whatever libcurl can decode; max_response counts decoded bytes */
-  PD_SET(CURLOPT_SSL_VERIFYPEER, h->verify ? 1L : 0L);
-  PD_SET(CURLOPT_SSL_VERIFYHOST, h->verify ? 2L : 0L);
-  if (h->ca_file) PD_SET(CURLOPT_CAINFO, h->ca_file);
-  PD_SET(CURLOPT_FOLLOWLOCATION, h->max_redirects > 0 ? 1L : 0L);
-  PD_SET(CURLOPT_MAXREDIRS, h->max_redirects);
-  PD_SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)h->max_response);
-  PD_SET(CURLOPT_WRITEFUNCTION, pd_http_write_cb);
-  PD_SET(CURLOPT_WRITEDATA, (void *)h);
-  PD_SET(CURLOPT_HEADERFUNCTION, pd_http_header_cb);
-  PD_SET(CURLOPT_HEADERDATA, (void *)h);
-  PD_SET(CURLOPT_ERRORBUFFER, h->errbuf);
-  PD_SET(CURLOPT_FAILONERROR, 0L);
+  /* Compression when the request asks for it (lists and searches, whose pages
+   * are large): whatever libcurl can decode; max_response counts decoded
+   * bytes. A single record is small, and sending and checking the encoding
+   * would cost more than it saves. Set only when it changes. */
+  if (h->compress != h->compress_set) {
+    PD_SET(CURLOPT_ACCEPT_ENCODING, h->compress ? "" : (const char *)NULL);
+    if (rc == CURLE_OK) h->compress_set = h->compress;
+  }
 
   /* Method: back to a plain GET first, then whatever this request needs. */
   PD_SET(CURLOPT_HTTPGET, 1L);
@@ -372,7 +404,8 @@ static int pd_http_new(lua_State *L) {
 
   h = (pd_http *)pd_newuserdata(L, sizeof *h);
   memset(h, 0, sizeof *h);
-  pd_http_clear_request(h);
+  pd_buf_init(&h->body, 0);
+  pd_buf_init(&h->headers, PD_HTTP_HEADERS_MAX);
   luaL_setmetatable(L, PD_HTTP_MT);
 
   h->timeout_ms = pd_http_ms(timeout);
@@ -386,17 +419,6 @@ static int pd_http_new(lua_State *L) {
   h->easy = curl_easy_init();
   if (!h->easy) return luaL_error(L, "http_new: curl_easy_init failed");
   return 1;
-}
-
-/* True when a header name appears in the request's header table, any case. */
-static int pd_http_has_header(lua_State *L, int t, const char *want) {
-  int found = 0;
-  lua_pushnil(L);
-  while (lua_next(L, t)) {
-    if (lua_type(L, -2) == LUA_TSTRING && strcasecmp(lua_tostring(L, -2), want) == 0) found = 1;
-    lua_pop(L, 1);
-  }
-  return found;
 }
 
 /* Appends one line, as libcurl reads it, to the handle's header list. */
@@ -450,7 +472,7 @@ static void pd_http_push_response(lua_State *L, pd_http *h) {
   lua_createtable(L, 0, 3);
   lua_pushinteger(L, (lua_Integer)status);
   lua_setfield(L, -2, "status");
-  lua_newtable(L);
+  lua_createtable(L, 0, h->nheaders);
   p = h->headers.data;
   end = p ? p + h->headers.len : p;
   while (p && p < end) {
@@ -464,74 +486,104 @@ static void pd_http_push_response(lua_State *L, pd_http *h) {
   lua_setfield(L, -2, "body");
 }
 
-/* h:perform{ method, url, headers = {name = value}, body = string|nil }
- *   -> { status, headers, body } | nil, err
- * Bad arguments raise; transport failures return nil, err (kind "timeout" or
- * "network", with stage). An HTTP error status is a response, not a failure. */
-static int pd_http_perform(lua_State *L) {
-  pd_http *h = pd_http_check(L);
+/* Reads the request table at `t` ({ method, url, headers, body }) into the
+ * handle: URL and header list copied into C, every libcurl option set (the
+ * body is copied by libcurl). Misuse raises before anything is sent; the
+ * stack is left as it was. Shared by h:perform and the multi driver. Returns
+ * the first libcurl failure of setting options, CURLE_OK otherwise. */
+static CURLcode pd_http_load(lua_State *L, pd_http *h, int t) {
   const char *method, *url, *body = NULL;
-  size_t url_len, body_len = 0;
-  int has_body = 0;
+  size_t url_len, body_len = 0, mlen;
+  int has_body = 0, top = lua_gettop(L);
   CURLcode rc;
 
-  luaL_checktype(L, 2, LUA_TTABLE);
-  lua_settop(L, 2);
-  lua_getfield(L, 2, "method"); /* 3 */
-  method = lua_tostring(L, 3);
-  if (lua_type(L, 3) != LUA_TSTRING ||
+  luaL_checktype(L, t, LUA_TTABLE);
+  lua_getfield(L, t, "method"); /* top+1 */
+  method = lua_tolstring(L, top + 1, &mlen);
+  if (lua_type(L, top + 1) != LUA_TSTRING ||
       (strcmp(method, "GET") && strcmp(method, "POST") && strcmp(method, "PUT") && strcmp(method, "PATCH") &&
        strcmp(method, "DELETE") && strcmp(method, "HEAD")))
-    return luaL_error(L, "perform: method must be GET, POST, PUT, PATCH, DELETE or HEAD");
-  lua_getfield(L, 2, "url"); /* 4 */
-  if (lua_type(L, 4) != LUA_TSTRING) return luaL_error(L, "perform: url must be a string");
-  url = lua_tolstring(L, 4, &url_len);
-  if (strlen(url) != url_len) return luaL_error(L, "perform: url must not contain NUL");
-  lua_getfield(L, 2, "body"); /* 5 */
-  if (!lua_isnil(L, 5)) {
-    if (lua_type(L, 5) != LUA_TSTRING) return luaL_error(L, "perform: body must be a string or nil");
-    body = lua_tolstring(L, 5, &body_len);
+    return (CURLcode)luaL_error(L, "perform: method must be GET, POST, PUT, PATCH, DELETE or HEAD");
+  lua_getfield(L, t, "url"); /* top+2 */
+  if (lua_type(L, top + 2) != LUA_TSTRING) return (CURLcode)luaL_error(L, "perform: url must be a string");
+  url = lua_tolstring(L, top + 2, &url_len);
+  if (strlen(url) != url_len) return (CURLcode)luaL_error(L, "perform: url must not contain NUL");
+  lua_getfield(L, t, "body"); /* top+3 */
+  if (!lua_isnil(L, top + 3)) {
+    if (lua_type(L, top + 3) != LUA_TSTRING) return (CURLcode)luaL_error(L, "perform: body must be a string or nil");
+    body = lua_tolstring(L, top + 3, &body_len);
     has_body = 1;
   }
-  lua_getfield(L, 2, "headers"); /* 6 */
-  if (!lua_isnil(L, 6) && !lua_istable(L, 6)) return luaL_error(L, "perform: headers must be a table");
+  lua_getfield(L, t, "headers"); /* top+4 */
+  if (!lua_isnil(L, top + 4) && !lua_istable(L, top + 4))
+    return (CURLcode)luaL_error(L, "perform: headers must be a table");
+  lua_getfield(L, t, "compress"); /* top+5 */
+  h->compress = lua_toboolean(L, top + 5);
 
   pd_http_clear_request(h);
+  memcpy(h->method, method, mlen + 1); /* one of the six names above */
   h->url = pd_http_strdup(url, url_len);
-  if (!h->url) return luaL_error(L, "perform: out of memory");
-  if (lua_istable(L, 6)) {
+  if (!h->url) return (CURLcode)luaL_error(L, "perform: out of memory");
+  if (lua_istable(L, top + 4)) {
+    int has_expect = 0, has_type = 0;
     lua_pushnil(L);
-    while (lua_next(L, 6)) {
+    while (lua_next(L, top + 4)) {
       const char *k, *v;
       size_t kn, vn;
       if (lua_type(L, -2) != LUA_TSTRING || (lua_type(L, -1) != LUA_TSTRING && lua_type(L, -1) != LUA_TNUMBER))
-        return luaL_error(L, "perform: headers must map names to string values");
+        return (CURLcode)luaL_error(L, "perform: headers must map names to string values");
       k = lua_tolstring(L, -2, &kn);
       v = lua_tolstring(L, -1, &vn);
       pd_http_check_header(L, k, kn, v, vn);
       pd_http_add_header(L, h, k, kn, v, vn);
+      if (strcasecmp(k, "expect") == 0) has_expect = 1;
+      if (strcasecmp(k, "content-type") == 0) has_type = 1;
       lua_pop(L, 1);
     }
+    /* libcurl's own defaults we do not want on a request with a body:
+     * "Expect: 100-continue" costs a round trip on larger bodies, and a form
+     * content type would mislabel JSON. (Without a body libcurl adds neither.) */
+    if (has_body || strcmp(method, "GET") != 0) {
+      if (!has_expect) pd_http_add_line(L, h, "Expect:");
+      if (!has_type) pd_http_add_line(L, h, "Content-Type:");
+    }
+  } else if (has_body || strcmp(method, "GET") != 0) {
+    pd_http_add_line(L, h, "Expect:");
+    pd_http_add_line(L, h, "Content-Type:");
   }
-  /* libcurl's own defaults we do not want: "Expect: 100-continue" costs a
-   * round trip on larger bodies, and a form content type would mislabel JSON. */
-  if (!lua_istable(L, 6) || !pd_http_has_header(L, 6, "expect")) pd_http_add_line(L, h, "Expect:");
-  if (!lua_istable(L, 6) || !pd_http_has_header(L, 6, "content-type")) pd_http_add_line(L, h, "Content-Type:");
-
-  /* From here to the end of curl_easy_perform nothing may raise. */
   h->errbuf[0] = '\0';
   rc = pd_http_setopts(h, method, body, body_len, has_body);
-  if (rc == CURLE_OK) rc = curl_easy_perform(h->easy);
+  lua_settop(L, top);
+  return rc;
+}
 
+/* Pushes the outcome of a finished transfer, { status, headers, body } or
+ * nil, err, and frees the request's buffers. Returns the number of values. */
+static int pd_http_finish(lua_State *L, pd_http *h, CURLcode rc) {
   if (rc != CURLE_OK) {
     lua_pushnil(L);
-    pd_http_push_error(L, h, rc, method);
+    pd_http_push_error(L, h, rc, h->method);
     pd_http_clear_request(h);
     return 2;
   }
   pd_http_push_response(L, h);
   pd_http_clear_request(h);
   return 1;
+}
+
+/* h:perform{ method, url, headers = {name = value}, body = string|nil }
+ *   -> { status, headers, body } | nil, err
+ * Bad arguments raise; transport failures return nil, err (kind "timeout" or
+ * "network", with stage). An HTTP error status is a response, not a failure. */
+static int pd_http_perform(lua_State *L) {
+  pd_http *h = pd_http_check(L);
+  CURLcode rc;
+  luaL_checktype(L, 2, LUA_TTABLE);
+  lua_settop(L, 2);
+  rc = pd_http_load(L, h, 2);
+  /* From here to the end of curl_easy_perform nothing may raise. */
+  if (rc == CURLE_OK) rc = curl_easy_perform(h->easy);
+  return pd_http_finish(L, h, rc);
 }
 
 /* h:close(), __gc, __close: releases the easy handle and its connection. */

@@ -20,7 +20,11 @@
  *                                         then close; or send it `drip` bytes at a
  *                                         time, `interval` seconds apart (this blocks
  *                                         the server meanwhile: it is single-threaded)
- *   srv:port(), srv:host(), srv:step(seconds), srv:run(), srv:stop(), srv:close()
+ *   fn(req) -> status, headers, body, hold   answers `hold` seconds later without
+ *                                         blocking the others (the sandbox's --latency):
+ *                                         the connection is suspended meanwhile
+ *   srv:port(), srv:host(), srv:step(seconds), srv:run(), srv:stop(), srv:close(),
+ *   srv:stats([reset]) -> { held, peak_in_flight }
  *   httpd.now()                           monotonic seconds (the sandbox's rate window)
  */
 #include "compat.h"
@@ -49,6 +53,10 @@
 #define PD_HTTPD_RESP_HEADERS_MAX (64u * 1024u)
 /* Cap on the copied request headers; MHD's own memory pool limit is lower. */
 #define PD_HTTPD_REQ_HEADERS_MAX (256u * 1024u)
+/* Longest a handler may hold an answer back (seconds). */
+#define PD_HTTPD_HOLD_MAX 3600.0
+
+struct pd_hreq;
 
 PD_EXPORT int luaopen_pipedrive_httpd(lua_State *L);
 
@@ -66,6 +74,9 @@ typedef struct pd_httpd {
   int stop_requested;
   int in_step;
   int close_pending;
+  struct pd_hreq *held;   /* suspended connections with an answer due, unordered */
+  int held_count;
+  int peak_in_flight;     /* most requests seen in flight at once (held + the one dispatched) */
   char host[INET6_ADDRSTRLEN];
 } pd_httpd;
 
@@ -78,7 +89,20 @@ typedef struct pd_hreq {
   size_t discarded;
   int started;
   int too_large;
+  /* an answer held back (handler's `hold`): sent once `due` has passed */
+  struct MHD_Response *held_resp;
+  unsigned held_status;
+  double due;
+  struct MHD_Connection *conn;
+  struct pd_hreq *next_held;
 } pd_hreq;
+
+/* Monotonic seconds, for held answers. */
+static double pd_httpd_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
 
 /* What the protected dispatch needs, and what it hands back. Everything the
  * handler returns is copied into `resp_headers` ("name\0value\0" pairs) and
@@ -97,6 +121,7 @@ typedef struct pd_hcall {
   size_t cut;     /* body bytes to send before closing; SIZE_MAX: all */
   size_t drip;    /* bytes per write for a slow body; 0: at once */
   long drip_ns;   /* pause before each dripped piece but the first */
+  double hold; /* the handler's fourth result: seconds to hold the answer back */
   pd_buf resp_headers;
 } pd_hcall;
 
@@ -138,6 +163,7 @@ static void pd_httpd_done_cb(void *cls, struct MHD_Connection *conn, void **con_
   (void)conn;
   (void)toe;
   if (!rq) return;
+  if (rq->held_resp) MHD_destroy_response(rq->held_resp); /* the daemon stopped while it was held */
   pd_buf_free(&rq->body);
   free(rq->uri);
   free(rq);
@@ -311,7 +337,13 @@ static int pd_httpd_dispatch(lua_State *L) {
 
   lua_rawgeti(L, LUA_REGISTRYINDEX, c->srv->handler_ref);
   lua_insert(L, -2);
-  lua_call(L, 1, 4); /* stack: ctx, status, headers, body, fault options */
+  lua_call(L, 1, 4); /* stack: ctx, status, headers, body, hold or fault options */
+  if (lua_type(L, 5) == LUA_TNUMBER) {
+    double hold = (double)lua_tonumber(L, 5);
+    if (hold > 0) c->hold = hold > PD_HTTPD_HOLD_MAX ? PD_HTTPD_HOLD_MAX : hold;
+    lua_pushnil(L);
+    lua_replace(L, 5);
+  }
 
   if (lua_type(L, 2) == LUA_TSTRING && strcmp(lua_tostring(L, 2), "drop") == 0) {
     c->drop = 1;
@@ -344,7 +376,7 @@ static int pd_httpd_dispatch(lua_State *L) {
 
   if (!lua_isnil(L, 5)) {
     lua_Number v;
-    if (!lua_istable(L, 5)) return luaL_error(L, "handler's fourth result must be a table of fault options or nil");
+    if (!lua_istable(L, 5)) return luaL_error(L, "handler's fourth result must be seconds to hold, a table of fault options, or nil");
     lua_getfield(L, 5, "cut");
     if (!lua_isnil(L, -1)) {
       v = lua_tonumber(L, -1);
@@ -391,6 +423,7 @@ static enum MHD_Result pd_httpd_call_lua(pd_httpd *s, struct MHD_Connection *con
 
   if (!L || s->handler_ref == LUA_NOREF || s->close_pending)
     return pd_httpd_reply_text(conn, 503, "server is closing\n");
+  if (s->held_count + 1 > s->peak_in_flight) s->peak_in_flight = s->held_count + 1;
   memset(&c, 0, sizeof c);
   c.srv = s;
   c.rq = rq;
@@ -472,6 +505,19 @@ static enum MHD_Result pd_httpd_call_lua(pd_httpd *s, struct MHD_Connection *con
       goto out;
     }
   }
+  if (c.hold > 0) {
+    /* Kept for step() to send once due; the connection sleeps until then. */
+    rq->held_resp = r;
+    rq->held_status = (unsigned)c.status;
+    rq->due = pd_httpd_now() + c.hold;
+    rq->conn = conn;
+    rq->next_held = s->held;
+    s->held = rq;
+    s->held_count++;
+    MHD_suspend_connection(conn);
+    ok = MHD_YES;
+    goto out;
+  }
   ok = MHD_queue_response(conn, (unsigned)c.status, r);
   MHD_destroy_response(r);
 out:
@@ -491,6 +537,13 @@ static enum MHD_Result pd_httpd_access_cb(void *cls, struct MHD_Connection *conn
   pd_hreq *rq = (pd_hreq *)*con_cls;
 
   if (!rq) return MHD_NO;
+  if (rq->held_resp) { /* resumed by step(): the held answer is due */
+    struct MHD_Response *r = rq->held_resp;
+    enum MHD_Result ok = MHD_queue_response(conn, rq->held_status, r);
+    rq->held_resp = NULL;
+    MHD_destroy_response(r);
+    return ok;
+  }
   if (!rq->started) {
     const char *cl, *expect;
     rq->started = 1;
@@ -540,6 +593,15 @@ static void pd_httpd_release(lua_State *L, pd_httpd *s) {
     s->stop_requested = 1;
     return;
   }
+  /* MHD cannot stop with suspended connections: wake them; the stop then
+   * closes them and the completion callback frees their held answers. */
+  while (s->held) {
+    pd_hreq *rq = s->held;
+    s->held = rq->next_held;
+    rq->next_held = NULL;
+    if (s->daemon) MHD_resume_connection(rq->conn);
+  }
+  s->held_count = 0;
   if (s->daemon) {
     MHD_stop_daemon(s->daemon);
     s->daemon = NULL;
@@ -584,7 +646,7 @@ static int pd_httpd_listen(lua_State *L) {
   struct sockaddr_in sa4;
   struct sockaddr_in6 sa6;
   struct sockaddr *sa;
-  unsigned int flags = MHD_USE_AUTO;
+  unsigned int flags = MHD_USE_AUTO | MHD_ALLOW_SUSPEND_RESUME;
   const union MHD_DaemonInfo *di;
   int err, log_errors;
 
@@ -667,14 +729,42 @@ static int pd_httpd_host(lua_State *L) {
   return 1;
 }
 
+/* Resumes the held connections whose answer is due (MHD then calls the access
+ * callback, which queues it). Returns -2 when none was due and none is left,
+ * -1 when some were resumed and none is left, else the seconds until the next. */
+static double pd_httpd_resume_due(pd_httpd *s) {
+  pd_hreq **pp = &s->held;
+  double now = pd_httpd_now(), next = -1;
+  int resumed = 0;
+  while (*pp) {
+    pd_hreq *rq = *pp;
+    if (rq->due <= now) {
+      *pp = rq->next_held;
+      rq->next_held = NULL;
+      s->held_count--;
+      MHD_resume_connection(rq->conn);
+      resumed = 1;
+    } else {
+      if (next < 0 || rq->due - now < next) next = rq->due - now;
+      pp = &rq->next_held;
+    }
+  }
+  if (next < 0) return resumed ? -1 : -2;
+  return next;
+}
+
 /* The body of step(): serve what is ready, waiting at most `ms`. Handlers run
  * on L from inside MHD_run_wait; a close requested by a handler is carried
  * out once MHD has returned. Returns 0 if MHD reported a failure. */
 static int pd_httpd_serve(lua_State *L, pd_httpd *s, int32_t ms) {
   enum MHD_Result r;
+  double next;
   s->in_step = 1;
   s->L = L;
+  next = pd_httpd_resume_due(s);
+  if (next >= 0 && (ms < 0 || next * 1000 < (double)ms)) ms = (int32_t)(next * 1000) + 1;
   r = MHD_run_wait(s->daemon, ms);
+  if (r == MHD_YES && pd_httpd_resume_due(s) != -2) r = MHD_run(s->daemon);
   s->L = NULL;
   s->in_step = 0;
   if (s->close_pending) pd_httpd_release(L, s);
@@ -717,6 +807,19 @@ static int pd_httpd_stop(lua_State *L) {
   return 0;
 }
 
+/* srv:stats([reset]) -> { held (answers held back now), peak_in_flight (most
+ * requests in flight at once since the start or the last reset) }. */
+static int pd_httpd_stats(lua_State *L) {
+  pd_httpd *s = pd_httpd_check(L);
+  lua_createtable(L, 0, 2);
+  lua_pushinteger(L, s->held_count);
+  lua_setfield(L, -2, "held");
+  lua_pushinteger(L, s->peak_in_flight);
+  lua_setfield(L, -2, "peak_in_flight");
+  if (lua_toboolean(L, 2)) s->peak_in_flight = 0;
+  return 1;
+}
+
 /* srv:close(), __gc and __close: stop listening, drop open connections and
  * the handler reference. Safe to call any number of times. */
 static int pd_httpd_close(lua_State *L) {
@@ -737,19 +840,18 @@ static int pd_httpd_tostring(lua_State *L) {
 
 static const luaL_Reg pd_httpd_methods[] = {
   {"port", pd_httpd_port}, {"host", pd_httpd_host}, {"step", pd_httpd_step}, {"run", pd_httpd_run},
-  {"stop", pd_httpd_stop}, {"close", pd_httpd_close}, {NULL, NULL},
+  {"stop", pd_httpd_stop}, {"close", pd_httpd_close}, {"stats", pd_httpd_stats}, {NULL, NULL},
 };
 
 static const luaL_Reg pd_httpd_meta[] = {
   {"__gc", pd_httpd_close}, {"__close", pd_httpd_close}, {"__tostring", pd_httpd_tostring}, {NULL, NULL},
 };
 
-/* httpd.now(): CLOCK_MONOTONIC seconds, so the sandbox can keep its 2-second
- * rate windows without LuaSocket (os.time() only has whole seconds). */
-static int pd_httpd_now(lua_State *L) {
-  struct timespec ts;
-  if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0) return luaL_error(L, "clock_gettime failed");
-  lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
+/* httpd.now(): the same monotonic clock as held answers, so the sandbox can
+ * keep its 2-second rate windows without LuaSocket (os.time() only has whole
+ * seconds). */
+static int pd_httpd_lnow(lua_State *L) {
+  lua_pushnumber(L, (lua_Number)pd_httpd_now());
   return 1;
 }
 
@@ -764,7 +866,7 @@ PD_EXPORT int luaopen_pipedrive_httpd(lua_State *L) {
   lua_newtable(L);
   lua_pushcfunction(L, pd_httpd_listen);
   lua_setfield(L, -2, "listen");
-  lua_pushcfunction(L, pd_httpd_now);
+  lua_pushcfunction(L, pd_httpd_lnow);
   lua_setfield(L, -2, "now");
   lua_pushliteral(L, "0.1.0");
   lua_setfield(L, -2, "_VERSION");

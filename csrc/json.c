@@ -265,12 +265,28 @@ static size_t pd_utf8_put(unsigned char *o, unsigned cp) {
  * without escapes (nearly all of them) are pushed straight from the input;
  * otherwise the closing quote is found first, which bounds the output (an
  * escape never expands), and the text is unescaped into the scratch area. */
+/* Bytes that stand for themselves inside a JSON string: printable ASCII but
+ * '"' and '\\'. The string scanner skips runs of them with one lookup each. */
+static const unsigned char pd_jstr_plain[256] = {
+  0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+  1,1,0,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,
+  1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,0,1,1,1,
+  1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,
+  0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+  0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+  0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+  0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+};
+
 static int pd_jdec_string(pd_jdec *d) {
   const unsigned char *s = d->p + 1, *q = s, *t, *end = d->end;
   unsigned char *out;
   size_t w;
   while (q < end) {
-    unsigned c = *q;
+    unsigned c;
+    while (q < end && pd_jstr_plain[*q]) q++;
+    if (q >= end) break;
+    c = *q;
     if (c == '"') {
       lua_pushlstring(d->L, (const char *)s, (size_t)(q - s));
       d->p = q + 1;
@@ -278,9 +294,7 @@ static int pd_jdec_string(pd_jdec *d) {
     }
     if (c == '\\') break;
     if (c < 0x20) return pd_jdec_fail(d, q, "control character in string", 0);
-    if (c < 0x80) {
-      q++;
-    } else {
+    {
       int n = pd_utf8_seq(q, end);
       if (!n && !d->lenient) return pd_jdec_fail(d, q, "invalid UTF-8 in string", 0);
       q += n ? n : 1;
@@ -453,27 +467,68 @@ static int pd_jdec_enter(pd_jdec *d) {
   return 1;
 }
 
+/* Members held on the Lua stack before their table is made, so that most
+ * objects and arrays get a table of the right size at once instead of being
+ * rehashed as they grow (1, 2, 4, ... 64). Past this, the table is made and
+ * the rest is inserted directly. */
+#define PD_JDEC_BATCH 64
+
+/* Makes the table for the `n` values (arrays) or key/value pairs (objects)
+ * above stack slot `base`, moves them in, in order (a repeated key: the last
+ * wins), and leaves only the table at base + 1. */
+static void pd_jdec_flush(pd_jdec *d, int base, int n, int is_array) {
+  lua_State *L = d->L;
+  int i;
+  if (is_array) {
+    lua_createtable(L, n, 0);
+    lua_pushvalue(L, d->mt_idx);
+    lua_setmetatable(L, -2);
+  } else {
+    lua_createtable(L, 0, n);
+  }
+  for (i = 0; i < n; i++) {
+    if (is_array) {
+      lua_pushvalue(L, base + 1 + i);
+      lua_rawseti(L, -2, i + 1);
+    } else {
+      lua_pushvalue(L, base + 1 + 2 * i);
+      lua_pushvalue(L, base + 2 + 2 * i);
+      lua_rawset(L, -3);
+    }
+  }
+  if (n > 0) {
+    lua_replace(L, base + 1);
+    lua_settop(L, base + 1);
+  }
+}
+
 static int pd_jdec_array(pd_jdec *d) {
   lua_State *L = d->L;
+  int base = lua_gettop(L), n = 0, made = 0;
 #if LUA_VERSION_NUM >= 503
   lua_Integer i = 0;
 #else
   int i = 0;
 #endif
   if (!pd_jdec_enter(d)) return 0;
-  lua_newtable(L);
-  lua_pushvalue(L, d->mt_idx);
-  lua_setmetatable(L, -2);
   d->p++;
   pd_jdec_ws(d);
   if (d->p < d->end && *d->p == ']') {
+    pd_jdec_flush(d, base, 0, 1);
     d->p++;
     d->depth--;
     return 1;
   }
   for (;;) {
+    if (!made && n == PD_JDEC_BATCH) {
+      pd_jdec_flush(d, base, n, 1);
+      made = 1;
+      i = n;
+    }
+    if (!lua_checkstack(L, 4)) return pd_jdec_fail(d, d->p, "out of Lua stack", 0);
     if (!pd_jdec_value(d)) return 0;
-    lua_rawseti(L, -2, ++i);
+    if (made) lua_rawseti(L, -2, ++i);
+    else n++;
     pd_jdec_ws(d);
     if (d->p >= d->end) return pd_jdec_fail(d, d->p, "unexpected end of input", 0);
     if (*d->p == ',') {
@@ -483,6 +538,7 @@ static int pd_jdec_array(pd_jdec *d) {
     if (*d->p == ']') break;
     return pd_jdec_fail(d, d->p, "expected ',' or ']'", 1);
   }
+  if (!made) pd_jdec_flush(d, base, n, 1);
   d->p++;
   d->depth--;
   return 1;
@@ -490,16 +546,22 @@ static int pd_jdec_array(pd_jdec *d) {
 
 static int pd_jdec_object(pd_jdec *d) {
   lua_State *L = d->L;
+  int base = lua_gettop(L), n = 0, made = 0;
   if (!pd_jdec_enter(d)) return 0;
-  lua_newtable(L);
   d->p++;
   pd_jdec_ws(d);
   if (d->p < d->end && *d->p == '}') {
+    pd_jdec_flush(d, base, 0, 0);
     d->p++;
     d->depth--;
     return 1;
   }
   for (;;) {
+    if (!made && n == PD_JDEC_BATCH) {
+      pd_jdec_flush(d, base, n, 0);
+      made = 1;
+    }
+    if (!lua_checkstack(L, 6)) return pd_jdec_fail(d, d->p, "out of Lua stack", 0);
     pd_jdec_ws(d);
     if (d->p >= d->end) return pd_jdec_fail(d, d->p, "unexpected end of input", 0);
     if (*d->p != '"') return pd_jdec_fail(d, d->p, "expected a string key", 1);
@@ -509,7 +571,8 @@ static int pd_jdec_object(pd_jdec *d) {
     if (*d->p != ':') return pd_jdec_fail(d, d->p, "expected ':'", 1);
     d->p++;
     if (!pd_jdec_value(d)) return 0;
-    lua_rawset(L, -3);
+    if (made) lua_rawset(L, -3);
+    else n++;
     pd_jdec_ws(d);
     if (d->p >= d->end) return pd_jdec_fail(d, d->p, "unexpected end of input", 0);
     if (*d->p == ',') {
@@ -519,6 +582,7 @@ static int pd_jdec_object(pd_jdec *d) {
     if (*d->p == '}') break;
     return pd_jdec_fail(d, d->p, "expected ',' or '}'", 1);
   }
+  if (!made) pd_jdec_flush(d, base, n, 0);
   d->p++;
   d->depth--;
   return 1;

@@ -173,6 +173,24 @@ describe("OAuth", function()
     http:close()
   end)
 
+  it("expired tokens inside pd.parallel cause exactly one refresh; every call succeeds", function()
+    local pd = new_client{}
+    assert(pd.oauth.login{ open = browser, quiet = true, timeout = 20 })
+    for _, how in ipairs({ "expire", "401" }) do
+      if how == "expire" then
+        sb.admin("POST", "/_sandbox/oauth/expire") -- refused: a 401, refresh, replay
+      end
+      local before = oauth_counts(sb).refreshes
+      local fns = {}
+      for i = 1, 8 do fns[i] = function() return pd.users.list() end end
+      local results, failed = pd.parallel(fns, { concurrency = 8 })
+      assert.equal(0, failed, failed > 0 and tostring(results[1].err) or nil)
+      local want = how == "expire" and 1 or 0
+      assert.equal(before + want, oauth_counts(sb).refreshes)
+    end
+    pd.close()
+  end)
+
   describe("misuse and refusals", function()
     it("a wrong state is refused without a request", function()
       local pd = new_client{}

@@ -14,6 +14,7 @@ local oauth = require "pipedrive.oauth"
 local retry = require "pipedrive.retry"
 local redact = require "pipedrive.redact"
 local redirect = require "pipedrive.redirect"
+local scheduler = require "pipedrive.scheduler"
 
 local M = {}
 
@@ -87,8 +88,7 @@ function M.new(opts)
     error("pipedrive.new: sleep must be a function(seconds)", 2)
   end
   local in_nginx = pdngx.available() -- there the worker must never block: nginx does the I/O and the waits
-  local clock = { now = core.now, sleep = opts.sleep or (in_nginx and pdngx.sleep) or core.sleep }
-  local last_rate -- the last rate-limit figures seen, for pd.rate_limit()
+  local last_rate, last_rate_at -- the last rate-limit figures seen and when, for pd.rate_limit()
   local pace, pace_err = retry.pace_policy(opts.pace)
   if pace == nil then error("pipedrive.new: " .. pace_err, 2) end
   local windows = {} -- per bucket ("api", "search"): the last figures and when (core.now()) they came
@@ -100,15 +100,23 @@ function M.new(opts)
     error("pipedrive.new: log must be a function(event)", 2)
   end
 
-  local http
+  -- With libcurl, calls made inside pd.parallel (or a prefetch) are tasks of
+  -- `sched`: their requests go to one multi handle, their retry waits become
+  -- timers. Elsewhere they use the client's easy handle, one at a time.
+  local http, sched
   local transport = opts.transport or (in_nginx and pdngx.transport() or nil)
   if not transport then
-    http = core.http_new{
+    local http_opts = {
       timeout = opts.timeout, connect_timeout = opts.connect_timeout,
       max_response = opts.max_response,
       user_agent = opts.user_agent or ("pipedrive-lua/" .. VERSION),
     }
-    transport = function(req) return http:perform(req) end
+    http = core.http_new(http_opts)
+    sched = scheduler.new(function() return core.multi_new(http_opts) end)
+    transport = function(req)
+      if sched.current() then return sched.perform(req) end
+      return http:perform(req)
+    end
   end
   -- Under the call pipeline: the debug hook sees every hop of every attempt;
   -- above it, redirects are followed in Lua (credentials stay on their origin).
@@ -123,6 +131,11 @@ function M.new(opts)
   end
   if opts.log then transport = redact.wrap(transport, opts.log, hook, core.now) end
   transport = redirect.wrap(transport, max_redirects, insecure, hook)
+  local user_sleep = opts.sleep or (in_nginx and pdngx.sleep) or nil
+  local clock = { now = core.now, sleep = function(seconds)
+    if not user_sleep and sched and sched.current() then return sched.sleep(seconds) end
+    return (user_sleep or core.sleep)(seconds)
+  end }
 
   -- Credentials live only in these upvalues and in the header tables handed to
   -- the transport; the client table never holds them.
@@ -183,7 +196,8 @@ function M.new(opts)
     local fields, r = params.translate(op, version, args)
     if not fields then error(("pipedrive.%s.%s: %s"):format(rname, fname, r), level + 1) end
     local path = r.path or route.path
-    local ctx_path = path:gsub("{(%w+)}", function(k) return tostring(r.path_params[k]) end)
+    local ctx_path = path
+    if next(r.path_params) ~= nil then ctx_path = path:gsub("{(%w+)}", r.path_params) end
     local is_body = route.method ~= "GET" and route.method ~= "DELETE"
     -- One attempt: credentials, request, transport, answer. Returns
     -- data, info or nil, err, the token generation it used.
@@ -206,6 +220,8 @@ function M.new(opts)
         query = not is_body and fields or nil, body = is_body and fields or nil, headers = headers,
       }
       hook.attempt = n or 1 -- after credentials(): a token refresh there reports its own attempts
+      -- Lists and searches come in large pages: worth asking for compression.
+      if op.kind == "list" or op.kind == "search" then req.compress = true end
       local res, terr = transport(req)
       if not res then
         if type(terr) ~= "table" then
@@ -214,15 +230,23 @@ function M.new(opts)
         terr.method, terr.path = terr.method or route.method, terr.path or ctx_path
         return nil, terr, generation
       end
-      local fig = retry.rate_limit(res.headers, os.time())
-      if fig then
-        last_rate = fig
-        windows[bucket] = { limit = fig.limit, remaining = fig.remaining, reset = fig.reset,
-                            daily_left = fig.daily_left, mono = clock.now() }
-      end
       local data, info = core.parse_response(res, {
         method = route.method, path = ctx_path, paging = route.paging, search = op.kind == "search",
       })
+      -- On success parse_response has read the rate-limit figures already.
+      local fig
+      if data ~= nil then
+        if next(info.rate_limit) ~= nil then fig = info.rate_limit end
+      else
+        fig = retry.rate_limit(res.headers, os.time())
+      end
+      if fig then
+        last_rate, last_rate_at = fig, os.time()
+        if pace then
+          windows[bucket] = { limit = fig.limit, remaining = fig.remaining, reset = fig.reset,
+                              daily_left = fig.daily_left, mono = clock.now() }
+        end
+      end
       if data ~= nil then
         info.api = version
         info.cost = r.cost or route.cost
@@ -253,8 +277,11 @@ function M.new(opts)
     end
     local a = {}
     for k, v in pairs(args or {}) do a[k] = v end
-    local max_items = a.max_items
-    a.max_items = nil
+    local max_items, prefetch = a.max_items, a.prefetch
+    a.max_items, a.prefetch = nil, nil
+    if prefetch ~= nil and type(prefetch) ~= "boolean" then
+      error(("pipedrive.%s.each: prefetch must be a boolean"):format(rname), 3)
+    end
     if a.retries ~= nil and retry.policy(a.retries, policy) == nil then
       error(("pipedrive.%s.each: %s"):format(rname, select(2, retry.policy(a.retries, policy))), 3)
     end
@@ -274,11 +301,36 @@ function M.new(opts)
     local ok, problem = params.translate(op, version, checked)
     if not ok then error(("pipedrive.%s.each: %s"):format(rname, problem), 3) end
     local page, i, count, done = nil, 0, 0, false
-    return function()
+    -- prefetch: the next page's call runs as a task on the multi handle while
+    -- the caller works on this page (not inside a parallel task, where the
+    -- call itself already lets the other tasks run, nor with a Lua transport).
+    prefetch = prefetch and sched ~= nil
+    local pending -- the task fetching the next page
+    local function fetch()
+      if pending then
+        local r = sched.wait(pending)
+        pending = nil
+        if not r[1] then error(r[2], 0) end
+        return r[2], r[3]
+      end
+      return call(rname, "each", op, a, 2)
+    end
+    local function start_prefetch()
+      if sched.current() or (max_items and count + #page >= max_items) then return end
+      local snapshot = {}
+      for k, v in pairs(a) do snapshot[k] = v end
+      pending = sched.spawn(function() return call(rname, "each", op, snapshot, 2) end)
+      sched.step(0) -- sends the request now
+    end
+    local closer = prefetch and setmetatable({}, { __close = function()
+      if pending then sched.cancel(pending) end
+      pending = nil
+    end }) or nil
+    local function iter()
       if max_items and count >= max_items then return nil end
       if page == nil or i >= #page then
         if done then return nil end
-        local data, info = call(rname, "each", op, a, 2)
+        local data, info = fetch()
         if data == nil then error(info, 2) end
         page, i = data, 0
         if paging == "none" or not info.more then
@@ -298,11 +350,15 @@ function M.new(opts)
           a.start = next_start
         end
         if #page == 0 then return nil end
+        if prefetch and not done then start_prefetch() end
+      elseif pending and i % 32 == 0 then
+        sched.step(0) -- keeps the prefetch's transfer moving
       end
       i = i + 1
       count = count + 1
       return page[i]
     end
+    return iter, nil, nil, closer
   end
 
   for _, rname in ipairs(operations.RESOURCES) do
@@ -338,7 +394,21 @@ function M.new(opts)
 
   --- Closes the connection; the client cannot be used afterwards. Idempotent.
   function self.close()
+    if sched then sched.close() end
     if http then http:close() end
+  end
+
+  --- Runs fns (a list of functions making ordinary calls) at once, at most
+  -- `concurrency` at a time; see README "Concurrency".
+  function self.parallel(a, b)
+    if a == self then a, b = b, nil end -- also callable as pd:parallel(fns, opts)
+    return M.run_parallel(sched, a, b)
+  end
+
+  --- Transfers on the multi handle not yet collected: 0 between parallel
+  -- runs, and after a prefetching loop ends or breaks.
+  function self.in_flight()
+    return sched and sched.in_flight() or 0
   end
 
   --- Webhook triggers on this client's account: pd.triggers{ url = ..., user = ..., password = ... }.
@@ -354,6 +424,7 @@ function M.new(opts)
     if not last_rate then return nil end
     local copy = {}
     for k, v in pairs(last_rate) do copy[k] = v end
+    copy.at = last_rate_at
     return copy
   end
 
@@ -376,6 +447,83 @@ client_mt.__tostring = function(self)
 end
 client_mt.__close = function(self) self.close() end
 client_mt.__name = "pipedrive.client"
+
+-- One slot of pd.parallel's results from compat.pack(ok, fn's returns...).
+local function parallel_slot(r)
+  if not r[1] then return { nil, r[2], n = 2, ok = false, err = r[2], raised = true } end
+  local slot = compat.pack(compat.unpack(r, 2, r.n))
+  if slot[1] == nil and slot[2] ~= nil then
+    slot.ok, slot.err = false, slot[2]
+  else
+    slot.ok, slot.value, slot.info = true, slot[1], slot[2]
+  end
+  return slot
+end
+
+local PARALLEL_OPTS = { concurrency = true, on_result = true }
+
+--- pd.parallel's body: checks, then runs the functions as tasks of `sched`
+-- (or one after another when there is none: a Lua transport, or a call from
+-- inside a parallel task). Returns the slots in order and the failure count.
+function M.run_parallel(sched, fns, popts)
+  if type(fns) ~= "table" then error("pipedrive.parallel: expected a list of functions", 3) end
+  local n = #fns
+  for k, fn in pairs(fns) do
+    if compat.math_type(k) ~= "integer" or k < 1 or k > n then
+      error("pipedrive.parallel: expected a list of functions (keys 1..n, no holes)", 3)
+    end
+    if type(fn) ~= "function" then error(("pipedrive.parallel: item %d is not a function"):format(k), 3) end
+  end
+  popts = popts or {}
+  if type(popts) ~= "table" then error("pipedrive.parallel: options must be a table", 3) end
+  for k in pairs(popts) do
+    if not PARALLEL_OPTS[k] then error(("pipedrive.parallel: unknown option '%s'"):format(tostring(k)), 3) end
+  end
+  local conc = popts.concurrency or 8
+  if compat.math_type(conc) ~= "integer" or conc < 1 or conc > 1024 then
+    error("pipedrive.parallel: concurrency must be an integer from 1 to 1024", 3)
+  end
+  local on_result = popts.on_result
+  if on_result ~= nil and type(on_result) ~= "function" then
+    error("pipedrive.parallel: on_result must be a function(i, slot)", 3)
+  end
+  local results, failed, finished = {}, 0, 0
+  local function record(i, r)
+    local slot = parallel_slot(r)
+    results[i] = slot
+    finished = finished + 1
+    if not slot.ok then failed = failed + 1 end
+    if on_result then on_result(i, slot) end
+  end
+  if not sched or sched.current() then
+    for i = 1, n do record(i, compat.pack(pcall(fns[i]))) end
+    return results, failed
+  end
+  local next_i, active, tasks = 1, 0, {}
+  local launch
+  launch = function()
+    while active < conc and next_i <= n do
+      local i = next_i
+      next_i, active = i + 1, active + 1
+      tasks[i] = sched.spawn(fns[i], function(r)
+        tasks[i], active = nil, active - 1
+        launch() -- only queues the next task; the scheduler's loop starts it
+        record(i, r)
+      end)
+    end
+  end
+  local ok, err = pcall(function()
+    launch()
+    while finished < n do
+      if not sched.step(1) and finished < n then error("pipedrive.parallel: stalled", 0) end
+    end
+  end)
+  if not ok then
+    for _, task in pairs(tasks) do sched.cancel(task) end
+    error(err, 0)
+  end
+  return results, failed
+end
 
 M.VERSION = VERSION
 return M

@@ -85,6 +85,11 @@ local function default_client()
   return default
 end
 
+--- pd.parallel on the default client.
+function M.parallel(fns, opts)
+  return default_client().parallel(fns, opts)
+end
+
 for _, rname in ipairs(operations.RESOURCES) do
   M[rname] = setmetatable({}, {
     __index = function(_, fname)

@@ -196,17 +196,34 @@ end
 --- Translates `args` for `op` in `version` ("v1" or "v2").
 -- Returns out (query or body fields), route = { path_params, path?, cost? }
 -- or nil, message when the arguments are wrong.
+-- The names of an operation's required parameters, computed once per
+-- operation table (operations.lua is never re-read per call).
+local required_of = setmetatable({}, { __mode = "k" })
+local function required(params)
+  local list = required_of[params]
+  if not list then
+    list = {}
+    for name, spec in pairs(params) do
+      if spec.required then list[#list + 1] = name end
+    end
+    table.sort(list)
+    required_of[params] = list
+  end
+  return list
+end
+
 function M.translate(op, version, args)
   if args == nil then args = {} end
   if type(args) ~= "table" then return nil, "expected a table of arguments, got " .. type(args) end
   local params = op.params
   local out, route = {}, { path_params = {} }
-  local keys = {}
+  local keys, n = {}, 0
   for k in pairs(args) do
     if type(k) ~= "string" then return nil, "argument keys must be strings, got " .. describe(k) end
-    keys[#keys + 1] = k
+    n = n + 1
+    keys[n] = k
   end
-  table.sort(keys)
+  if n > 1 then table.sort(keys) end
   for _, k in ipairs(keys) do
     local v, spec = args[k], params[k]
     if spec then
@@ -243,10 +260,9 @@ function M.translate(op, version, args)
       return nil, ("unknown field '%s'"):format(k)
     end
   end
-  for name, spec in pairs(params) do
-    if spec.required and args[name] == nil then
-      return nil, ("field '%s' is required"):format(name)
-    end
+  local req = required(params)
+  for i = 1, #req do
+    if args[req[i]] == nil then return nil, ("field '%s' is required"):format(req[i]) end
   end
   if params.term and args.term and args.exact_match ~= true and (compat.utf8_len(args.term) or #args.term) < 2 then
     return nil, "field 'term' must have at least 2 characters (1 with exact_match = true)"

@@ -20,6 +20,10 @@
 --   DELETE /_sandbox/deliveries  clears that log
 --   POST   /_sandbox/bulk      {"object":"deal","count":N,"title_prefix":"Bulk","fields":{...}}
 --   POST   /_sandbox/shutdown  asks the server loop to stop
+--   GET|POST /_sandbox/latency  {"seconds":0.05}: every API answer is held back that long,
+--                               without blocking other requests (pipedrive.httpd's hold)
+--   GET|DELETE /_sandbox/concurrency  {"held":n,"peak_in_flight":m} (the server's count of
+--                               API requests in flight at once; DELETE resets the peak)
 --   GET    /_sandbox/oauth     OAuth counts; POST /_sandbox/oauth/expire ends every access token now
 --   GET|POST|DELETE /_sandbox/faults  fault-injection rules (faults.lua): list, add (a JSON list), clear
 --   GET|POST|DELETE /_sandbox/rate_limit  the burst limiter: figures; on with {"limit":N,"search_limit":M}; off
@@ -93,6 +97,7 @@ function M.new(opts)
     log_max = opts.log_max or 10000,
     clock = opts.clock or os.time,
     stop_requested = false,
+    latency = opts.latency,
   }, App)
   app.fine_clock = opts.fine_clock or (opts.clock) or default_fine_clock()
   app.store = store_mod.new{ clock = app.clock, fixtures = opts.fixtures, seed = opts.seed }
@@ -462,7 +467,9 @@ local ADMIN = {
       local b = json.decode(req.body or "")
       if type(b) ~= "table" then fail(400, "expected {\"limit\": N, \"search_limit\": M}") end
       for _, k in ipairs({ "limit", "search_limit" }) do
-        if b[k] ~= nil and (compat.math_type(b[k]) ~= "integer" or b[k] < 1) then fail(400, k .. " must be a positive integer") end
+        if b[k] ~= nil and (compat.math_type(b[k]) ~= "integer" or b[k] < 1) then
+          fail(400, k .. " must be a positive integer")
+        end
       end
       self.rate_limit = b.limit or self.rate_limit
       self.search_rate_limit = b.search_limit or self.search_rate_limit
@@ -475,6 +482,26 @@ local ADMIN = {
     end,
   },
   ["/_sandbox/bulk"] = { POST = function(self, req) return self:bulk(req) end },
+  ["/_sandbox/latency"] = {
+    GET = function(self) return 200, { seconds = self.latency or 0 } end,
+    POST = function(self, req)
+      local b = json.decode(req.body or "")
+      local v = type(b) == "table" and b.seconds
+      if type(v) ~= "number" or v < 0 or v > 60 or v ~= v then fail(400, "latency: seconds must be from 0 to 60") end
+      self.latency = v > 0 and v or nil
+      return 200, { ok = true, seconds = v }
+    end,
+  },
+  ["/_sandbox/concurrency"] = {
+    GET = function(self)
+      local st = self.server and self.server:stats() or { held = 0, peak_in_flight = 0 }
+      return 200, st
+    end,
+    DELETE = function(self)
+      if self.server then self.server:stats(true) end
+      return 200, { ok = true }
+    end,
+  },
   ["/_sandbox/shutdown"] = { POST = function(self)
     self.stop_requested = true
     return 200, { ok = true }
@@ -538,6 +565,10 @@ function App:handle(req)
   local fault = self.faults:take((req.method or "GET"):upper(), path)
   if fault and not faults.processes(fault) then return self.faults:answer(fault) end
   if fault then return self.faults:answer(fault, self:process(req, path)) end
+  if self.latency then
+    local status, headers, body = self:process(req, path)
+    return status, headers, body, self.latency
+  end
   return self:process(req, path)
 end
 

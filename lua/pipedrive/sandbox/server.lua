@@ -58,6 +58,9 @@ Options:
                        it the x-ratelimit-* headers are sent (N = 80) but never
                        enforced (also POST|DELETE /_sandbox/rate_limit)
   --search-rate-limit N  the search endpoints' own window (default 10)
+  --latency SECONDS    hold every API answer back this long (e.g. 0.05), without
+                       blocking other requests: a remote Pipedrive's round trip,
+                       for concurrency tests and benchmarks
   --quiet              do not print the listening line
   -h, --help           show this text
 
@@ -88,6 +91,8 @@ Admin endpoints (no token, loopback clients only):
   GET /_sandbox/oauth (exchanges, refreshes, revokes, failed_refreshes,
   active_access_tokens), POST /_sandbox/oauth/expire (ends every access
   token now; /_sandbox/reset also forgets all OAuth codes and tokens),
+  GET|POST /_sandbox/latency ({"seconds":0.05}), GET|DELETE
+  /_sandbox/concurrency (held answers, peak_in_flight),
   GET /_sandbox/faults (rules left, hits), POST /_sandbox/faults (a JSON
   list of rules, added after the present ones), DELETE /_sandbox/faults,
   GET /_sandbox/rate_limit (limits, whether enforced, 429s given),
@@ -101,7 +106,7 @@ local FLAGS = { allow_remote = true, quiet = true, real_nulls = true, help = tru
                 oauth_auto_approve = true }
 local VALUES = { host = true, port = true, port_file = true, api_token = true, fixtures = true, exit_after = true,
                  webhook_retry_delays = true, oauth_client = true, token_ttl = true, code_ttl = true,
-                 fault = true, rate_limit = true, search_rate_limit = true }
+                 fault = true, rate_limit = true, search_rate_limit = true, latency = true }
 
 --- argv -> options table, or nil and a message.
 function M.parse_args(argv)
@@ -161,6 +166,11 @@ function M.parse_args(argv)
     local n = tonumber(o.exit_after)
     if not n or n <= 0 then return nil, "--exit-after must be a positive number of seconds" end
     o.exit_after = n
+  end
+  if o.latency ~= nil then
+    local n = tonumber(o.latency)
+    if not n or n < 0 or n > 60 then return nil, "--latency must be a number of seconds from 0 to 60" end
+    o.latency = n > 0 and n or nil
   end
   for _, name in ipairs({ "token_ttl", "code_ttl" }) do
     if o[name] ~= nil then
@@ -231,7 +241,7 @@ function M.main(argv)
                            oauth_clients = o.oauth_clients, token_ttl = o.token_ttl, code_ttl = o.code_ttl,
                            oauth_auto_approve = o.oauth_auto_approve, faults = o.faults,
                            rate_limit = o.rate_limit, search_rate_limit = o.search_rate_limit,
-                           enforce_rate = o.rate_limit ~= nil }
+                           enforce_rate = o.rate_limit ~= nil, latency = o.latency }
   local srv, lerr = httpd.listen{
     host = o.host, port = o.port, max_body = 16 * 1024 * 1024,
     handler = function(req) return app:handle(req) end,
@@ -240,6 +250,7 @@ function M.main(argv)
     io.stderr:write("pipedrive-sandbox: ", tostring(lerr), "\n")
     return 1
   end
+  app.server = srv -- for /_sandbox/concurrency
   local port = srv:port()
   if o.port_file then
     local ok, werr = M.write_port_file(o.port_file, port)
