@@ -35,8 +35,9 @@ describe("core.multi_new", function()
     local sf = assert(io.open(script_file, "w"))
     sf:write(script)
     sf:close()
-    local p = io.popen("lua5.4 " .. script_file .. " >/dev/null 2>&1 & echo $!")
-    pid = p:read("l")
+    local lua = os.getenv("LUA") or require("pipedrive.sandbox.spawn").interpreter()
+    local p = io.popen(lua .. " " .. script_file .. " >/dev/null 2>&1 & echo $!")
+    pid = p:read("*l")
     p:close()
     local port
     for _ = 1, 200 do

@@ -112,9 +112,11 @@ function M.new(opts)
       user_agent = opts.user_agent or ("pipedrive-lua/" .. VERSION),
     }
     http = core.http_new(http_opts)
-    sched = scheduler.new(function() return core.multi_new(http_opts) end)
+    -- Plain Lua 5.1 cannot yield across the call pipeline's pcall: there
+    -- pd.parallel runs its functions one after another and prefetch is off.
+    if compat.yield_across_pcall then sched = scheduler.new(function() return core.multi_new(http_opts) end) end
     transport = function(req)
-      if sched.current() then return sched.perform(req) end
+      if sched and sched.current() then return sched.perform(req) end
       return http:perform(req)
     end
   end
@@ -322,10 +324,13 @@ function M.new(opts)
       pending = sched.spawn(function() return call(rname, "each", op, snapshot, 2) end)
       sched.step(0) -- sends the request now
     end
-    local closer = prefetch and setmetatable({}, { __close = function()
+    -- Lua 5.4 closes it when a loop breaks; before 5.4 nothing does, so it can
+    -- also be called: `local it, s, c, stop = pd.deals.each{...}` ... `stop()`.
+    local function drop_prefetch()
       if pending then sched.cancel(pending) end
       pending = nil
-    end }) or nil
+    end
+    local closer = prefetch and setmetatable({}, { __close = drop_prefetch, __call = drop_prefetch }) or nil
     local function iter()
       if max_items and count >= max_items then return nil end
       if page == nil or i >= #page then
@@ -393,7 +398,9 @@ function M.new(opts)
   end
 
   --- Closes the connection; the client cannot be used afterwards. Idempotent.
+  local closed = false
   function self.close()
+    closed = true
     if sched then sched.close() end
     if http then http:close() end
   end
@@ -402,6 +409,7 @@ function M.new(opts)
   -- `concurrency` at a time; see README "Concurrency".
   function self.parallel(a, b)
     if a == self then a, b = b, nil end -- also callable as pd:parallel(fns, opts)
+    if closed then error("pipedrive.parallel: the client is closed", 2) end
     return M.run_parallel(sched, a, b)
   end
 

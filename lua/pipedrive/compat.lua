@@ -97,6 +97,10 @@ end
 --- rawlen (5.1 has none, and its # never calls __len on a table anyway).
 M.rawlen = rawlen or function(t) return #t end -- luacheck: ignore 143
 
+--- Whether a coroutine can yield from inside pcall and metamethods: every version but
+-- plain Lua 5.1 (LuaJIT can). The scheduler of pd.parallel needs it.
+M.yield_across_pcall = _VERSION ~= "Lua 5.1" or rawget(_G, "jit") ~= nil
+
 --- coroutine.isyieldable (5.3+, LuaJIT); before, "inside a coroutine" is the best guess.
 M.isyieldable = coroutine.isyieldable or function()
   local co, main = coroutine.running()
