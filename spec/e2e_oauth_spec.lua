@@ -8,14 +8,7 @@ local core = require "pipedrive.core"
 
 local CLIENT_ID, CLIENT_SECRET = "spec-client", "spec-secret-Zq81"
 
--- A port nothing listens on now, for the redirect URI.
-local function free_port()
-  local httpd = require "pipedrive.httpd"
-  local srv = httpd.listen{ port = 0, handler = function() return 204, {}, "" end }
-  local port = srv:port()
-  srv:close()
-  return port
-end
+local free_port = require("support.util").free_port
 
 -- The "browser": follows the authorize URL and its redirect in the background.
 local function browser(url)

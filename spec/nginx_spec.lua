@@ -24,13 +24,7 @@ local function sh(cmd)
   return out
 end
 
-local function free_port()
-  local httpd = require "pipedrive.httpd"
-  local srv = assert(httpd.listen{ port = 0, handler = function() return 204, {}, "" end })
-  local port = srv:port()
-  srv:close()
-  return port
-end
+local free_port = require("support.util").free_port
 
 local function q(s) return "'" .. tostring(s):gsub("'", [['\'']]) .. "'" end
 

@@ -6,13 +6,7 @@ local sandbox = require "support.sandbox"
 
 local CLIENT_ID, CLIENT_SECRET = "shared-client", "shared-secret-P4"
 
-local function free_port()
-  local httpd = require "pipedrive.httpd"
-  local srv = assert(httpd.listen{ port = 0, handler = function() return 204, {}, "" end })
-  local port = srv:port()
-  srv:close()
-  return port
-end
+local free_port = require("support.util").free_port
 
 -- The shape pipedrive.ngx.token_store returns, kept in a Lua table.
 local function table_store()

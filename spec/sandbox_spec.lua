@@ -1,77 +1,12 @@
 -- The sandbox app through app:handle with request tables (no network), and
 -- once as a real process over loopback. Bodies are read with lua-cjson, which
 -- is independent of both the sandbox's own writer and the client's C decoder.
-local compat = require "pipedrive.compat"
-local sandbox = require "pipedrive.sandbox"
 local cjson = require "cjson"
 
-local TOKEN = "sandbox-token"
-local T0 = 1795867200 -- 2026-11-28 12:00:00 UTC
-
-local function new_app(opts)
-  opts = opts or {}
-  local now = T0
-  opts.clock = function() return now end
-  local app = sandbox.new(opts)
-  app.advance = function(s) now = now + s end
-  return app
-end
-
--- cjson reads every number as a float; ids and counts are integers.
-local function integers(v)
-  if type(v) == "number" then return compat.tointeger(v) or v end
-  if type(v) == "table" then
-    for k, x in pairs(v) do v[k] = integers(x) end
-  end
-  return v
-end
-
-local function encode_query(q)
-  if type(q) ~= "table" then return q or "" end
-  local keys = {}
-  for k in pairs(q) do keys[#keys + 1] = k end
-  table.sort(keys)
-  local parts = {}
-  for _, k in ipairs(keys) do
-    local v = tostring(q[k]):gsub("[^%w%-%._~]", function(c) return ("%%%02X"):format(c:byte()) end)
-    parts[#parts + 1] = k .. "=" .. v
-  end
-  return table.concat(parts, "&")
-end
-
--- opts: query (table or string), body (table -> JSON, or a string), headers,
--- token (false: none), content_type, remote_addr.
-local function call(app, method, path, opts)
-  opts = opts or {}
-  local headers = {}
-  if opts.token ~= false then headers["x-api-token"] = opts.token or TOKEN end
-  local body = opts.body
-  if type(body) == "table" then body = cjson.encode(body) end
-  if body then headers["content-type"] = opts.content_type or "application/json" end
-  for k, v in pairs(opts.headers or {}) do headers[k] = v end
-  local status, h, text = app:handle{ method = method, path = path, query_string = encode_query(opts.query),
-                                      headers = headers, body = body or "", remote_addr = opts.remote_addr }
-  local ok, doc = pcall(cjson.decode, text)
-  assert(ok, "response is not JSON: " .. tostring(text))
-  return status, integers(doc), h, text
-end
-
-local function ok_call(app, method, path, opts, want)
-  local status, doc, h, text = call(app, method, path, opts)
-  assert.equal(want or 200, status, text)
-  return doc, h, text
-end
-
-local function ids(list)
-  local out = {}
-  for i, r in ipairs(list) do out[i] = r.id end
-  return out
-end
-
-local function state(app)
-  local _, _, text = app:handle{ method = "GET", path = "/_sandbox/state", headers = {}, body = "" }
-  return text
-end
+local support_app = require "support.app"
+local TOKEN = support_app.TOKEN
+local new_app, integers = support_app.new_app, support_app.integers
+local call, ok_call, ids, state = support_app.call, support_app.ok_call, support_app.ids, support_app.state
 
 describe("sandbox app", function()
   local app

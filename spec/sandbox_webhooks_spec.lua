@@ -3,79 +3,16 @@
 -- read from the queue); the end-to-end tests run a real sandbox process and a
 -- receiver made with pipedrive.httpd in this process, and talk to the sandbox
 -- with the curl command line (not the client under test).
-local compat = require "pipedrive.compat"
-local sandbox = require "pipedrive.sandbox"
 local cjson = require "cjson"
 
-local TOKEN = "sandbox-token"
-local T0 = 1795867200 -- 2026-11-28 12:00:00 UTC
-
-local function new_app(opts)
-  opts = opts or {}
-  local now = T0
-  opts.clock = function() return now end
-  local app = sandbox.new(opts)
-  app.advance = function(s) now = now + s end
-  return app
-end
-
--- cjson reads every number as a float; ids and counts are integers.
-local function integers(v)
-  if type(v) == "number" then return compat.tointeger(v) or v end
-  if type(v) == "table" then
-    for k, x in pairs(v) do v[k] = integers(x) end
-  end
-  return v
-end
-
-local function encode_query(q)
-  if type(q) ~= "table" then return q or "" end
-  local keys = {}
-  for k in pairs(q) do keys[#keys + 1] = k end
-  table.sort(keys)
-  local parts = {}
-  for _, k in ipairs(keys) do
-    local v = tostring(q[k]):gsub("[^%w%-%._~]", function(c) return ("%%%02X"):format(c:byte()) end)
-    parts[#parts + 1] = k .. "=" .. v
-  end
-  return table.concat(parts, "&")
-end
-
--- opts: query, body (table -> JSON, or a string), content_type, token (false: none).
-local function call(app, method, path, opts)
-  opts = opts or {}
-  local headers = {}
-  if opts.token ~= false then headers["x-api-token"] = opts.token or TOKEN end
-  local body = opts.body
-  if type(body) == "table" then body = cjson.encode(body) end
-  if body then headers["content-type"] = opts.content_type or "application/json" end
-  local status, h, text = app:handle{ method = method, path = path, query_string = encode_query(opts.query),
-                                      headers = headers, body = body or "" }
-  local ok, doc = pcall(cjson.decode, text)
-  assert(ok, "response is not JSON: " .. tostring(text))
-  return status, integers(doc), h, text
-end
-
-local function ok_call(app, method, path, opts, want)
-  local status, doc, _, text = call(app, method, path, opts)
-  assert.equal(want or 200, status, text)
-  return doc
-end
-
-local function state(app)
-  local _, _, text = app:handle{ method = "GET", path = "/_sandbox/state", headers = {}, body = "" }
-  return text
-end
+local support_app = require "support.app"
+local T0 = support_app.T0
+local new_app, integers = support_app.new_app, support_app.integers
+local call, ok_call, ids, state = support_app.call, support_app.ok_call, support_app.ids, support_app.state
 
 local function admin(app, method, path)
   local status, _, text = app:handle{ method = method, path = path, headers = {}, body = "" }
   return status, integers(cjson.decode(text))
-end
-
-local function ids(list)
-  local out = {}
-  for i, r in ipairs(list) do out[i] = r.id end
-  return out
 end
 
 -- The queued deliveries, decoded: { {job = job, body = payload}, ... }.

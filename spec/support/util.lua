@@ -8,4 +8,13 @@ function M.raises(fn, ...)
   return tostring(msg)
 end
 
+--- A loopback port nothing listens on now (a redirect URI that must not answer, a port to give a child).
+function M.free_port()
+  local httpd = require "pipedrive.httpd"
+  local srv = assert(httpd.listen{ port = 0, handler = function() return 204, {}, "" end })
+  local port = srv:port()
+  srv:close()
+  return port
+end
+
 return M
