@@ -27,6 +27,8 @@ static int pd_clock_sleep(lua_State *L) {
   return 0;
 }
 
+/* Registers now and sleep in the module table on the top of the stack: the
+ * retry loop needs a clock that NTP adjustments cannot move backwards. */
 static void pd_clock_open(lua_State *L) {
   lua_pushcfunction(L, pd_clock_now);
   lua_setfield(L, -2, "now");

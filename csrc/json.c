@@ -204,6 +204,8 @@ static int pd_jdec_fail(pd_jdec *d, const unsigned char *at, const char *msg, in
   return 0;
 }
 
+/* Skips JSON whitespace only (space, tab, CR, LF): anything else is a
+ * syntax error that the caller reports at its position. */
 static void pd_jdec_ws(pd_jdec *d) {
   while (d->p < d->end && (*d->p == ' ' || *d->p == '\t' || *d->p == '\n' || *d->p == '\r')) d->p++;
 }
@@ -223,6 +225,8 @@ static unsigned char *pd_jdec_scratch(pd_jdec *d, size_t need) {
   return d->scratch;
 }
 
+/* Reads the four hex digits of a \u escape; 0 when one is not a hex digit,
+ * so a broken escape is an error instead of a wrong character. */
 static int pd_hex4(const unsigned char *p, unsigned *out) {
   unsigned v = 0;
   int i;
@@ -238,6 +242,8 @@ static int pd_hex4(const unsigned char *p, unsigned *out) {
   return 1;
 }
 
+/* Writes one code point as UTF-8 and returns its length: escapes in JSON
+ * text become the same bytes Lua code would hold for the character. */
 static size_t pd_utf8_put(unsigned char *o, unsigned cp) {
   if (cp < 0x80) {
     o[0] = (unsigned char)cp;
@@ -278,6 +284,8 @@ static const unsigned char pd_jstr_plain[256] = {
   0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
 };
 
+/* Decodes a string onto the Lua stack. A string without escapes is pushed
+ * straight from the input; only one with escapes is rebuilt in the scratch buffer. */
 static int pd_jdec_string(pd_jdec *d) {
   const unsigned char *s = d->p + 1, *q = s, *t, *end = d->end;
   unsigned char *out;
@@ -502,6 +510,9 @@ static void pd_jdec_flush(pd_jdec *d, int base, int n, int is_array) {
   }
 }
 
+/* Decodes an array into a table marked with array_mt (so an empty one encodes
+ * back as []); the first PD_JDEC_BATCH items wait on the stack so the table is
+ * made at its size for the common short array. */
 static int pd_jdec_array(pd_jdec *d) {
   lua_State *L = d->L;
   int base = lua_gettop(L), n = 0, made = 0;
@@ -544,6 +555,8 @@ static int pd_jdec_array(pd_jdec *d) {
   return 1;
 }
 
+/* Decodes an object into a table made at its final size when it is short;
+ * a repeated key keeps the last value. */
 static int pd_jdec_object(pd_jdec *d) {
   lua_State *L = d->L;
   int base = lua_gettop(L), n = 0, made = 0;
@@ -588,6 +601,7 @@ static int pd_jdec_object(pd_jdec *d) {
   return 1;
 }
 
+/* Matches true, false or null exactly, so a prefix such as "nul" is refused. */
 static int pd_jdec_literal(pd_jdec *d, const char *word, size_t n) {
   if ((size_t)(d->end - d->p) < n || memcmp(d->p, word, n) != 0)
     return pd_jdec_fail(d, d->p, "invalid literal (expected true, false or null)", 0);
@@ -595,6 +609,8 @@ static int pd_jdec_literal(pd_jdec *d, const char *word, size_t n) {
   return 1;
 }
 
+/* Decodes any value, bounding the nesting depth so hostile input cannot
+ * exhaust the C stack. */
 static int pd_jdec_value(pd_jdec *d) {
   pd_jdec_ws(d);
   if (d->p >= d->end) return pd_jdec_fail(d, d->p, "unexpected end of input", 0);
@@ -815,6 +831,8 @@ static void pd_jenc_string(pd_jenc *e, const char *str, size_t n) {
   pd_buf_addc(b, '"');
 }
 
+/* Orders object keys bytewise: encoded objects come out in one stable order,
+ * which keeps request bodies and their logs comparable. */
 static int pd_jkey_cmp(const void *a, const void *b) {
   const pd_jkey *x = (const pd_jkey *)a, *y = (const pd_jkey *)b;
   size_t n = x->n < y->n ? x->n : y->n;
@@ -982,6 +1000,8 @@ static void pd_jenc_table(pd_jenc *e, int idx) {
   lua_rawset(L, e->visiting);
 }
 
+/* Encodes the value at idx; everything JSON cannot hold raises here, before
+ * any byte of the request is sent. */
 static void pd_jenc_value(pd_jenc *e, int idx) {
   lua_State *L = e->L;
   char msg[64];

@@ -69,6 +69,8 @@ static void pd_multi_release(pd_multi *m) {
   pd_http_release(&m->tmpl);
 }
 
+/* The multi handle of argument 1, refusing a closed one with a clear error
+ * instead of letting libcurl see a freed handle. */
 static pd_multi *pd_multi_check(lua_State *L) {
   pd_multi *m = (pd_multi *)luaL_checkudata(L, 1, PD_MULTI_MT);
   if (!m->multi) luaL_error(L, "attempt to use a closed pipedrive.multi handle");
@@ -253,12 +255,15 @@ static int pd_multi_remove(lua_State *L) {
   return 0;
 }
 
+/* m:pending(): transfers added and not yet collected, so the scheduler and
+ * pd.in_flight() can tell that nothing is left behind. */
 static int pd_multi_pending(lua_State *L) {
   pd_multi *m = (pd_multi *)luaL_checkudata(L, 1, PD_MULTI_MT);
   lua_pushinteger(L, m->multi ? m->active : 0);
   return 1;
 }
 
+/* m:close(), __gc, __close: one idempotent release for every way a handle ends. */
 static int pd_multi_close(lua_State *L) {
   pd_multi *m = (pd_multi *)luaL_checkudata(L, 1, PD_MULTI_MT);
   pd_multi_release(m);
@@ -266,6 +271,7 @@ static int pd_multi_close(lua_State *L) {
   return 1;
 }
 
+/* Only the state: a handle holds request headers with credentials. */
 static int pd_multi_tostring(lua_State *L) {
   pd_multi *m = (pd_multi *)luaL_checkudata(L, 1, PD_MULTI_MT);
   lua_pushstring(L, m->multi ? PD_MULTI_MT " (open)" : PD_MULTI_MT " (closed)");

@@ -362,6 +362,7 @@ static int pd_build_request_l(lua_State *L) {
   return 1;
 }
 
+/* Registers build_request in the module table on the top of the stack. */
 static void pd_request_open(lua_State *L) {
   lua_pushcfunction(L, pd_build_request_l);
   lua_setfield(L, -2, "build_request");

@@ -16,6 +16,8 @@ static char pd_error_mt_key;
 /* Longest message tostring(err) shows; the field itself is kept whole. */
 #define PD_ERR_LINE_MESSAGE_MAX 500
 
+/* Pushes the error metatable kept in the registry: every error table shares it,
+ * so each prints as one line without secrets. */
 static void pd_push_error_mt(lua_State *L) {
   lua_pushlightuserdata(L, (void *)&pd_error_mt_key);
   lua_rawget(L, LUA_REGISTRYINDEX);
@@ -241,6 +243,8 @@ static void pd_push_retry_after(lua_State *L, int headers, long status) {
   lua_pushnil(L);
 }
 
+/* Whether the value at idx decoded from a JSON array (it carries array_mt):
+ * Pipedrive answers [] and {} in places where only one is documented. */
 static int pd_is_array(lua_State *L, int idx) {
   int r;
   if (lua_type(L, idx) != LUA_TTABLE || !lua_getmetatable(L, idx)) return 0;
@@ -250,6 +254,7 @@ static int pd_is_array(lua_State *L, int idx) {
   return r;
 }
 
+/* Whether the value at idx is a table that did not come from a JSON array. */
 static int pd_is_object(lua_State *L, int idx) {
   return lua_type(L, idx) == LUA_TTABLE && !pd_is_array(L, idx);
 }

@@ -7,6 +7,8 @@
 
 static const char pd_url_hex[] = "0123456789ABCDEF";
 
+/* RFC 3986 unreserved characters: the only ones sent as they are, so no
+ * value can change the meaning of a URL. */
 static int pd_url_unreserved(unsigned char c) {
   return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.' ||
          c == '_' || c == '~';
@@ -79,6 +81,7 @@ static int pd_url_encode_l(lua_State *L) {
   return 1;
 }
 
+/* Registers url_encode in the module table on the top of the stack. */
 static void pd_url_open(lua_State *L) {
   lua_pushcfunction(L, pd_url_encode_l);
   lua_setfield(L, -2, "url_encode");
