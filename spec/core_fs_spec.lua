@@ -21,12 +21,7 @@ local function capture(cmd)
   return out
 end
 
-local function slurp(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local function slurp(path) return assert(require("support.util").read_file(path)) end
 
 local function spit(path, s)
   local f = assert(io.open(path, "wb"))

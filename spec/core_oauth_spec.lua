@@ -517,11 +517,22 @@ describe("core.oauth_parse_token", function()
     end)
   end)
 
-  it("does not leak on a long parse loop (run under valgrind by hand)", function()
+  it("gives the same answer on every round of a long parse loop (make asan / make valgrind check leaks)", function()
     local ctx = { grant_type = "refresh_token", refresh_token = RT }
+    local tokens, refused = 0, 0
     for i = 1, 2000 do
-      parse(i % 2 == 0 and 200 or 400, i % 3 == 0 and token_body() or '{"error":"invalid_grant"}', ctx)
+      local ok = i % 2 == 0 and i % 3 == 0
+      local t, err = parse(i % 2 == 0 and 200 or 400, i % 3 == 0 and token_body() or '{"error":"invalid_grant"}', ctx)
+      if ok then
+        assert(t and t.access_token, "round " .. i .. " should give a token")
+        tokens = tokens + 1
+      else
+        assert(t == nil and err.kind, "round " .. i .. " should fail")
+        refused = refused + 1
+      end
     end
+    assert.equal(333, tokens)
+    assert.equal(1667, refused)
   end)
 end)
 

@@ -264,13 +264,7 @@ describe("triggers end to end (sandbox)", function()
       os.execute(("(curl -s -o /dev/null -w '%%{http_code}' --max-time 10 -X %s %s --data-binary @%s '%s%s'"
         .. " > %s.tmp 2>/dev/null; mv %s.tmp %s) &"):format(c[3], table.concat(h, " "), body, base, c[4], out, out, out))
     end
-    local function read(path)
-      local f = io.open(path)
-      if not f then return nil end
-      local s = f:read("*a")
-      f:close()
-      return s
-    end
+    local read = require("support.util").read_file
     assert.is_true(pump(tr, function()
       for i = 1, #cases do
         if not read(dir .. "/out" .. i) then return false end

@@ -7,13 +7,7 @@ local echo = require "support.echo_server"
 
 local function sh_quote(s) return "'" .. tostring(s):gsub("'", [['\'']]) .. "'" end
 
-local function slurp(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local slurp = require("support.util").read_file
 
 -- Builds a curl command line writing headers and body to temporary files.
 local function curl_cmd(method, url, opts)

@@ -966,13 +966,7 @@ describe("triggers:listen and triggers:serve", function()
       .. " > '%s.tmp' 2>/dev/null; rm -f '%s'; mv '%s.tmp' '%s') &")
       :format(table.concat(h, " "), file, url, out, file, out, out))
   end
-  local function read(path)
-    local f = io.open(path)
-    if not f then return nil end
-    local s = f:read("*a")
-    f:close()
-    return s
-  end
+  local read = require("support.util").read_file
 
   it("listens on a free port, serves several requests until stop_when, checks the path", function()
     local tr = make()

@@ -206,7 +206,7 @@ function M.new(opts)
     local bucket = op.kind == "search" and "search" or "api"
     local function once(n)
       -- Pacing: the last answer of this bucket said its window is nearly spent.
-      local wait = retry.pace_wait(pace, windows[bucket], clock.now())
+      local wait = pace and retry.pace_wait(pace, windows[bucket], clock.now()) or 0
       if wait > 0 then
         if opts.log then opts.log{ type = "pace", wait = wait, bucket = bucket, remaining = windows[bucket].remaining } end
         clock.sleep(wait)

@@ -8,6 +8,15 @@ function M.raises(fn, ...)
   return tostring(msg)
 end
 
+--- A whole file's bytes, or nil when it cannot be opened (not written yet).
+function M.read_file(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
 --- A loopback port nothing listens on now (a redirect URI that must not answer, a port to give a child).
 function M.free_port()
   local httpd = require "pipedrive.httpd"
