@@ -1,5 +1,5 @@
 -- Contract: every endpoint the sandbox serves answers with bodies that conform to
--- Pipedrive's own OpenAPI files (read from ../shared/pipedrive-api, or from
+-- Pipedrive's own OpenAPI files (vendored in openapi/, or read from
 -- $PIPEDRIVE_OPENAPI_DIR; see spec/support/openapi.lua):
 --   openapi-v2.yaml              /api/v2/...
 --   openapi-v1-2026-01-14.yaml   v1 deals, persons, organizations, stages, pipelines

@@ -7,7 +7,7 @@
 --   local ok, problems = oa.validate(schema, body, spec)
 --   -- problems: { '$.data[3].owner_id: expected integer, got string "12"', ... }
 --
--- The files are read from $PIPEDRIVE_OPENAPI_DIR, else from <repo>/../shared/pipedrive-api.
+-- The files are read from $PIPEDRIVE_OPENAPI_DIR, else from <repo>/openapi (vendored, see openapi/README.md).
 --
 -- Numbers. The schemas tell "integer" from "number", and cjson (like most JSON
 -- decoders on Lua 5.4) turns every number into a float, so 7 and 7.0 would look
@@ -79,7 +79,7 @@ end
 function M.dir()
   local env = os.getenv("PIPEDRIVE_OPENAPI_DIR")
   if env and env ~= "" then return (env:gsub("/+$", "")) end
-  return repo_root() .. "/../shared/pipedrive-api"
+  return repo_root() .. "/openapi"
 end
 
 local cache = {}                                   -- file name -> document
