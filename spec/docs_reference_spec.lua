@@ -63,6 +63,26 @@ describe("docs/REFERENCE.md", function()
     assert.same({}, stats.missing)
   end)
 
+  it("README's resource table names every resource and function the client has", function()
+    local readme = read("README.md")
+    local table_text = assert(readme:match("\n| resource | functions |\n(.-)\n\n"), "README: no resource table")
+    for _, rname in ipairs(operations.RESOURCES) do
+      local row
+      for line in table_text:gmatch("[^\n]+") do
+        if line:find("`pd." .. rname .. "`", 1, true) then row = line end
+      end
+      assert(row, "README's resource table has no row for pd." .. rname)
+      local fnames = {}
+      for fname, op in pairs(operations[rname]) do
+        if type(op) == "table" and op.kind then fnames[#fnames + 1] = fname end
+      end
+      if operations[rname].list then fnames[#fnames + 1] = "each" end
+      for _, fname in ipairs(fnames) do
+        assert(row:find("`" .. fname .. "`", 1, true), "README's row for pd." .. rname .. " lacks " .. fname)
+      end
+    end
+  end)
+
   it("documents any operation the table holds, not a fixed list", function()
     local ops = {
       RESOURCES = { "widgets" }, FUNCTIONS = { "list" },
