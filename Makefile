@@ -28,7 +28,7 @@ CORE_SO  = $(BUILD)/pipedrive/core.so
 HTTPD_SO = $(BUILD)/pipedrive/httpd.so
 CORE_SRC = csrc/core.c $(filter-out csrc/core.c csrc/httpd.c,$(wildcard csrc/*.c)) $(wildcard csrc/*.h)
 
-.PHONY: FORCE all test test-all demo oauth-demo openresty-demo triggers-demo lint clean rock deps asan asan-build valgrind fuzz fuzz-build fuzz-regress san-deps bench-faults
+.PHONY: FORCE all docs test test-all demo oauth-demo openresty-demo triggers-demo lint clean rock deps asan asan-build valgrind fuzz fuzz-build fuzz-regress san-deps bench-faults
 
 all: $(CORE_SO) $(HTTPD_SO)
 
@@ -75,8 +75,13 @@ openresty-demo: all
 	@$(MAKE) --no-print-directory -s LUA=luajit all
 	sh examples/openresty/demo.sh
 
+# docs/REFERENCE.md from lua/pipedrive/operations.lua, openapi/*.yaml and docs/gen/
+# (spec/docs_reference_spec.lua fails when the committed file is stale).
+docs:
+	lua5.4 docs/gen/gen_reference.lua docs/REFERENCE.md
+
 lint:
-	luacheck -q lua spec bin examples $(wildcard bench)
+	luacheck -q lua spec bin examples docs/gen $(wildcard bench)
 	cppcheck -q --enable=warning,portability --error-exitcode=1 --std=c99 -I$(LUA_INCDIR) csrc
 
 # The source rocks pipedrive and pipedrive-sandbox, made from this checkout

@@ -57,7 +57,7 @@ function M.webhook()
       ngx.log(ngx.NOTICE, "deal ", ev.action, ": ", ev.id, " ", ev.current and ev.current.title or "")
     end)
   end
-  return pdngx.webhook(triggers)
+  return pdngx.webhook(triggers)   -- pdngx.webhook(triggers, { defer = false }): callbacks before the answer
 end
 
 return M
