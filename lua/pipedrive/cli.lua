@@ -120,6 +120,17 @@ local function action_synopsis(rname, fname, op)
       parts[#parts + 1] = flag_name(k) .. (TYPE_LABEL[spec.type] ~= "" and " " .. TYPE_LABEL[spec.type] or "")
     end
   end
+  if op.require_one then
+    -- "one of these is needed" (a lead's person or organization); renames such as org_id left out
+    local alts = {}
+    for _, k in ipairs(op.require_one[1]) do
+      local spec = op.params[k]
+      if spec and type(spec.v1) ~= "string" then
+        alts[#alts + 1] = flag_name(k) .. (TYPE_LABEL[spec.type] ~= "" and " " .. TYPE_LABEL[spec.type] or "")
+      end
+    end
+    if #alts > 0 then parts[#parts + 1] = "(" .. table.concat(alts, " | ") .. ")" end
+  end
   for _, spec in pairs(op.params) do
     if not spec.required and not spec.path then
       parts[#parts + 1] = "[--param value ...]"
