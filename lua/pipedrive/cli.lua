@@ -1029,7 +1029,8 @@ end
 --   getenv(name)           the environment (default os.getenv)
 --   isatty(fd)             whether fd 1 / 2 is a terminal (default: false)
 --   columns()              the terminal's width, when stdout is one (default: none)
---   read_file(path)        for --data @path; "-" is stdin (default: io)
+--   read_file(path)        for --data @path and login's --client-secret-file; "-" is stdin (default: io)
+--   open(url)              login --open: shows the authorize URL (default: $BROWSER, else xdg-open)
 function M.run(argv, env)
   env = env or {}
   local e = {
