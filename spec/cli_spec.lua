@@ -726,6 +726,10 @@ describe("pipedrive CLI", function()
         assert.equal(2, r.code)
         assert.is_nil(r.stderr:find(SECRET, 1, true))
 
+        r = sh(sbo, { "login", SECRET }, env())
+        assert.equal(2, r.code)
+        assert.equal("pipedrive: login takes options only, not arguments\n"
+          .. "usage: pipedrive login --token-file PATH ...  (pipedrive login --help)\n", r.stderr)
         r = sh(sbo, { "login", "--token-file", path }, env{ PIPEDRIVE_CLIENT_SECRET = false })
         assert.equal(2, r.code)
         assert.matches("set PIPEDRIVE_CLIENT_SECRET or give --client-secret-file", r.stderr, 1, true)

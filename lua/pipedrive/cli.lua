@@ -366,7 +366,8 @@ local function parse(argv)
       end
       p.resource = a
     elseif p.login then
-      return usage_error(("login takes no argument '%s' (options only)"):format(output.clean(a)), "login")
+      -- not quoted: a secret pasted in the wrong place must not be echoed
+      return usage_error("login takes options only, not arguments", "login")
     elseif #words == 2 then
       local op = operations[p.resource][a]
       if type(op) ~= "table" or not op.kind then
