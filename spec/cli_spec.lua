@@ -475,4 +475,367 @@ describe("pipedrive CLI", function()
       os.execute("rm -rf " .. dir)
     end)
   end)
+
+  describe("what a new user runs into (issue 11)", function()
+    it("a list that stops at one page says so on stderr, and only then", function()
+      sb.bulk("deal", 127, "Paged")
+      local r = sh(sb, { "deals", "list" })
+      assert.equal(0, r.code, r.stderr)
+      assert.equal(101, #lines(r.stdout))
+      local note = lines(r.stderr)
+      assert.equal(1, #note)
+      local cursor = note[1]:match("^pipedrive: showed 100 deals; there are more: %-%-all fetches every page"
+        .. " %(or %-%-cursor (%S+) for the next page%)$")
+      assert.truthy(cursor, r.stderr)
+      -- the note is on stderr only: --jsonl stdout stays records
+      local j = run(sb, { "deals", "list", "--jsonl" })
+      assert.equal(100, #lines(j.stdout))
+      for _, l in ipairs(lines(j.stdout)) do assert.is_number(json(l).id) end
+      assert.equal(r.stderr, j.stderr)
+      -- the cursor it gives is the next page, and the last page says nothing
+      local rest = run(sb, { "deals", "list", "--cursor", cursor, "--jsonl" })
+      assert.equal(0, rest.code, rest.stderr)
+      assert.equal(27, #lines(rest.stdout))
+      assert.equal("Paged 101", json(lines(rest.stdout)[1]).title)
+      assert.equal("", rest.stderr)
+      local whole = run(sb, { "deals", "list", "--limit", "200", "--json" })
+      assert.equal(127, #json(whole.stdout))
+      assert.equal("", whole.stderr)
+      assert.equal("", run(sb, { "deals", "list", "--all" }).stderr)
+      -- v1 pages by offset
+      local v1 = run(sb, { "deals", "list", "--api-version", "v1", "--limit", "50", "--fields", "id" })
+      assert.equal(51, #lines(v1.stdout))
+      assert.equal("pipedrive: showed 50 deals; there are more: --all fetches every page (or --start 50 for the"
+        .. " next page)\n", v1.stderr)
+      -- a search that has more pages tells the cursor
+      local hits = run(sb, { "deals", "search", "paged", "--limit", "10", "--json" })
+      assert.equal(10, #json(hits.stdout))
+      assert.matches("^pipedrive: showed 10 results; there are more: %-%-cursor %S+ gives the next page\n$", hits.stderr)
+    end)
+
+    it("--insecure allows plain http to a host that is not loopback, and only with the flag", function()
+      local port = sb.url:match(":(%d+)$")
+      local url = "http://0.0.0.0:" .. port -- not loopback by name, yet this machine
+      local r = sh(sb, { "users", "list", "--base-url", url })
+      assert.equal(2, r.code)
+      assert.equal("", r.stdout)
+      assert.equal("pipedrive: --base-url uses plain http to 0.0.0.0, which is not this machine: use https://0.0.0.0:"
+        .. port .. ", or --insecure to send the credentials unencrypted anyway\n", r.stderr)
+      r = sh(sb, { "users", "list", "--base-url", url, "--insecure", "--json" })
+      assert.equal(0, r.code, r.stderr)
+      assert.equal(#sb.state().users, #json(r.stdout))
+      r = sh(sb, { "users", "list", "--insecure" }, { PIPEDRIVE_BASE_URL = url })
+      assert.equal(0, r.code, r.stderr)
+      assert.matches("\n  --insecure ", sh(sb, { "--help" }).stdout, 1, true)
+    end)
+
+    it("refuses a base URL with a path, giving the URL without it", function()
+      local r = run(sb, { "deals", "list", "--base-url", sb.url .. "/api/v1" })
+      assert.equal(2, r.code)
+      assert.equal("", r.stdout)
+      assert.equal("pipedrive: --base-url must not have a path (the command adds /api/v1 or /api/v2 itself): use "
+        .. sb.url .. "\n", r.stderr)
+      r = run(sb, { "deals", "list" }, { env = { PIPEDRIVE_BASE_URL = sb.url .. "/api/v2/" } })
+      assert.equal(2, r.code)
+      assert.matches("^pipedrive: PIPEDRIVE_BASE_URL must not have a path", r.stderr)
+      -- a query is refused without being quoted (it could hold a token)
+      r = run(sb, { "deals", "list", "--base-url", sb.url .. "/?api_token=" .. TOKEN })
+      assert.equal(2, r.code)
+      assert.is_nil(r.stderr:find(TOKEN, 1, true))
+      assert.matches("use " .. sb.url .. "\n", r.stderr, 1, true)
+      sb.clear_requests()
+      r = run(sb, { "deals", "list", "--base-url", sb.url .. "/" })
+      assert.equal(0, r.code, r.stderr)
+      assert.equal("/api/v2/deals", sb.requests()[1].path)
+    end)
+
+    it("suggests the nearest flag, resource or action", function()
+      local cases = {
+        { { "deals", "list", "--fileds", "id" },
+          "pipedrive: deals list has no parameter --fileds; did you mean --fields?" },
+        { { "deals", "list", "--owner-idd", "1" },
+          "pipedrive: deals list has no parameter --owner-idd; did you mean --owner-id?" },
+        { { "deals", "list", "--owner_idd", "1" },
+          "pipedrive: deals list has no parameter --owner_idd; did you mean --owner_id?" },
+        { { "deals", "search", "x", "--exact-mach" },
+          "pipedrive: deals search has no parameter --exact-mach; did you mean --exact-match?" },
+        { { "--jsn" }, "pipedrive: unknown option --jsn; did you mean --json?" },
+        { { "dealz", "list" }, "pipedrive: unknown resource 'dealz'; did you mean deals?" },
+        { { "logni" }, "pipedrive: unknown resource 'logni'; did you mean login?" },
+        { { "deals", "lsit" }, "pipedrive: deals has no action 'lsit'; did you mean list?" },
+        { { "login", "--tokn-file", "x" }, "pipedrive: login has no option --tokn-file; did you mean --token-file?" },
+      }
+      for _, c in ipairs(cases) do
+        local r = run(sb, c[1])
+        assert.equal(2, r.code, table.concat(c[1], " "))
+        assert.equal(c[2], lines(r.stderr)[1])
+        assert.matches("^usage: pipedrive", lines(r.stderr)[2])
+      end
+      -- nothing near: no guess
+      local far = run(sb, { "deals", "list", "--zzzzzz", "1" })
+      assert.equal("pipedrive: deals list has no parameter --zzzzzz", lines(far.stderr)[1])
+      assert.equal("pipedrive: deals has no action 'frobnicate' (actions: list, add, search, get, update, delete)",
+        lines(run(sb, { "deals", "frobnicate" }).stderr)[1])
+    end)
+
+    it("--value 'AMOUNT CUR' on deals, as tables show it", function()
+      local r = sh(sb, { "deals", "add", "--title", "Priced", "--value", "120 USD", "--json" })
+      assert.equal(0, r.code, r.stderr)
+      local d = json(r.stdout)
+      assert.equal(120, d.value)
+      assert.equal("USD", d.currency)
+      r = run(sb, { "deals", "update", tostring(d.id), "--value", "99.5 eur", "--json" })
+      assert.equal(0, r.code, r.stderr)
+      assert.equal(99.5, json(r.stdout).value)
+      assert.equal("EUR", json(r.stdout).currency)
+      r = run(sb, { "deals", "list", "--fields", "id,value,currency" })
+      assert.same({ tostring(d.id), "99.5", "EUR" }, cells(lines(r.stdout)[2]))
+      r = run(sb, { "deals", "list" })
+      assert.equal("99.5 EUR", cells(lines(r.stdout)[2])[4])
+      r = run(sb, { "deals", "add", "--title", "Both", "--value", "5 USD", "--currency", "EUR" })
+      assert.equal(2, r.code)
+      assert.matches("--value says USD but --currency says EUR", r.stderr, 1, true)
+      assert.equal(0, run(sb, { "deals", "add", "--title", "Both", "--value", "5 USD", "--currency", "usd" }).code)
+      r = run(sb, { "deals", "add", "--title", "Bad", "--value", "lots" })
+      assert.equal(2, r.code)
+      assert.matches("--value must be a number, got 'lots'", r.stderr, 1, true)
+    end)
+
+    it("dotted --fields reach into nested records, through a default column's name too", function()
+      local pd = sb.client()
+      local person = assert(pd.persons.add{ name = "Nested Ann", emails = { { value = "ann@nest.io", primary = true } } })
+      assert(pd.deals.add{ title = "Owned", person_id = person.id })
+      pd.close()
+      local r = run(sb, { "persons", "list", "--fields", "id,name,emails.1.value" })
+      assert.equal(0, r.code, r.stderr)
+      assert.same({ tostring(person.id), "Nested Ann", "ann@nest.io" }, cells(lines(r.stdout)[2]))
+      assert.equal("", r.stderr)
+      -- v1 deals: owner is user_id = { name }; owner.name goes there
+      r = run(sb, { "deals", "list", "--api-version", "v1", "--fields", "title,owner.name,user_id.email" })
+      assert.same({ "TITLE", "OWNER.NAME", "USER_ID.EMAIL" }, cells(lines(r.stdout)[1]))
+      local owner = sb.state().users[1]
+      assert.same({ "Owned", owner.name, owner.email }, cells(lines(r.stdout)[2]))
+      assert.equal("", r.stderr)
+      -- search items: owner = { id }, stage = { name }
+      r = run(sb, { "deals", "search", "owned", "--fields", "title,stage.name,owner.id" })
+      assert.same({ "Owned", "Qualified", tostring(owner.id) }, cells(lines(r.stdout)[2]))
+      -- v2 deals hold owner_id, a number: the column is empty and stderr says why
+      r = run(sb, { "deals", "list", "--fields", "id,owner.name,titel" })
+      assert.equal(0, r.code)
+      assert.same({ "pipedrive: warning: --fields owner.name is empty in every record: owner_id holds a number,"
+                      .. " not an object (--json shows all fields)",
+                    "pipedrive: warning: --fields titel is empty in every record: the records have no titel; did you"
+                      .. " mean title? (--json shows all fields)" }, lines(r.stderr))
+      local all = run(sb, { "deals", "list", "--all", "--jsonl", "--fields", "id,owner.name" })
+      assert.equal(1, #lines(all.stdout))
+      assert.matches("--fields owner.name is empty in every record", all.stderr, 1, true)
+    end)
+
+    it("booleans such as --done=false work where the operation has them (activities)", function()
+      local pd = sb.client()
+      local open = assert(pd.activities.add{ subject = "Open call", type = "call" })
+      local done = assert(pd.activities.add{ subject = "Done call", type = "call", done = true })
+      pd.close()
+      local function ids(args)
+        local r = run(sb, args)
+        assert.equal(0, r.code, r.stderr)
+        local t = {}
+        for _, a in ipairs(json(r.stdout)) do t[#t + 1] = a.id end
+        return t
+      end
+      assert.same({ open.id }, ids({ "activities", "list", "--done=false", "--json" }))
+      assert.same({ open.id }, ids({ "activities", "list", "--no-done", "--json" }))
+      assert.same({ done.id }, ids({ "activities", "list", "--done", "--json" }))
+      local r = run(sb, { "deals", "list", "--done=false" })
+      assert.equal(2, r.code)
+      assert.equal("pipedrive: deals list has no parameter --done", lines(r.stderr)[1])
+    end)
+
+    describe("pipedrive login", function()
+      local sbo, dir, path, redirect
+      local SECRET = "cli-Login-s3cret-9d"
+      setup(function()
+        sbo = sandbox.start{ api_token = TOKEN, args = { "--oauth-client", "cli-login:" .. SECRET,
+                                                        "--oauth-auto-approve" } }
+        dir = os.tmpname()
+        os.remove(dir)
+        assert(os.execute("mkdir -m 700 " .. dir))
+        path = dir .. "/token.json"
+        local srv = require("pipedrive.httpd").listen{ port = 0, handler = function() return 204, {}, "" end }
+        redirect = ("http://127.0.0.1:%d/callback"):format(srv:port())
+        srv:close()
+      end)
+      teardown(function()
+        sbo.stop()
+        os.execute("rm -rf " .. dir)
+      end)
+      before_each(function() os.remove(path) end)
+
+      -- curl plays the browser: the sandbox approves at once and redirects to the login's port.
+      local BROWSER = "curl -s -L -o /dev/null --max-time 10"
+      local function env(extra)
+        local e = { PIPEDRIVE_API_TOKEN = false, PIPEDRIVE_BASE_URL = false, PIPEDRIVE_OAUTH_URL = sbo.url,
+                    PIPEDRIVE_CLIENT_ID = "cli-login", PIPEDRIVE_CLIENT_SECRET = SECRET,
+                    PIPEDRIVE_REDIRECT_URI = redirect, BROWSER = BROWSER }
+        for k, v in pairs(extra or {}) do e[k] = v end
+        return e
+      end
+
+      it("logs in through the browser's redirect, saves the token file, and the other verbs use it", function()
+        local r = sh(sbo, { "login", "--token-file", path, "--open", "--timeout", "20" }, env())
+        assert.equal(0, r.code, r.stderr)
+        assert.equal("logged in: the token is saved in " .. path .. "; calls go to " .. sbo.url .. "\n", r.stdout)
+        local url = r.stderr:match("\n  (%S+)\n")
+        assert.matches("^" .. sbo.url:gsub("%p", "%%%0") .. "/oauth/authorize%?client_id=cli%-login&", url)
+        assert.equal(384, core.file_info(path).mode % 512) -- 0600
+        local token = json(assert(core.read_file(path, 65536)))
+        assert.is_string(token.access_token)
+        assert.is_string(token.refresh_token)
+        for _, text in ipairs({ r.stdout, r.stderr }) do
+          assert.is_nil(text:find(SECRET, 1, true))
+          assert.is_nil(text:find(token.access_token, 1, true))
+          assert.is_nil(text:find(token.refresh_token, 1, true))
+        end
+        -- the other verbs read the file the login wrote
+        local users = sh(sbo, { "users", "list", "--json" }, env{ PIPEDRIVE_TOKEN_FILE = path })
+        assert.equal(0, users.code, users.stderr)
+        assert.equal(#sbo.state().users, #json(users.stdout))
+        local last = sbo.requests()
+        assert.equal("/api/v1/users", last[#last].path)
+        assert.is_string(last[#last].headers.authorization) -- Bearer, masked in the sandbox's log
+        assert.is_nil(last[#last].headers["x-api-token"])
+      end)
+
+      it("takes the client id, secret file and redirect from flags; PIPEDRIVE_TOKEN_FILE for the file", function()
+        local r = run(sbo, { "login", "--client-id", "cli-login", "--client-secret-file", "/x/secret",
+                             "--redirect-uri", redirect, "--oauth-url", sbo.url, "--open", "--timeout", "20" },
+          { env = env{ PIPEDRIVE_CLIENT_ID = false, PIPEDRIVE_CLIENT_SECRET = false, PIPEDRIVE_REDIRECT_URI = false,
+                       PIPEDRIVE_OAUTH_URL = false, PIPEDRIVE_TOKEN_FILE = path },
+            read_file = function(p) return p == "/x/secret" and SECRET .. "\n" or nil end })
+        assert.equal(0, r.code, r.stderr)
+        assert.is_string(json(assert(core.read_file(path, 65536))).access_token)
+        assert.is_nil(r.stderr:find(SECRET, 1, true))
+      end)
+
+      it("never takes or prints the client secret on argv; usage and auth failures have their exit codes", function()
+        local r = sh(sbo, { "login", "--token-file", path, "--client-secret", SECRET }, env())
+        assert.equal(2, r.code)
+        assert.is_nil(r.stderr:find(SECRET, 1, true))
+        assert.matches("login takes no --client-secret", r.stderr, 1, true)
+        r = sh(sbo, { "login", "--token-file", path, "--client-secret=" .. SECRET }, env())
+        assert.equal(2, r.code)
+        assert.is_nil(r.stderr:find(SECRET, 1, true))
+
+        r = sh(sbo, { "login", SECRET }, env())
+        assert.equal(2, r.code)
+        assert.equal("pipedrive: login takes options only, not arguments\n"
+          .. "usage: pipedrive login --token-file PATH ...  (pipedrive login --help)\n", r.stderr)
+        r = sh(sbo, { "login", "--token-file", path }, env{ PIPEDRIVE_CLIENT_SECRET = false })
+        assert.equal(2, r.code)
+        assert.matches("set PIPEDRIVE_CLIENT_SECRET or give --client-secret-file", r.stderr, 1, true)
+        r = sh(sbo, { "login" }, env())
+        assert.equal(2, r.code)
+        assert.matches("give --token-file PATH or set PIPEDRIVE_TOKEN_FILE", r.stderr, 1, true)
+        r = sh(sbo, { "login", "--token-file", path, "--redirect-uri", "https://my.app/cb" }, env())
+        assert.equal(2, r.code)
+        assert.matches("the redirect URI must be http://127.0.0.1:PORT/PATH", r.stderr, 1, true)
+        r = sh(sbo, { "login", "--token-file", path, "--oauth-url", sbo.url .. "/oauth" }, env())
+        assert.equal(2, r.code)
+        assert.matches("--oauth-url must not have a path", r.stderr, 1, true)
+
+        -- a wrong secret: Pipedrive refuses the exchange (exit 4), nothing is saved or printed
+        local wrong = SECRET .. "-wrong"
+        r = sh(sbo, { "login", "--token-file", path, "--open", "--timeout", "20" }, env{ PIPEDRIVE_CLIENT_SECRET = wrong })
+        assert.equal(4, r.code)
+        assert.matches("invalid_client (HTTP 401)", r.stderr, 1, true)
+        assert.is_nil(r.stderr:find(wrong, 1, true))
+        assert.is_nil(core.file_info(path))
+        -- no browser came: exit 1 after the timeout
+        r = sh(sbo, { "login", "--token-file", path, "--timeout", "1" }, env())
+        assert.equal(1, r.code)
+        assert.matches("pipedrive: timeout: no redirect reached " .. redirect .. " within 1 s", r.stderr, 1, true)
+        -- the redirect's port is taken: one line, exit 1
+        local srv = require("pipedrive.httpd").listen{ port = tonumber(redirect:match(":(%d+)/")),
+                                                      handler = function() return 204, {}, "" end }
+        r = run(sbo, { "login", "--token-file", path, "--timeout", "1" }, { env = env() })
+        srv:close()
+        assert.equal(1, r.code)
+        assert.matches("cannot listen on 127.0.0.1 port", r.stderr, 1, true)
+      end)
+    end)
+
+    it("every example of --help and every synopsis of <resource> --help runs", function()
+      sb.bulk("deal", 12, "Example")
+      -- Words of a shell line: 'quoted' or plain; a redirection is the shell's.
+      local function split(line)
+        local t, pos = {}, 1
+        line = line:gsub("%s*>.*$", "")
+        while pos <= #line do
+          local q = line:match("^'([^']*)'", pos)
+          if q then
+            t[#t + 1] = q
+            pos = pos + #q + 2
+          else
+            local w = line:match("^(%S+)", pos)
+            if not w then break end
+            t[#t + 1] = w
+            pos = pos + #w
+          end
+          pos = line:find("%S", pos) or #line + 1
+        end
+        return t
+      end
+      local help = run(sb, { "--help" }).stdout
+      local examples = help:match("\nexamples:\n(.-)\n\n")
+      local n = 0
+      for line in examples:gmatch("[^\n]+") do
+        local argv = split(line:match("^%s*pipedrive%s+(.*)$"))
+        local r = run(sb, argv)
+        assert.equal(0, r.code, line .. ": " .. r.stderr)
+        n = n + 1
+      end
+      assert.is_true(n >= 4)
+
+      local value = { title = "Help title", name = "Help name", subscription_url = "https://hooks.example/h",
+                      event_action = "create", event_object = "deal", TERM = "help" }
+      for _, rname in ipairs(require("pipedrive.operations").RESOURCES) do
+        for line in run(sb, { rname, "--help" }).stdout:gmatch("\n  pipedrive ([^\n]+)") do
+          sb.reset()
+          local pd = sb.client()
+          local person = assert(pd.persons.add{ name = "Help person" })
+          local made = {
+            deals = pd.deals.add{ title = "Help deal" }, persons = person,
+            organizations = pd.organizations.add{ name = "Help org" },
+            leads = pd.leads.add{ title = "Help lead", person_id = person.id },
+            activities = pd.activities.add{ subject = "Help call", type = "call" },
+            webhooks = pd.webhooks.add{ subscription_url = "https://hooks.example/w", event_action = "*",
+                                        event_object = "deal", name = "help" },
+          }
+          pd.close()
+          local argv = {}
+          value.person_id = person.id -- (--person_id ID | --organization_id ID): the first one
+          local synopsis = line:gsub(" %[%-%-param value %.%.%.%]$", ""):gsub("%((%-%-%S+ %S+)[^)]*%)", "%1")
+          local pending
+          for w in synopsis:gmatch("%S+") do
+            if pending then
+              argv[#argv + 1] = value[pending]
+              pending = nil
+            elseif w == "ID" then
+              argv[#argv + 1] = tostring(made[rname].id)
+            elseif w == "TERM" then
+              argv[#argv + 1] = value.TERM
+            elseif w:match("^%-%-") then
+              argv[#argv + 1] = w
+              pending = w:sub(3)
+            else
+              argv[#argv + 1] = w
+            end
+          end
+          argv[#argv + 1] = "--json"
+          local r = run(sb, argv)
+          assert.equal(0, r.code, line .. ": " .. r.stderr)
+        end
+      end
+    end)
+  end)
 end)

@@ -19,7 +19,8 @@ M.EXIT = { ok = 0, error = 1, usage = 2, not_found = 3, auth = 4, rate_limited =
 
 local EXIT_BY_KIND = {
   not_found = M.EXIT.not_found, unauthorized = M.EXIT.auth, forbidden = M.EXIT.auth,
-  reauth_required = M.EXIT.auth, rate_limited = M.EXIT.rate_limited,
+  reauth_required = M.EXIT.auth, rate_limited = M.EXIT.rate_limited, access_denied = M.EXIT.auth,
+  invalid_client = M.EXIT.auth, invalid_grant = M.EXIT.auth,
 }
 
 local USAGE = "usage: pipedrive <resource> <action> [id|term] [--param value ...] [--json|--jsonl] [--fields a,b]"
@@ -31,7 +32,20 @@ local OPTIONS = {
   help = false, version = false, json = false, jsonl = false, all = false, progress = false,
   ["no-progress"] = false, fields = true, ["base-url"] = true, ["api-version"] = true, ["api-token"] = true,
   ["token-file"] = true, ["json-body"] = true, data = true, width = true, retries = true, ["max-items"] = true,
+  insecure = false,
 }
+
+-- The options of `pipedrive login` (only there: an operation's parameter may
+-- have one of these names). The client secret has no flag: other users see
+-- command lines in `ps`; it comes from PIPEDRIVE_CLIENT_SECRET or a file.
+local LOGIN_OPTIONS = {
+  ["client-id"] = true, ["client-secret-file"] = true, ["redirect-uri"] = true, ["oauth-url"] = true,
+  scope = true, open = false, timeout = true,
+}
+-- The command's own options that mean something to login.
+local LOGIN_COMMON = { help = true, ["token-file"] = true, insecure = true, retries = true }
+
+local DEFAULT_REDIRECT_URI = "http://127.0.0.1:8976/callback"
 
 local CUSTOM_FIELD_KEY = "^" .. ("%x"):rep(40) .. "$"
 
@@ -64,6 +78,13 @@ local function is_resource(name)
     if r == name then return true end
   end
   return false
+end
+
+-- "; did you mean X?" or "".
+local function did_you_mean(name, candidates, prefix)
+  local s = output.nearest(name, candidates)
+  if not s then return "" end
+  return ("; did you mean %s%s?"):format(prefix or "", s)
 end
 
 -- How a parameter is written on the command line.
@@ -99,6 +120,17 @@ local function action_synopsis(rname, fname, op)
       parts[#parts + 1] = flag_name(k) .. (TYPE_LABEL[spec.type] ~= "" and " " .. TYPE_LABEL[spec.type] or "")
     end
   end
+  if op.require_one then
+    -- "one of these is needed" (a lead's person or organization); renames such as org_id left out
+    local alts = {}
+    for _, k in ipairs(op.require_one[1]) do
+      local spec = op.params[k]
+      if spec and type(spec.v1) ~= "string" then
+        alts[#alts + 1] = flag_name(k) .. (TYPE_LABEL[spec.type] ~= "" and " " .. TYPE_LABEL[spec.type] or "")
+      end
+    end
+    if #alts > 0 then parts[#parts + 1] = "(" .. table.concat(alts, " | ") .. ")" end
+  end
   for _, spec in pairs(op.params) do
     if not spec.required and not spec.path then
       parts[#parts + 1] = "[--param value ...]"
@@ -119,6 +151,8 @@ local function general_help()
   for _, r in ipairs(operations.RESOURCES) do
     lines[#lines + 1] = ("  %-14s %s"):format(r, table.concat(actions_of(r), ", "))
   end
+  lines[#lines + 1] = ""
+  lines[#lines + 1] = "  pipedrive login [--token-file PATH] [--open] ...   OAuth: log in, save the token (login --help)"
   local rest = {
     "",
     "examples:",
@@ -136,16 +170,18 @@ local function general_help()
     "  --no-progress      never a progress line",
     "  --json-body JSON   the parameters as a JSON object (--data JSON, --data @file.json, --data @- for stdin)",
     "  --width N          table width in columns (default: the terminal's, unlimited when not a terminal)",
-    "  --base-url URL     Pipedrive's URL (default $PIPEDRIVE_BASE_URL, https://$PIPEDRIVE_COMPANY_DOMAIN.pipedrive.com"
-      .. " or https://api.pipedrive.com)",
+    "  --base-url URL     Pipedrive's URL, https://HOST without a path (default $PIPEDRIVE_BASE_URL,"
+      .. " https://$PIPEDRIVE_COMPANY_DOMAIN.pipedrive.com or https://api.pipedrive.com)",
     "  --api-version v1|v2  the API version (default v2 where Pipedrive has it)",
     "  --retries N        retries of a failed call (default 5; 0: none)",
     "  --token-file PATH  an OAuth token file (pipedrive.token_file); needs PIPEDRIVE_CLIENT_ID and"
       .. " PIPEDRIVE_CLIENT_SECRET",
     "  --api-token TOKEN  visible to other users in `ps`: prefer PIPEDRIVE_API_TOKEN",
+    "  --insecure         allow a plain http:// --base-url to a host other than this machine (credentials unencrypted)",
     "  --help, --version",
     "",
-    "credentials: PIPEDRIVE_API_TOKEN, or --token-file / PIPEDRIVE_TOKEN_FILE for OAuth.",
+    "credentials: PIPEDRIVE_API_TOKEN, or --token-file / PIPEDRIVE_TOKEN_FILE for OAuth",
+    "             (`pipedrive login` logs in and saves the token there; pipedrive login --help).",
     "exit codes: 0 ok, 1 API or runtime error, 2 usage error, 3 not found, 4 authentication or permission,",
     "            5 rate limited after retries.",
     "Run `pipedrive <resource> --help` for its actions, `pipedrive <resource> <action> --help` for parameters.",
@@ -288,6 +324,29 @@ local function read_data(text, env)
   return body
 end
 
+-- The command's own option names, sorted.
+local function option_names()
+  local names = {}
+  for k in pairs(OPTIONS) do names[#names + 1] = k end
+  table.sort(names)
+  return names
+end
+
+-- What an unknown flag of an action may have meant: its parameters and the
+-- command's options, written as the user writes ("-" or "_").
+local function flag_candidates(op, typed_name)
+  local hyphens = not typed_name:find("_", 1, true)
+  local names = option_names()
+  for k, spec in pairs(op.params) do
+    if not spec.path then
+      local f = flag_name(k):sub(3)
+      names[#names + 1] = hyphens and f:gsub("_", "-") or f
+    end
+  end
+  table.sort(names)
+  return names
+end
+
 --- Parses argv. Returns a table { opts, resource, action, op, params = name -> {strings},
 -- positional } or nil, usage_error.
 local function parse(argv)
@@ -297,13 +356,26 @@ local function parse(argv)
     local words = p.words
     words[#words + 1] = a
     if #words == 1 then
-      if not is_resource(a) then return usage_error(("unknown resource '%s'"):format(output.clean(a))) end
+      if a == "login" then
+        p.login = true
+        return
+      end
+      if not is_resource(a) then
+        local names = { "login" }
+        for _, r in ipairs(operations.RESOURCES) do names[#names + 1] = r end
+        return usage_error(("unknown resource '%s'%s"):format(output.clean(a), did_you_mean(a, names)))
+      end
       p.resource = a
+    elseif p.login then
+      -- not quoted: a secret pasted in the wrong place must not be echoed
+      return usage_error("login takes options only, not arguments", "login")
     elseif #words == 2 then
       local op = operations[p.resource][a]
       if type(op) ~= "table" or not op.kind then
-        return usage_error(("%s has no action '%s' (actions: %s)")
-          :format(p.resource, output.clean(a), table.concat(actions_of(p.resource), ", ")), p.resource)
+        local acts = actions_of(p.resource)
+        local hint = did_you_mean(a, acts)
+        return usage_error(("%s has no action '%s'%s"):format(p.resource, output.clean(a),
+          hint ~= "" and hint or " (actions: " .. table.concat(acts, ", ") .. ")"), p.resource)
       end
       p.action, p.op = a, op
     elseif #words == 3 and positional_of(p.op) then
@@ -326,7 +398,22 @@ local function parse(argv)
       name = name or a:sub(3)
       local oname = name:gsub("_", "-")
       local takes = OPTIONS[oname]
-      if takes ~= nil then
+      if p.login then
+        takes = LOGIN_OPTIONS[oname]
+        if takes == nil and LOGIN_COMMON[oname] then takes = OPTIONS[oname] end
+      end
+      if p.login and oname == "client-secret" then
+        -- Refused without quoting anything after it: that would be the secret.
+        problem = usage_error("login takes no --client-secret: other users see command lines (ps);"
+          .. " set PIPEDRIVE_CLIENT_SECRET or give --client-secret-file PATH", "login")
+      elseif p.login and takes == nil then
+        local names = {}
+        for k in pairs(LOGIN_OPTIONS) do names[#names + 1] = k end
+        for k in pairs(LOGIN_COMMON) do names[#names + 1] = k end
+        table.sort(names)
+        problem = usage_error(("login has no option --%s%s"):format(output.clean(name),
+          did_you_mean(name, names, "--")), "login")
+      elseif takes ~= nil then
         if takes then
           if value == nil then
             i = i + 1
@@ -343,8 +430,9 @@ local function parse(argv)
         end
         p.opts[oname] = value
       elseif not p.op then
-        problem = usage_error(("unknown option --%s (an action's parameters come after the action)")
-          :format(output.clean(name)), p.resource)
+        local hint = did_you_mean(name, option_names(), "--")
+        problem = usage_error(("unknown option --%s%s"):format(output.clean(name),
+          hint ~= "" and hint or " (an action's parameters come after the action)"), p.resource)
       else
         local pname = name:gsub("-", "_")
         local op = p.op
@@ -363,8 +451,8 @@ local function parse(argv)
           pname, spec = name, { type = "string" }
         end
         if not spec or spec.path or OPTIONS[name:gsub("_", "-")] ~= nil then
-          problem = usage_error(("%s %s has no parameter --%s"):format(p.resource, p.action, output.clean(name)),
-            p.resource .. " " .. p.action)
+          problem = usage_error(("%s %s has no parameter --%s%s"):format(p.resource, p.action, output.clean(name),
+            did_you_mean(name, flag_candidates(op, name), "--")), p.resource .. " " .. p.action)
         elseif spec.type == "boolean" and value == nil then
           local nxt = argv[i + 1]
           if not negated and nxt and BOOL_WORDS[nxt:lower()] ~= nil then
@@ -420,6 +508,19 @@ local function build_args(p, env)
     if v == nil then return nil, err end
     args[pname] = v
   end
+  -- A deal's value with its currency, as tables show it: --value "120 USD".
+  local money = p.params.value
+  if money and money.spec.type == "number" and p.op.params.currency and type(args.value) == "string" then
+    local amount, currency = args.value:match("^%s*([-+]?[%d.]+)%s+(%a%a%a)%s*$")
+    if amount and tonumber(amount) then
+      currency = currency:upper()
+      local given = p.params.currency and args.currency
+      if given and tostring(given):upper() ~= currency then
+        return nil, ("--value says %s but --currency says %s"):format(currency, output.clean(tostring(given)))
+      end
+      args.value, args.currency = compat.tointeger(tonumber(amount)) or tonumber(amount), currency
+    end
+  end
   local pos = positional_of(p.op)
   if p.positional then
     local v = p.positional
@@ -442,20 +543,83 @@ local function company_url(domain)
   return "https://" .. domain .. ".pipedrive.com"
 end
 
---- Options for pipedrive.new from the command line and the environment.
--- Returns opts or nil, exit code, message.
-local function client_options(p, env)
+local function is_loopback(host)
+  return host == "localhost" or host:match("^127%.%d+%.%d+%.%d+$") ~= nil or host == "[::1]"
+end
+
+-- Checks a base URL given by `source` (--base-url, PIPEDRIVE_BASE_URL, ...):
+-- only scheme://host[:port] (the paths /api/v1 and /api/v2 are the client's
+-- to add: a URL ending in /api/v1 would call /api/v1/api/v2/deals), and plain
+-- http only to loopback unless --insecure. Returns the URL or nil, message;
+-- the message quotes the scheme and host at most, never a path or query (a
+-- token could be there).
+local function check_url(url, source, insecure)
+  local scheme, authority, rest = url:match("^(%a[%w+.-]*)://([^/?#]*)(.*)$")
+  if not scheme or (scheme:lower() ~= "https" and scheme:lower() ~= "http") then
+    return nil, ("%s must start with https:// (e.g. https://acme.pipedrive.com)"):format(source)
+  end
+  if authority:find("@", 1, true) then
+    return nil, ("%s must not hold a user or password (credentials come from the environment)"):format(source)
+  end
+  if authority == "" or not authority:match("^[%w%.%-]+$") and not authority:match("^[%w%.%-]+:%d+$")
+    and not authority:match("^%[[%x:%.]+%]:?%d*$") then
+    return nil, ("%s has no valid host"):format(source)
+  end
+  local root = scheme:lower() .. "://" .. authority
+  if rest ~= "" and rest ~= "/" then
+    if rest:sub(1, 1) == "/" and not rest:find("[?#]") then
+      return nil, ("%s must not have a path (the command adds /api/v1 or /api/v2 itself): use %s")
+        :format(source, root)
+    end
+    return nil, ("%s must be only https://HOST, without a query or fragment: use %s"):format(source, root)
+  end
+  local host = authority:match("^(%[.*%])") or authority:match("^([^:]+)")
+  if scheme:lower() == "http" and not insecure and not is_loopback(host) then
+    return nil, ("%s uses plain http to %s, which is not this machine: use https://%s, or --insecure"
+      .. " to send the credentials unencrypted anyway"):format(source, host, authority)
+  end
+  return root
+end
+
+-- The base URL from --base-url, PIPEDRIVE_BASE_URL or PIPEDRIVE_COMPANY_DOMAIN
+-- (nil: the client's default), or nil, exit code, message.
+local function base_url_of(p, env)
   local getenv = env.getenv
-  local o = {}
-  local base = p.opts["base-url"] or getenv("PIPEDRIVE_BASE_URL")
+  local base, source = p.opts["base-url"], "--base-url"
+  if base == nil then base, source = getenv("PIPEDRIVE_BASE_URL"), "PIPEDRIVE_BASE_URL" end
   if (base == nil or base == "") and (getenv("PIPEDRIVE_COMPANY_DOMAIN") or "") ~= "" then
     local domain = getenv("PIPEDRIVE_COMPANY_DOMAIN")
     if not domain:match("^[%w%-%.]+$") then
       return nil, M.EXIT.usage, "PIPEDRIVE_COMPANY_DOMAIN must be a name such as 'acme' or 'acme.pipedrive.com'"
     end
-    base = company_url(domain)
+    base, source = company_url(domain), "PIPEDRIVE_COMPANY_DOMAIN"
   end
-  if base ~= "" then o.base_url = base end
+  if base == nil or base == "" then return false end
+  local url, err = check_url(base, source, p.opts.insecure)
+  if not url then return nil, M.EXIT.usage, err end
+  return url
+end
+
+-- The OAuth host from --oauth-url (login) or PIPEDRIVE_OAUTH_URL; false for
+-- Pipedrive's own, or nil, exit code, message.
+local function oauth_url_of(p, env)
+  local url, source = p.opts["oauth-url"], "--oauth-url"
+  if url == nil then url, source = env.getenv("PIPEDRIVE_OAUTH_URL"), "PIPEDRIVE_OAUTH_URL" end
+  if url == nil or url == "" then return false end
+  local checked, err = check_url(url, source, p.opts.insecure)
+  if not checked then return nil, M.EXIT.usage, err end
+  return checked
+end
+
+--- Options for pipedrive.new from the command line and the environment.
+-- Returns opts or nil, exit code, message.
+local function client_options(p, env)
+  local getenv = env.getenv
+  local o = {}
+  local base, bcode, berr = base_url_of(p, env)
+  if base == nil then return nil, bcode, berr end
+  if base then o.base_url = base end
+  if p.opts.insecure then o.insecure = true end
   local api = p.opts["api-version"]
   if api ~= nil then
     if api ~= "v1" and api ~= "v2" then return nil, M.EXIT.usage, "--api-version takes v1 or v2" end
@@ -488,7 +652,7 @@ local function client_options(p, env)
   local store, err = pipedrive.token_file(token_file)
   if not store then return nil, M.EXIT.auth, tostring(err.message or err) end
   if not store.token then
-    return nil, M.EXIT.auth, token_file .. " holds no token yet: log in first (pd.oauth.login, see README)"
+    return nil, M.EXIT.auth, token_file .. " holds no token yet: log in first (pipedrive login --token-file PATH)"
   end
   local id, secret = getenv("PIPEDRIVE_CLIENT_ID"), getenv("PIPEDRIVE_CLIENT_SECRET")
   if (id or "") == "" or (secret or "") == "" then
@@ -496,8 +660,9 @@ local function client_options(p, env)
   end
   o.oauth = { client_id = id, client_secret = secret, store = store,
               redirect_uri = (getenv("PIPEDRIVE_REDIRECT_URI") or "") ~= "" and getenv("PIPEDRIVE_REDIRECT_URI") or nil }
-  local oauth_url = getenv("PIPEDRIVE_OAUTH_URL")
-  if (oauth_url or "") ~= "" then o.oauth_url = oauth_url end
+  local oauth_url, ocode, oerr = oauth_url_of(p, env)
+  if oauth_url == nil then return nil, ocode, oerr end
+  if oauth_url then o.oauth_url = oauth_url end
   return o
 end
 
@@ -512,6 +677,7 @@ local function misuse_message(msg, p)
   msg = tostring(msg):gsub("^[^\n]-:%d+: ", "")
   msg = msg:gsub("^pipedrive%.(%w+)%.(%w+): ", "%1 %2: ")
   msg = msg:gsub("^pipedrive%.new: ", "")
+  msg = msg:gsub("insecure = true", "--insecure")
   if p.op then
     msg = msg:gsub("field '([%w_]+)'", function(name)
       if name == positional_of(p.op) then return name end
@@ -540,11 +706,21 @@ end
 
 local function writer(env) return env.stdout end
 
+-- Warnings on stderr for --fields columns that no record shown filled.
+local function warn_empty_fields(env, tracker)
+  for _, line in ipairs(tracker.notes()) do env.stderr("pipedrive: warning: " .. line .. "\n") end
+end
+
 -- Output of a listing (list, search): rows are records (a search hit's item).
 local function emit_rows(p, env, object, data, kind)
   local fields = fields_of(p)
   local cols = output.columns(object, fields)
   local out = writer(env)
+  if fields then
+    local tracker = output.field_tracker(cols)
+    for _, x in ipairs(data) do tracker.add(kind == "search" and x.item or x) end
+    warn_empty_fields(env, tracker)
+  end
   local function doc(x)
     if fields then
       return output.pick(kind == "search" and x.item or x, cols)
@@ -577,6 +753,11 @@ end
 local function emit_record(p, env, object, data)
   local fields = fields_of(p)
   local cols = fields and output.columns(object, fields)
+  if cols then
+    local tracker = output.field_tracker(cols)
+    tracker.add(data)
+    warn_empty_fields(env, tracker)
+  end
   data = output.scrub(data)
   if p.opts.json or p.opts.jsonl then
     env.stdout(output.json(cols and output.pick(data, cols) or data) .. "\n")
@@ -609,11 +790,13 @@ local function list_all(p, env, pd, object, args)
   local fields = fields_of(p)
   local cols = output.columns(object, fields)
   local rows = {}
+  local tracker = fields and output.field_tracker(cols)
   local function doc(x) return fields and output.pick(x, cols) or output.scrub(x) end
   if p.opts.json then env.stdout("[") end
   local ok, err = pcall(function()
     for rec in pd[p.resource].each(args) do
       count = count + 1
+      if tracker then tracker.add(rec) end
       if p.opts.jsonl then
         env.stdout(output.json(doc(rec)) .. "\n")
       elseif p.opts.json then
@@ -627,6 +810,7 @@ local function list_all(p, env, pd, object, args)
   if p.opts.json then env.stdout("]\n") end
   show(true)
   if not ok then return nil, "error", err end
+  if tracker then warn_empty_fields(env, tracker) end
   if not (p.opts.json or p.opts.jsonl) then
     if #rows == 0 then
       env.stderr(("pipedrive: no %s found\n"):format(p.resource))
@@ -693,13 +877,15 @@ local function execute(p, env)
   if data == nil then return fail(env, info, p) end
   if op.kind == "list" or op.kind == "search" then
     emit_rows(p, env, object, data, op.kind)
-    if info and info.more and not (p.opts.json or p.opts.jsonl) and env.isatty(2) then
-      local hint = info.next_cursor and ("--cursor " .. info.next_cursor)
-        or info.next_start and ("--start " .. info.next_start) or nil
-      if hint and op.kind == "list" then
-        env.stderr(("pipedrive: more %s: --all for every page, or %s for the next\n"):format(rname, hint))
+    -- One page of several: say so on stderr (stdout stays the records only).
+    if info and info.more then
+      local hint = info.next_cursor and ("--cursor " .. output.clean(tostring(info.next_cursor)))
+        or info.next_start and ("--start " .. output.clean(tostring(info.next_start))) or nil
+      local shown = ("pipedrive: showed %d %s; there are more"):format(#data, op.kind == "list" and rname or "results")
+      if op.kind == "list" then
+        env.stderr(("%s: --all fetches every page%s\n"):format(shown, hint and " (or " .. hint .. " for the next page)" or ""))
       elseif hint then
-        env.stderr(("pipedrive: more results: %s for the next page\n"):format(hint))
+        env.stderr(("%s: %s gives the next page\n"):format(shown, hint))
       end
     end
   elseif op.kind == "delete" then
@@ -716,6 +902,126 @@ local function execute(p, env)
 end
 
 ------------------------------------------------------------------------------
+-- login
+------------------------------------------------------------------------------
+
+local function login_help()
+  return table.concat({
+    "usage: pipedrive login --token-file PATH [--client-id ID] [--client-secret-file PATH] [--redirect-uri URI]",
+    "                       [--oauth-url URL] [--scope SCOPES] [--open] [--timeout SECONDS] [--insecure]",
+    "",
+    "Logs in with OAuth 2.0 (authorization code): prints Pipedrive's authorize URL (--open also opens it with",
+    "$BROWSER or xdg-open), catches the browser's redirect on the loopback --redirect-uri, exchanges the code",
+    "and saves the token in the token file (mode 600), where the other commands find it (--token-file or",
+    "PIPEDRIVE_TOKEN_FILE, with PIPEDRIVE_CLIENT_ID and PIPEDRIVE_CLIENT_SECRET to refresh it).",
+    "",
+    "  --token-file PATH          where the token is saved (default $PIPEDRIVE_TOKEN_FILE)",
+    "  --client-id ID             the app's client id (default $PIPEDRIVE_CLIENT_ID)",
+    "  --client-secret-file PATH  a file holding the client secret (- reads stdin); default $PIPEDRIVE_CLIENT_SECRET.",
+    "                             There is no --client-secret: other users see command lines in `ps`",
+    "  --redirect-uri URI         the app's callback, http://127.0.0.1:PORT/PATH (default $PIPEDRIVE_REDIRECT_URI,",
+    "                             else " .. DEFAULT_REDIRECT_URI .. ")",
+    "  --oauth-url URL            the OAuth host (default $PIPEDRIVE_OAUTH_URL, else https://oauth.pipedrive.com)",
+    "  --scope SCOPES             the scopes to ask for (default: the app's)",
+    "  --open                     open the URL in a browser ($BROWSER, else xdg-open)",
+    "  --timeout SECONDS          how long to wait for the redirect (default 300)",
+    "",
+    "example:",
+    "  export PIPEDRIVE_CLIENT_ID=... PIPEDRIVE_CLIENT_SECRET=... PIPEDRIVE_TOKEN_FILE=~/.pipedrive-token.json",
+    "  pipedrive login --open && pipedrive users list",
+  }, "\n") .. "\n"
+end
+
+-- The value of a login option, else of an environment variable; nil when
+-- neither is set or both are empty.
+local function option_or_env(p, env, flag, var)
+  local v = p.opts[flag]
+  if v == nil or v == "" then v = env.getenv(var) end
+  if v == "" then return nil end
+  return v
+end
+
+-- Opens `url` in the user's browser: $BROWSER, else xdg-open, in the
+-- background, with the URL as one quoted argument.
+local function open_in_browser(env, url)
+  local browser = env.getenv("BROWSER")
+  if browser == nil or browser == "" then browser = "xdg-open" end
+  os.execute(("%s '%s' >/dev/null 2>&1 &"):format(browser, (url:gsub("'", "'\\''"))))
+end
+
+--- `pipedrive login`: pd.oauth.login with a token file store.
+local function run_login(p, env)
+  local function usage(msg)
+    env.stderr("pipedrive: login: " .. msg .. "\nusage: pipedrive login --token-file PATH ...  (pipedrive login --help)\n")
+    return M.EXIT.usage
+  end
+  local path = option_or_env(p, env, "token-file", "PIPEDRIVE_TOKEN_FILE")
+  if not path then return usage("give --token-file PATH or set PIPEDRIVE_TOKEN_FILE: the token is saved there") end
+  local client_id = option_or_env(p, env, "client-id", "PIPEDRIVE_CLIENT_ID")
+  if not client_id then return usage("give --client-id ID or set PIPEDRIVE_CLIENT_ID") end
+  local secret
+  local secret_file = p.opts["client-secret-file"]
+  if secret_file then
+    local text = env.read_file(secret_file)
+    secret = text and text:match("^%s*(.-)%s*$")
+    if not secret or secret == "" then
+      return usage(("--client-secret-file: cannot read a secret from %s")
+        :format(secret_file == "-" and "stdin" or output.clean(secret_file)))
+    end
+  else
+    secret = env.getenv("PIPEDRIVE_CLIENT_SECRET")
+    if secret == "" then secret = nil end
+  end
+  if not secret then
+    return usage("set PIPEDRIVE_CLIENT_SECRET or give --client-secret-file PATH (- reads stdin)")
+  end
+  local redirect = option_or_env(p, env, "redirect-uri", "PIPEDRIVE_REDIRECT_URI") or DEFAULT_REDIRECT_URI
+  local rhost = redirect:match("^http://([%w%.%-%[%]:]-):%d+/[^?#]*$")
+  if not (rhost == "127.0.0.1" or rhost == "localhost" or rhost == "[::1]") then
+    return usage(("the redirect URI must be http://127.0.0.1:PORT/PATH (the command catches the redirect on this"
+      .. " machine), got '%s'"):format(output.clean(redirect)))
+  end
+  local timeout = 300
+  if p.opts.timeout then
+    timeout = tonumber(p.opts.timeout)
+    if not timeout or timeout <= 0 then return usage("--timeout takes a number of seconds") end
+  end
+  local oauth_url, ocode, oerr = oauth_url_of(p, env)
+  if oauth_url == nil then
+    env.stderr("pipedrive: login: " .. oerr .. "\n")
+    return ocode
+  end
+  local store, serr = pipedrive.token_file(path)
+  if not store then
+    env.stderr("pipedrive: login: " .. output.clean(tostring(serr.message or serr)) .. "\n")
+    return M.EXIT.error
+  end
+  local o = { oauth = { client_id = client_id, client_secret = secret, redirect_uri = redirect, store = store },
+              oauth_url = oauth_url or nil, insecure = p.opts.insecure or nil }
+  if p.opts.retries ~= nil then
+    local n = compat.tointeger(tonumber(p.opts.retries))
+    if not n or n < 0 then return usage("--retries takes a number of retries (0: none)") end
+    o.retries = n > 0 and { max = n } or false
+  end
+  local okc, pd = pcall(pipedrive.new, o)
+  if not okc then return fail(env, pd, p) end
+  local ok, token, err = pcall(pd.oauth.login, {
+    quiet = true, timeout = timeout, scope = p.opts.scope,
+    open = function(url)
+      env.stderr(("Open this URL in a browser and allow access:\n  %s\nwaiting for the redirect to %s ...\n")
+        :format(url, redirect))
+      if p.opts.open then env.open(url) end
+    end,
+  })
+  pd.close()
+  if not ok then return fail(env, token, p) end
+  if not token then return fail(env, err, p) end
+  env.stdout(("logged in: the token is saved in %s%s\n"):format(output.clean(path),
+    token.api_domain and ("; calls go to " .. output.clean(token.api_domain)) or ""))
+  return M.EXIT.ok
+end
+
+------------------------------------------------------------------------------
 -- Entry points
 ------------------------------------------------------------------------------
 
@@ -725,7 +1031,8 @@ end
 --   getenv(name)           the environment (default os.getenv)
 --   isatty(fd)             whether fd 1 / 2 is a terminal (default: false)
 --   columns()              the terminal's width, when stdout is one (default: none)
---   read_file(path)        for --data @path; "-" is stdin (default: io)
+--   read_file(path)        for --data @path and login's --client-secret-file; "-" is stdin (default: io)
+--   open(url)              login --open: shows the authorize URL (default: $BROWSER, else xdg-open)
 function M.run(argv, env)
   env = env or {}
   local e = {
@@ -749,7 +1056,9 @@ function M.run(argv, env)
   if not p then
     e.stderr("pipedrive: " .. perr.usage .. "\n")
     local topic = perr.topic
-    if topic and topic:find(" ") then
+    if topic == "login" then
+      e.stderr("usage: pipedrive login --token-file PATH ...  (pipedrive login --help)\n")
+    elseif topic and topic:find(" ") then
       local r, a = topic:match("^(%S+) (%S+)$")
       e.stderr("usage: " .. action_synopsis(r, a, operations[r][a]) .. "\n")
     elseif topic then
@@ -759,6 +1068,14 @@ function M.run(argv, env)
       e.stderr(USAGE .. "\n")
     end
     return M.EXIT.usage
+  end
+  if p.login then
+    if p.opts.help then
+      e.stdout(login_help())
+      return M.EXIT.ok
+    end
+    e.open = env.open or function(url) open_in_browser(e, url) end
+    return run_login(p, e)
   end
   if p.opts.help then
     if p.op then

@@ -165,6 +165,45 @@ function M.cell(v)
 end
 
 ------------------------------------------------------------------------------
+-- Names
+------------------------------------------------------------------------------
+
+-- Edit distance between two short names (insertions, deletions,
+-- substitutions and swaps of neighbours count one each), for "did you mean".
+local function distance(a, b)
+  if a == b then return 0 end
+  local la, lb = #a, #b
+  if math.abs(la - lb) > 3 then return math.abs(la - lb) end
+  local d = {}
+  for i = 0, la do d[i] = { [0] = i } end
+  for j = 0, lb do d[0][j] = j end
+  for i = 1, la do
+    for j = 1, lb do
+      local cost = a:byte(i) == b:byte(j) and 0 or 1
+      local v = math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost)
+      if i > 1 and j > 1 and a:byte(i) == b:byte(j - 1) and a:byte(i - 1) == b:byte(j) then
+        v = math.min(v, d[i - 2][j - 2] + 1)
+      end
+      d[i][j] = v
+    end
+  end
+  return d[la][lb]
+end
+
+--- The candidate nearest to `name` when it is near enough to be a typo (at
+-- most two edits, and fewer than half the name's letters), else nil. Names
+-- compare with "-" and "_" alike and in any case; ties go to the first.
+function M.nearest(name, candidates)
+  local key = name:lower():gsub("_", "-")
+  local best, best_d
+  for _, c in ipairs(candidates) do
+    local d = distance(key, (c:lower():gsub("_", "-")))
+    if d > 0 and (not best_d or d < best_d) then best, best_d = c, d end
+  end
+  if best_d and best_d <= 2 and best_d * 2 < #key then return best end
+end
+
+------------------------------------------------------------------------------
 -- Columns
 ------------------------------------------------------------------------------
 
@@ -237,13 +276,88 @@ function M.columns(object, fields)
   local cols = {}
   for _, name in ipairs(fields) do
     local known = by_header[name]
-    cols[#cols + 1] = { name, get = function(r)
+    -- "owner.name": when the record has no "owner", the first part may be a
+    -- default column's header, found under its keys (v1's user_id = { name }).
+    local head, rest = name:match("^([^.]+)%.(.+)$")
+    local via = head and by_header[head]
+    cols[#cols + 1] = { name, head = head or name, via = via or known, get = function(r)
       local v = lookup(r, name)
       if v == nil and known then return column_value(known, r) end
+      if v == nil and via and r[head] == nil then
+        local base = column_value(via, r)
+        if type(base) == "table" then return lookup(base, rest) end
+      end
       return v
     end }
   end
   return cols
+end
+
+-- The key of record `r` that a column's first part stands for: the part
+-- itself, or the default column's first key present.
+local function key_of(col, r)
+  if r[col.head] ~= nil then return col.head end
+  local via = col.via
+  if via then
+    for i = 2, #via do
+      if r[via[i]] ~= nil and r[via[i]] ~= null then return via[i] end
+    end
+  end
+end
+
+local function nearest_key(name, r)
+  local keys = {}
+  for k in pairs(r) do
+    if type(k) == "string" then keys[#keys + 1] = k end
+  end
+  table.sort(keys)
+  local near = M.nearest(name, keys)
+  if near then return near end
+  for _, k in ipairs(keys) do
+    if k:sub(1, #name + 1) == name .. "_" and (not near or #k < #near) then near = k end
+  end
+  return near
+end
+
+--- Watches the records shown under chosen columns (`--fields`) and tells
+-- which columns stayed empty in all of them, and why when it can:
+-- `t.add(record)` for each one, then `t.notes()` gives the warnings' lines.
+function M.field_tracker(cols)
+  local filled, sample, n = {}, nil, 0
+  local t = {}
+  function t.add(r)
+    if type(r) ~= "table" then return end
+    n = n + 1
+    sample = sample or r
+    for c, col in ipairs(cols) do
+      if not filled[c] then
+        local v = column_value(col, r)
+        if v ~= nil and v ~= null then filled[c] = true end
+      end
+    end
+  end
+  function t.notes()
+    local out = {}
+    if n == 0 then return out end
+    for c, col in ipairs(cols) do
+      if not filled[c] then
+        local why
+        local key = key_of(col, sample)
+        local v = key and sample[key]
+        if key and col.head ~= col[1] and v ~= null and type(v) ~= "table" then
+          why = ("%s holds a %s, not an object"):format(key, type(v))
+        elseif not key then
+          local near = nearest_key(col.head, sample)
+          why = near and ("the records have no %s; did you mean %s?"):format(M.clean(col.head), near)
+            or ("the records have no %s"):format(M.clean(col.head))
+        end
+        out[#out + 1] = ("--fields %s is empty in every record%s (--json shows all fields)")
+          :format(M.clean(col[1]), why and ": " .. why or "")
+      end
+    end
+    return out
+  end
+  return t
 end
 
 --- A record reduced to the chosen fields, for JSON output with --fields.

@@ -55,7 +55,7 @@ function M.run(auth, redirect_uri, args)
   local url, state = auth.authorize_url{ scope = args.scope }
   local result
   local httpd = require "pipedrive.httpd"
-  local srv = httpd.listen{
+  local srv, lerr = httpd.listen{
     host = host == "[::1]" and "::1" or "127.0.0.1",
     port = tonumber(port),
     max_body = 4096,
@@ -74,6 +74,8 @@ function M.run(auth, redirect_uri, args)
       return page(200, "Signed in", "The script has its Pipedrive access now. You can close this tab.")
     end,
   }
+
+  if not srv then return fail("network", tostring(lerr)) end -- the port is taken, most likely
 
   if not args.quiet then io.stderr:write("Open this URL to let the script use Pipedrive:\n  ", url, "\n") end
   if type(args.open) == "function" then
