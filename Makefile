@@ -28,10 +28,7 @@ CORE_SO  = $(BUILD)/pipedrive/core.so
 HTTPD_SO = $(BUILD)/pipedrive/httpd.so
 CORE_SRC = csrc/core.c $(filter-out csrc/core.c csrc/httpd.c,$(wildcard csrc/*.c)) $(wildcard csrc/*.h)
 
-INST_LIBDIR ?= $(BUILD)/install/lib
-INST_LUADIR ?= $(BUILD)/install/lua
-
-.PHONY: FORCE all docs test test-all demo oauth-demo openresty-demo triggers-demo lint clean install deps asan asan-build valgrind fuzz fuzz-build fuzz-regress san-deps bench-faults
+.PHONY: FORCE all docs test test-all demo oauth-demo openresty-demo triggers-demo lint clean rock deps asan asan-build valgrind fuzz fuzz-build fuzz-regress san-deps bench-faults
 
 all: $(CORE_SO) $(HTTPD_SO)
 
@@ -87,15 +84,16 @@ lint:
 	luacheck -q lua spec bin examples docs/gen $(wildcard bench)
 	cppcheck -q --enable=warning,portability --error-exitcode=1 --std=c99 -I$(LUA_INCDIR) csrc
 
-# Used by the rockspec (type = "make") and by hand.
-install: all
-	mkdir -p $(INST_LIBDIR)/pipedrive $(INST_LUADIR)/pipedrive/sandbox
-	cp $(CORE_SO) $(HTTPD_SO) $(INST_LIBDIR)/pipedrive/
-	cp lua/pipedrive/*.lua $(INST_LUADIR)/pipedrive/
-	cp lua/pipedrive/sandbox/*.lua $(INST_LUADIR)/pipedrive/sandbox/
+# The source rocks pipedrive and pipedrive-sandbox, made from this checkout
+# (no network) into $(ROCKS); installing one needs luarocks, not this Makefile:
+# README "Install with LuaRocks", rockspec/pack.sh, rockspec/check.sh.
+ROCKS ?= build/rocks
+rock:
+	@sh rockspec/pack.sh $(ROCKS)
 
+# (pipedrive/ and csrc/*.o: what `luarocks make` leaves in the checkout)
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(VALGRIND_BUILD) $(FUZZ_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(VALGRIND_BUILD) $(FUZZ_BUILD) pipedrive csrc/*.o
 
 # ---------------------------------------------------------------- benchmarks
 # `make bench`: every row of bench/RESULTS.md in one run (several minutes; not

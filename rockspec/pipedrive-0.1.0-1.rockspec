@@ -1,52 +1,87 @@
--- Build offline from a checkout (any of 5.1 to 5.4; LuaJIT through a luarocks config
--- naming it, see rockspec/check.sh, which installs and checks each into a temporary tree):
---   luarocks --lua-version=5.4 make --deps-mode=none rockspec/pipedrive-0.1.0-1.rockspec
--- The Makefile finds libcurl's multiarch header through pkg-config, so no
--- CURL_INCDIR is needed on Debian.
+-- The client: the modules of lua/pipedrive/ (not the sandbox, which is the rock
+-- pipedrive-sandbox), the C modules pipedrive.core (libcurl) and pipedrive.httpd
+-- (libmicrohttpd), and the `pipedrive` command. No dependency but Lua itself.
+--
+-- From a checkout, without any server:
+--   make rock                    # build/rocks/pipedrive-0.1.0-1.src.rock (+ the sandbox's)
+--   luarocks --lua-version=5.4 install build/rocks/pipedrive-0.1.0-1.src.rock
+-- or in place: luarocks --lua-version=5.4 make rockspec/pipedrive-0.1.0-1.rockspec
+-- libcurl and libmicrohttpd are found under /usr/local, /usr or /; anywhere else pass
+-- CURL_DIR=/opt/curl (or CURL_INCDIR=/opt/curl/include CURL_LIBDIR=/opt/curl/lib) and
+-- MICROHTTPD_DIR=... to luarocks.
 rockspec_format = "3.0"
 package = "pipedrive"
 version = "0.1.0-1"
 source = {
-  url = "git+file:///pipedrive-lua",
+  url = "https://github.com/pipedrive-lua/pipedrive-lua/archive/v0.1.0.tar.gz",
+  dir = "pipedrive-lua-0.1.0",
 }
 description = {
-  summary = "Pipedrive CRM client for Lua with a C core (libcurl, JSON mapping, a local sandbox)",
+  summary = "Pipedrive CRM client for Lua with a C core (libcurl, JSON mapping, webhooks, OpenResty)",
   detailed = [[
-Deals, leads, organizations and persons (list, each, add, search, get, delete)
-against Pipedrive's API v2 or v1, with integers kept as integers, errors as
-values, lazy paging, and a stateful local Pipedrive (pipedrive-sandbox) for tests.
+Deals, leads, organizations, persons and the rest of Pipedrive's API v2 and v1
+(list, each, add, update, search, get, delete), with integers kept as integers,
+errors as values, lazy paging, OAuth, webhook triggers, OpenResty support and a
+`pipedrive` command. The local Pipedrive simulator for tests is the rock
+pipedrive-sandbox.
 ]],
+  homepage = "https://github.com/pipedrive-lua/pipedrive-lua",
   license = "MIT",
   labels = { "pipedrive", "crm", "api", "http" },
 }
 dependencies = {
   "lua >= 5.1",
-  "lua-cjson >= 2.1", -- used by the sandbox only
 }
+-- On Linux libcurl's header is not tested: Debian and Ubuntu keep it in
+-- /usr/include/<triplet>/curl/, a directory the compiler searches but luarocks
+-- (3.8 at least) does not, so the test would fail where the build works. The
+-- library is tested everywhere; elsewhere curl/curl.h is too.
 external_dependencies = {
   CURL = { library = "curl" },
-  MICROHTTPD = { library = "microhttpd" },
+  MICROHTTPD = { header = "microhttpd.h", library = "microhttpd" },
+  platforms = {
+    macosx = { CURL = { header = "curl/curl.h" } },
+    bsd = { CURL = { header = "curl/curl.h" } },
+    solaris = { CURL = { header = "curl/curl.h" } },
+    cygwin = { CURL = { header = "curl/curl.h" } },
+  },
 }
 build = {
-  type = "make",
-  build_target = "all",
-  build_variables = {
-    CFLAGS = "$(CFLAGS)",
-    LIBFLAG = "$(LIBFLAG)",
-    LUA_INCDIR = "$(LUA_INCDIR)",
-    LUA = "$(LUA)",
-  },
-  install_target = "install",
-  -- the same LUA and headers as the build: the Makefile picks build/<interpreter>/ from them
-  install_variables = {
-    INST_LIBDIR = "$(LIBDIR)",
-    INST_LUADIR = "$(LUADIR)",
-    CFLAGS = "$(CFLAGS)",
-    LIBFLAG = "$(LIBFLAG)",
-    LUA_INCDIR = "$(LUA_INCDIR)",
-    LUA = "$(LUA)",
+  type = "builtin",
+  modules = {
+    ["pipedrive"] = "lua/pipedrive/init.lua",
+    ["pipedrive.cli"] = "lua/pipedrive/cli.lua",
+    ["pipedrive.cli_output"] = "lua/pipedrive/cli_output.lua",
+    ["pipedrive.client"] = "lua/pipedrive/client.lua",
+    ["pipedrive.compat"] = "lua/pipedrive/compat.lua",
+    ["pipedrive.login"] = "lua/pipedrive/login.lua",
+    ["pipedrive.nginx_snippet"] = "lua/pipedrive/nginx_snippet.lua",
+    ["pipedrive.ngx"] = "lua/pipedrive/ngx.lua",
+    ["pipedrive.oauth"] = "lua/pipedrive/oauth.lua",
+    ["pipedrive.operations"] = "lua/pipedrive/operations.lua",
+    ["pipedrive.params"] = "lua/pipedrive/params.lua",
+    ["pipedrive.redact"] = "lua/pipedrive/redact.lua",
+    ["pipedrive.redirect"] = "lua/pipedrive/redirect.lua",
+    ["pipedrive.retry"] = "lua/pipedrive/retry.lua",
+    ["pipedrive.scheduler"] = "lua/pipedrive/scheduler.lua",
+    ["pipedrive.triggers"] = "lua/pipedrive/triggers.lua",
+    -- one unit: core.c #includes the other csrc/*.c
+    ["pipedrive.core"] = {
+      sources = { "csrc/core.c" },
+      defines = { "_POSIX_C_SOURCE=200809L" },
+      incdirs = { "$(CURL_INCDIR)" },
+      libdirs = { "$(CURL_LIBDIR)" },
+      libraries = { "curl" },
+    },
+    ["pipedrive.httpd"] = {
+      sources = { "csrc/httpd.c" },
+      defines = { "_POSIX_C_SOURCE=200809L" },
+      incdirs = { "$(MICROHTTPD_INCDIR)" },
+      libdirs = { "$(MICROHTTPD_LIBDIR)" },
+      libraries = { "microhttpd" },
+    },
   },
   install = {
-    bin = { ["pipedrive-sandbox"] = "bin/pipedrive-sandbox", ["pipedrive"] = "bin/pipedrive" },
+    bin = { ["pipedrive"] = "bin/pipedrive" },
   },
 }

@@ -185,6 +185,7 @@ local function general_help()
     "exit codes: 0 ok, 1 API or runtime error, 2 usage error, 3 not found, 4 authentication or permission,",
     "            5 rate limited after retries.",
     "Run `pipedrive <resource> --help` for its actions, `pipedrive <resource> <action> --help` for parameters.",
+    "`pipedrive nginx-snippet` prints the nginx location OpenResty needs (README \"OpenResty\").",
   }
   for _, l in ipairs(rest) do lines[#lines + 1] = l end
   return table.concat(lines, "\n") .. "\n"
@@ -1048,6 +1049,9 @@ function M.run(argv, env)
       return s
     end,
   }
+  if argv and argv[1] == "nginx-snippet" then -- OpenResty's location, see pipedrive.nginx_snippet
+    return require("pipedrive.nginx_snippet").command(argv, e)
+  end
   local p, perr = parse(argv or {})
   if not p then
     e.stderr("pipedrive: " .. perr.usage .. "\n")

@@ -1,0 +1,56 @@
+-- The local Pipedrive simulator (`pipedrive-sandbox`, require "pipedrive.sandbox"):
+-- a separate program for tests, on the pipedrive rock's pipedrive.httpd.
+--
+-- lua-cjson is its only other dependency. Debian ships it as a package
+-- (lua-cjson), not as a rock, so on Debian tell luarocks once that it is there
+-- (no server is contacted then):
+--   luarocks --lua-version=5.4 config rocks_provided.lua-cjson 2.1.0-1
+--   luarocks --lua-version=5.4 install build/rocks/pipedrive-sandbox-0.1.0-1.src.rock
+-- (rockspec/check.sh does the same through a LUAROCKS_CONFIG file.)
+rockspec_format = "3.0"
+package = "pipedrive-sandbox"
+version = "0.1.0-1"
+source = {
+  url = "https://github.com/pipedrive-lua/pipedrive-lua/archive/v0.1.0.tar.gz",
+  dir = "pipedrive-lua-0.1.0",
+}
+description = {
+  summary = "A local, stateful Pipedrive API simulator for testing Pipedrive clients",
+  detailed = [[
+pipedrive-sandbox answers Pipedrive's API v1 and v2 (deals, leads, persons,
+organizations, activities, webhooks, OAuth) from memory on loopback, with
+Pipedrive's paging, errors, rate limits and webhook deliveries, and fault
+injection for tests. From Lua, require("pipedrive.sandbox.spawn").start{}
+runs one on a free port. Part of pipedrive-lua.
+]],
+  homepage = "https://github.com/pipedrive-lua/pipedrive-lua",
+  license = "MIT",
+  labels = { "pipedrive", "crm", "testing", "mock", "http" },
+}
+dependencies = {
+  "lua >= 5.1",
+  "pipedrive == 0.1.0", -- pipedrive.httpd and pipedrive.compat
+  "lua-cjson >= 2.1",
+}
+build = {
+  type = "builtin",
+  modules = {
+    ["pipedrive.sandbox"] = "lua/pipedrive/sandbox/init.lua",
+    ["pipedrive.sandbox.activities"] = "lua/pipedrive/sandbox/activities.lua",
+    ["pipedrive.sandbox.api"] = "lua/pipedrive/sandbox/api.lua",
+    ["pipedrive.sandbox.check"] = "lua/pipedrive/sandbox/check.lua",
+    ["pipedrive.sandbox.delivery"] = "lua/pipedrive/sandbox/delivery.lua",
+    ["pipedrive.sandbox.faults"] = "lua/pipedrive/sandbox/faults.lua",
+    ["pipedrive.sandbox.json"] = "lua/pipedrive/sandbox/json.lua",
+    ["pipedrive.sandbox.oauth"] = "lua/pipedrive/sandbox/oauth.lua",
+    ["pipedrive.sandbox.server"] = "lua/pipedrive/sandbox/server.lua",
+    ["pipedrive.sandbox.shapes"] = "lua/pipedrive/sandbox/shapes.lua",
+    ["pipedrive.sandbox.spawn"] = "lua/pipedrive/sandbox/spawn.lua",
+    ["pipedrive.sandbox.store"] = "lua/pipedrive/sandbox/store.lua",
+    ["pipedrive.sandbox.util"] = "lua/pipedrive/sandbox/util.lua",
+    ["pipedrive.sandbox.webhooks"] = "lua/pipedrive/sandbox/webhooks.lua",
+  },
+  install = {
+    bin = { ["pipedrive-sandbox"] = "bin/pipedrive-sandbox" },
+  },
+}
