@@ -4,6 +4,7 @@
  * which multi.c and httpd.c use too. Included by core.c (unity build). */
 #include <errno.h>
 #include <time.h>
+#include "pd.h"
 #include "clock.h"
 
 /* core.now(): seconds from CLOCK_MONOTONIC as a float (not wall-clock time). */

@@ -6,6 +6,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "pd.h"
+#include "date.h"
+
 /* Days from 1970-01-01 to the proleptic Gregorian date y-m-d (m 1..12): the
  * era/day-of-era count, exact for any year and free of time zones. */
 static long pd_days_from_civil(long y, int m, int d) {

@@ -7,7 +7,14 @@
  * is built only from kind, status, method, path and message: headers and
  * response bodies never appear in it (they may hold tokens or whole HTML
  * pages), and a query string is cut off the path in case one slipped in. */
+#include <stdio.h>
+#include <string.h>
 #include <time.h>
+
+#include "pd.h"
+#include "json.h"
+#include "date.h"
+#include "response.h"
 
 static char pd_error_mt_key;
 

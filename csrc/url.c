@@ -15,10 +15,16 @@
  * "/" or "#" in a search term) silently changes what the server reads. */
 
 #include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
 #include <strings.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <curl/curl.h>
+
+#include "pd.h"
+#include "json.h"
+#include "url.h"
 
 static const char pd_url_hex[] = "0123456789ABCDEF";
 
