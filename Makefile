@@ -26,7 +26,8 @@ LIBFLAG ?= -shared
 BUILD   ?= $(if $(filter lua5.4,$(LUA_NAME)),build,build/$(LUA_NAME))
 CORE_SO  = $(BUILD)/pipedrive/core.so
 HTTPD_SO = $(BUILD)/pipedrive/httpd.so
-CORE_SRC = csrc/core.c $(filter-out csrc/core.c csrc/httpd.c,$(wildcard csrc/*.c)) $(wildcard csrc/*.h)
+SANDBOX_HTTPD_SO = $(BUILD)/pipedrive/sandbox/httpd.so
+CORE_SRC = csrc/core.c $(filter-out csrc/core.c csrc/httpd.c csrc/httpd_faults.c,$(wildcard csrc/*.c)) $(wildcard csrc/*.h)
 HTTPD_HDR = csrc/pd.h csrc/compat.h csrc/buf.h csrc/clock.h
 
 INST_LIBDIR ?= $(BUILD)/install/lib
@@ -34,7 +35,7 @@ INST_LUADIR ?= $(BUILD)/install/lua
 
 .PHONY: FORCE all check-units test test-all demo oauth-demo openresty-demo triggers-demo lint clean install deps asan asan-build valgrind fuzz fuzz-build fuzz-regress san-deps bench-faults
 
-all: $(CORE_SO) $(HTTPD_SO)
+all: $(CORE_SO) $(HTTPD_SO) $(SANDBOX_HTTPD_SO)
 
 # Rebuilt when the compiler flags or the Lua headers change, not only the sources
 # (one build dir must never keep objects made for another Lua).
@@ -51,6 +52,11 @@ $(CORE_SO): $(CORE_SRC) $(FLAGS_STAMP)
 $(HTTPD_SO): csrc/httpd.c $(HTTPD_HDR) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(MYCFLAGS) $(MHD_CFLAGS) $(LIBFLAG) -o $@ csrc/httpd.c $(MHD_LIBS)
+
+# The sandbox's build of the same server, with fault injection (csrc/httpd_faults.c).
+$(SANDBOX_HTTPD_SO): csrc/httpd_faults.c csrc/httpd.c $(HTTPD_HDR) $(FLAGS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(MYCFLAGS) $(MHD_CFLAGS) $(LIBFLAG) -o $@ csrc/httpd_faults.c $(MHD_LIBS)
 
 # The whole suite, end to end against sandboxes on loopback.
 # spec/support/summary.lua prints the closing line "N passed, N failed".
@@ -95,8 +101,9 @@ lint: check-units
 
 # Used by the rockspec (type = "make") and by hand.
 install: all
-	mkdir -p $(INST_LIBDIR)/pipedrive $(INST_LUADIR)/pipedrive/sandbox
+	mkdir -p $(INST_LIBDIR)/pipedrive/sandbox $(INST_LUADIR)/pipedrive/sandbox
 	cp $(CORE_SO) $(HTTPD_SO) $(INST_LIBDIR)/pipedrive/
+	cp $(SANDBOX_HTTPD_SO) $(INST_LIBDIR)/pipedrive/sandbox/
 	cp lua/pipedrive/*.lua $(INST_LUADIR)/pipedrive/
 	cp lua/pipedrive/sandbox/*.lua $(INST_LUADIR)/pipedrive/sandbox/
 
@@ -155,7 +162,7 @@ $(FUZZ_BUILD)/fuzz_%: fuzz/fuzz_%.c fuzz/harness.h $(CORE_SRC)
 	$(SAN_CC) -O1 -g $(FUZZ_FLAGS) -Wall -Wextra -std=c99 -D_POSIX_C_SOURCE=200809L -I$(LUA_INCDIR) -Icsrc $(CURL_CFLAGS) \
 	  -o $@ $< $(LUA_LIBS) $(CURL_LIBS) -lm
 
-$(FUZZ_BUILD)/fuzz_httpd: fuzz/fuzz_httpd.c fuzz/harness.h csrc/httpd.c $(HTTPD_HDR)
+$(FUZZ_BUILD)/fuzz_httpd: fuzz/fuzz_httpd.c fuzz/harness.h csrc/httpd.c csrc/httpd_faults.c $(HTTPD_HDR)
 	@mkdir -p $(dir $@)
 	$(SAN_CC) -O1 -g $(FUZZ_FLAGS) -Wall -Wextra -std=c99 -D_POSIX_C_SOURCE=200809L -I$(LUA_INCDIR) -Icsrc $(MHD_CFLAGS) \
 	  -o $@ $< $(LUA_LIBS) $(MHD_LIBS) -lm

@@ -1,9 +1,24 @@
 /* JSON text <-> Lua values for pipedrive.core.
  *
- * The core owns its JSON codec because the ones at hand lose information that
- * Pipedrive's API depends on: ids must stay Lua integers (a float id prints as
- * "5.0" in a URL), and an empty array must stay "[]" (label_ids = {} means
- * "remove every label", while "{}" is refused by the API).
+ * Why the core has its own codec rather than leaning on lua-cjson (which is
+ * not always installed, and differs between its releases and forks):
+ * - Integer fidelity on every Lua: an integer token stays a Lua integer on
+ *   5.3/5.4 (a float id would print as "5.0" in a URL) and an exact double
+ *   on 5.1/5.2/LuaJIT (integers beyond 2^53 become floats, as they must);
+ *   integral floats are written with ".0" so they decode as floats again.
+ * - Empty arrays: "[]" decodes to a table carrying core.array_mt and such a
+ *   table encodes as "[]" again (label_ids = {} means "remove every label",
+ *   while "{}" is refused by the API), on every Lua, without options.
+ * - One behaviour everywhere: the same text gives the same values on all five
+ *   interpreters, keys are written sorted (stable bodies, diffable logs), and
+ *   invalid UTF-8, NaN, cycles and mixed tables are refused with the path of
+ *   the bad value.
+ * Speed, measured against Debian's lua-cjson 2.1.0 on Lua 5.4 (a 33 KB page
+ * of 100 v2 deals; a Lua script timing 300 runs with os.clock, best of three
+ * rounds, on the 2-core build machine): decode 140 us against 270 us (0.52x,
+ * the decoder builds tables in batches), encode 364 us against 235 us
+ * (1.55x: sorting keys and validating UTF-8 cost that; request bodies are
+ * small, pages are what is decoded).
  *
  * Conventions (see docs/ARCHITECTURE.md, "Module pipedrive.core"):
  * - JSON null is core.null, a lightuserdata NULL (the same value as cjson.null).
