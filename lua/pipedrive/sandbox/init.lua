@@ -6,8 +6,8 @@
 --     query_string = "limit=5", headers = { ["x-api-token"] = "sandbox-token" }, body = "" }
 --
 -- `app:handle(req)` is a pure request -> response function; `pipedrive.sandbox.server`
--- puts it behind `pipedrive.sandbox.httpd (the fault-injection build of pipedrive.httpd)`. It shares no code with the client it tests
--- (its own JSON writer, lua-cjson for reading).
+-- puts it behind `pipedrive.sandbox.httpd` (the fault-injection build of pipedrive.httpd).
+-- It shares no code with the client it tests (its own JSON writer, lua-cjson for reading).
 --
 -- Served: API v1 under /v1 and /api/v1, API v2 under /api/v2 (see `route`),
 -- and the admin endpoints under /_sandbox/ (loopback clients only, no token):
