@@ -12,8 +12,15 @@
  *                             max_body = 1048576, connection_timeout = 10,
  *                             connection_limit = 256, log_errors = true }
  *   fn(req) -> status, headers, body      (req described at pd_httpd_dispatch)
+ *   srv:port(), srv:host(), srv:step(seconds), srv:run(), srv:stop(), srv:close()
+ *   httpd.now()                           monotonic seconds (clock.h, the same as core.now)
+ *
+ * The sandbox's fault injection is a build of its own: httpd_faults.c defines
+ * PD_HTTPD_FAULTS and includes this file, giving pipedrive.sandbox.httpd with
+ * what the PD_HTTPD_FAULTS sections add. pipedrive.httpd, which the webhook
+ * listener and the login catcher use, is built without them and has none of
+ * that code. With faults:
  *   fn(req) -> "drop"                     closes the connection without an answer
- *                                         (the sandbox's fault injection)
  *   fn(req) -> status, headers, body, { cut = n, drip = n, interval = s }
  *                                         fault answers: announce the whole body's
  *                                         length but send only its first `cut` bytes,
@@ -23,12 +30,10 @@
  *   fn(req) -> status, headers, body, hold   answers `hold` seconds later without
  *                                         blocking the others (the sandbox's --latency):
  *                                         the connection is suspended meanwhile
- *   srv:port(), srv:host(), srv:step(seconds), srv:run(), srv:stop(), srv:close(),
  *   srv:stats([reset]) -> { held, peak_in_flight }
- *   httpd.now()                           monotonic seconds (the sandbox's rate window)
  */
-#include "compat.h"
-#include "buf.h"
+#include "pd.h"
+#include "clock.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -45,7 +50,6 @@
 #error "libmicrohttpd >= 0.9.72 is needed for MHD_run_wait"
 #endif
 
-#define PD_HTTPD_MT "pipedrive.httpd"
 /* Bytes of a chunked upload we read and drop after max_body was passed, so a
  * client still gets its 413; past this the connection is simply closed. */
 #define PD_HTTPD_DISCARD_MAX (16u * 1024u * 1024u)
@@ -53,12 +57,21 @@
 #define PD_HTTPD_RESP_HEADERS_MAX (64u * 1024u)
 /* Cap on the copied request headers; MHD's own memory pool limit is lower. */
 #define PD_HTTPD_REQ_HEADERS_MAX (256u * 1024u)
+/* The build: pipedrive.httpd unless httpd_faults.c asked for the sandbox's
+ * (its own metatable name, so both modules can live in one Lua state). */
+#ifndef PD_HTTPD_FAULTS
+#define PD_HTTPD_FAULTS 0
+#define PD_HTTPD_LUAOPEN luaopen_pipedrive_httpd
+#define PD_HTTPD_MT "pipedrive.httpd"
+#endif
+#if PD_HTTPD_FAULTS
 /* Longest a handler may hold an answer back (seconds). */
 #define PD_HTTPD_HOLD_MAX 3600.0
+#endif
 
 struct pd_hreq;
 
-PD_EXPORT int luaopen_pipedrive_httpd(lua_State *L);
+PD_EXPORT int PD_HTTPD_LUAOPEN(lua_State *L);
 
 /* One server. `daemon` is NULL while the handle is closed. `L` is the state of
  * the coroutine inside step() and NULL otherwise: MHD only calls us from
@@ -74,9 +87,11 @@ typedef struct pd_httpd {
   int stop_requested;
   int in_step;
   int close_pending;
+#if PD_HTTPD_FAULTS
   struct pd_hreq *held;   /* suspended connections with an answer due, unordered */
   int held_count;
   int peak_in_flight;     /* most requests seen in flight at once (held + the one dispatched) */
+#endif
   char host[INET6_ADDRSTRLEN];
 } pd_httpd;
 
@@ -89,20 +104,15 @@ typedef struct pd_hreq {
   size_t discarded;
   int started;
   int too_large;
+#if PD_HTTPD_FAULTS
   /* an answer held back (handler's `hold`): sent once `due` has passed */
   struct MHD_Response *held_resp;
   unsigned held_status;
   double due;
   struct MHD_Connection *conn;
   struct pd_hreq *next_held;
+#endif
 } pd_hreq;
-
-/* Monotonic seconds, for held answers. */
-static double pd_httpd_now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 /* What the protected dispatch needs, and what it hands back. Everything the
  * handler returns is copied into `resp_headers` ("name\0value\0" pairs) and
@@ -117,20 +127,24 @@ typedef struct pd_hcall {
   char remote_addr[INET6_ADDRSTRLEN];
   int remote_port;
   int status;
+#if PD_HTTPD_FAULTS
   int drop; /* the handler returned "drop": close without an answer */
   size_t cut;     /* body bytes to send before closing; SIZE_MAX: all */
   size_t drip;    /* bytes per write for a slow body; 0: at once */
   long drip_ns;   /* pause before each dripped piece but the first */
   double hold; /* the handler's fourth result: seconds to hold the answer back */
+#endif
   pd_buf resp_headers;
 } pd_hcall;
 
+#if PD_HTTPD_FAULTS
 /* A fault answer's body, owned by its MHD response (freed by pd_httpd_slow_free). */
 typedef struct pd_slow {
   char *data;
   size_t len, cut, drip;
   long drip_ns;
 } pd_slow;
+#endif
 
 /* ---------------------------------------------------------------- MHD side */
 
@@ -163,7 +177,9 @@ static void pd_httpd_done_cb(void *cls, struct MHD_Connection *conn, void **con_
   (void)conn;
   (void)toe;
   if (!rq) return;
+#if PD_HTTPD_FAULTS
   if (rq->held_resp) MHD_destroy_response(rq->held_resp); /* the daemon stopped while it was held */
+#endif
   pd_buf_free(&rq->body);
   free(rq->uri);
   free(rq);
@@ -198,6 +214,7 @@ static enum MHD_Result pd_httpd_reply_text(struct MHD_Connection *conn, unsigned
   return ok;
 }
 
+#if PD_HTTPD_FAULTS
 /* Content reader for fault answers: the length announced is the whole body,
  * but past `cut` bytes the connection is closed (MHD's END_WITH_ERROR), which
  * a client sees as a body cut short; with `drip`, pieces of that size go out
@@ -253,6 +270,13 @@ static struct MHD_Response *pd_httpd_make_response(const pd_hcall *c, const char
   if (!r) pd_httpd_slow_free(sl);
   return r;
 }
+#else
+/* The response for body[0..blen): a copy MHD owns. */
+static struct MHD_Response *pd_httpd_make_response(const pd_hcall *c, const char *body, size_t blen) {
+  (void)c;
+  return MHD_create_response_from_buffer(blen, (void *)(uintptr_t)body, MHD_RESPMEM_MUST_COPY);
+}
+#endif
 
 /* ---------------------------------------------------------------- Lua side */
 
@@ -337,6 +361,7 @@ static int pd_httpd_dispatch(lua_State *L) {
 
   lua_rawgeti(L, LUA_REGISTRYINDEX, c->srv->handler_ref);
   lua_insert(L, -2);
+#if PD_HTTPD_FAULTS
   lua_call(L, 1, 4); /* stack: ctx, status, headers, body, hold or fault options */
   if (lua_type(L, 5) == LUA_TNUMBER) {
     double hold = (double)lua_tonumber(L, 5);
@@ -350,6 +375,9 @@ static int pd_httpd_dispatch(lua_State *L) {
     lua_pushliteral(L, "");
     return 1;
   }
+#else
+  lua_call(L, 1, 3); /* stack: ctx, status, headers, body */
+#endif
   status = lua_tointegerx(L, 2, &isnum);
   if (!isnum || status < 200 || status > 599)
     return luaL_error(L, "handler must return an HTTP status 200-599 first, got %s", luaL_typename(L, 2));
@@ -374,6 +402,7 @@ static int pd_httpd_dispatch(lua_State *L) {
     if (pd_buf_failed(&c->resp_headers)) return luaL_error(L, "response headers too large");
   }
 
+#if PD_HTTPD_FAULTS
   if (!lua_isnil(L, 5)) {
     lua_Number v;
     if (!lua_istable(L, 5)) return luaL_error(L, "handler's fourth result must be seconds to hold, a table of fault options, or nil");
@@ -398,6 +427,7 @@ static int pd_httpd_dispatch(lua_State *L) {
     }
     lua_pop(L, 3);
   }
+#endif
   if (lua_isnil(L, 4)) {
     lua_pushliteral(L, "");
   } else {
@@ -423,14 +453,18 @@ static enum MHD_Result pd_httpd_call_lua(pd_httpd *s, struct MHD_Connection *con
 
   if (!L || s->handler_ref == LUA_NOREF || s->close_pending)
     return pd_httpd_reply_text(conn, 503, "server is closing\n");
+#if PD_HTTPD_FAULTS
   if (s->held_count + 1 > s->peak_in_flight) s->peak_in_flight = s->held_count + 1;
+#endif
   memset(&c, 0, sizeof c);
   c.srv = s;
   c.rq = rq;
   c.method = method;
   c.url = url;
   c.version = version;
+#if PD_HTTPD_FAULTS
   c.cut = SIZE_MAX;
+#endif
   pd_buf_init(&c.req_headers, PD_HTTPD_REQ_HEADERS_MAX);
   pd_buf_init(&c.resp_headers, PD_HTTPD_RESP_HEADERS_MAX);
   strcpy(c.remote_addr, "");
@@ -482,10 +516,12 @@ static enum MHD_Result pd_httpd_call_lua(pd_httpd *s, struct MHD_Connection *con
     goto out;
   }
 
+#if PD_HTTPD_FAULTS
   if (c.drop) {
     ok = MHD_NO; /* MHD closes the connection without a response */
     goto out;
   }
+#endif
   body = lua_tolstring(L, -1, &blen);
   r = pd_httpd_make_response(&c, body, blen);
   if (!r) {
@@ -505,11 +541,12 @@ static enum MHD_Result pd_httpd_call_lua(pd_httpd *s, struct MHD_Connection *con
       goto out;
     }
   }
+#if PD_HTTPD_FAULTS
   if (c.hold > 0) {
     /* Kept for step() to send once due; the connection sleeps until then. */
     rq->held_resp = r;
     rq->held_status = (unsigned)c.status;
-    rq->due = pd_httpd_now() + c.hold;
+    rq->due = pd_clock_mono() + c.hold;
     rq->conn = conn;
     rq->next_held = s->held;
     s->held = rq;
@@ -518,6 +555,7 @@ static enum MHD_Result pd_httpd_call_lua(pd_httpd *s, struct MHD_Connection *con
     ok = MHD_YES;
     goto out;
   }
+#endif
   ok = MHD_queue_response(conn, (unsigned)c.status, r);
   MHD_destroy_response(r);
 out:
@@ -537,6 +575,7 @@ static enum MHD_Result pd_httpd_access_cb(void *cls, struct MHD_Connection *conn
   pd_hreq *rq = (pd_hreq *)*con_cls;
 
   if (!rq) return MHD_NO;
+#if PD_HTTPD_FAULTS
   if (rq->held_resp) { /* resumed by step(): the held answer is due */
     struct MHD_Response *r = rq->held_resp;
     enum MHD_Result ok = MHD_queue_response(conn, rq->held_status, r);
@@ -544,6 +583,7 @@ static enum MHD_Result pd_httpd_access_cb(void *cls, struct MHD_Connection *conn
     MHD_destroy_response(r);
     return ok;
   }
+#endif
   if (!rq->started) {
     const char *cl, *expect;
     rq->started = 1;
@@ -593,6 +633,7 @@ static void pd_httpd_release(lua_State *L, pd_httpd *s) {
     s->stop_requested = 1;
     return;
   }
+#if PD_HTTPD_FAULTS
   /* MHD cannot stop with suspended connections: wake them; the stop then
    * closes them and the completion callback frees their held answers. */
   while (s->held) {
@@ -602,6 +643,7 @@ static void pd_httpd_release(lua_State *L, pd_httpd *s) {
     if (s->daemon) MHD_resume_connection(rq->conn);
   }
   s->held_count = 0;
+#endif
   if (s->daemon) {
     MHD_stop_daemon(s->daemon);
     s->daemon = NULL;
@@ -646,7 +688,11 @@ static int pd_httpd_listen(lua_State *L) {
   struct sockaddr_in sa4;
   struct sockaddr_in6 sa6;
   struct sockaddr *sa;
+#if PD_HTTPD_FAULTS
   unsigned int flags = MHD_USE_AUTO | MHD_ALLOW_SUSPEND_RESUME;
+#else
+  unsigned int flags = MHD_USE_AUTO;
+#endif
   const union MHD_DaemonInfo *di;
   int err, log_errors;
 
@@ -729,12 +775,13 @@ static int pd_httpd_host(lua_State *L) {
   return 1;
 }
 
+#if PD_HTTPD_FAULTS
 /* Resumes the held connections whose answer is due (MHD then calls the access
  * callback, which queues it). Returns -2 when none was due and none is left,
  * -1 when some were resumed and none is left, else the seconds until the next. */
 static double pd_httpd_resume_due(pd_httpd *s) {
   pd_hreq **pp = &s->held;
-  double now = pd_httpd_now(), next = -1;
+  double now = pd_clock_mono(), next = -1;
   int resumed = 0;
   while (*pp) {
     pd_hreq *rq = *pp;
@@ -752,19 +799,25 @@ static double pd_httpd_resume_due(pd_httpd *s) {
   if (next < 0) return resumed ? -1 : -2;
   return next;
 }
+#endif
 
 /* The body of step(): serve what is ready, waiting at most `ms`. Handlers run
  * on L from inside MHD_run_wait; a close requested by a handler is carried
  * out once MHD has returned. Returns 0 if MHD reported a failure. */
 static int pd_httpd_serve(lua_State *L, pd_httpd *s, int32_t ms) {
   enum MHD_Result r;
-  double next;
   s->in_step = 1;
   s->L = L;
-  next = pd_httpd_resume_due(s);
-  if (next >= 0 && (ms < 0 || next * 1000 < (double)ms)) ms = (int32_t)(next * 1000) + 1;
+#if PD_HTTPD_FAULTS
+  {
+    double next = pd_httpd_resume_due(s);
+    if (next >= 0 && (ms < 0 || next * 1000 < (double)ms)) ms = (int32_t)(next * 1000) + 1;
+  }
   r = MHD_run_wait(s->daemon, ms);
   if (r == MHD_YES && pd_httpd_resume_due(s) != -2) r = MHD_run(s->daemon);
+#else
+  r = MHD_run_wait(s->daemon, ms);
+#endif
   s->L = NULL;
   s->in_step = 0;
   if (s->close_pending) pd_httpd_release(L, s);
@@ -807,6 +860,7 @@ static int pd_httpd_stop(lua_State *L) {
   return 0;
 }
 
+#if PD_HTTPD_FAULTS
 /* srv:stats([reset]) -> { held (answers held back now), peak_in_flight (most
  * requests in flight at once since the start or the last reset) }. */
 static int pd_httpd_stats(lua_State *L) {
@@ -819,50 +873,50 @@ static int pd_httpd_stats(lua_State *L) {
   if (lua_toboolean(L, 2)) s->peak_in_flight = 0;
   return 1;
 }
+#endif
 
-/* srv:close(), __gc and __close: stop listening, drop open connections and
- * the handler reference. Safe to call any number of times. */
-static int pd_httpd_close(lua_State *L) {
-  pd_httpd *s = (pd_httpd *)luaL_checkudata(L, 1, PD_HTTPD_MT);
-  pd_httpd_release(L, s);
-  lua_pushboolean(L, 1);
-  return 1;
+/* The class's release (srv:close(), __gc, __close): stop listening, drop
+ * open connections and the handler reference. */
+static void pd_httpd_class_release(lua_State *L, void *self) {
+  pd_httpd_release(L, (pd_httpd *)self);
+}
+
+/* Open while listening and not being closed. */
+static int pd_httpd_is_open(const void *self) {
+  const pd_httpd *s = (const pd_httpd *)self;
+  return s->daemon && !s->close_pending;
 }
 
 /* Shows where it listens; there is nothing secret in a server handle. */
-static int pd_httpd_tostring(lua_State *L) {
-  pd_httpd *s = (pd_httpd *)luaL_checkudata(L, 1, PD_HTTPD_MT);
-  if (!s->daemon || s->close_pending) lua_pushliteral(L, PD_HTTPD_MT " (closed)");
-  else if (s->ipv6) lua_pushfstring(L, PD_HTTPD_MT " [%s]:%d", s->host, (int)s->port);
+static void pd_httpd_describe(lua_State *L, const void *self) {
+  const pd_httpd *s = (const pd_httpd *)self;
+  if (s->ipv6) lua_pushfstring(L, PD_HTTPD_MT " [%s]:%d", s->host, (int)s->port);
   else lua_pushfstring(L, PD_HTTPD_MT " %s:%d", s->host, (int)s->port);
-  return 1;
 }
 
 static const luaL_Reg pd_httpd_methods[] = {
   {"port", pd_httpd_port}, {"host", pd_httpd_host}, {"step", pd_httpd_step}, {"run", pd_httpd_run},
-  {"stop", pd_httpd_stop}, {"close", pd_httpd_close}, {"stats", pd_httpd_stats}, {NULL, NULL},
+  {"stop", pd_httpd_stop},
+#if PD_HTTPD_FAULTS
+  {"stats", pd_httpd_stats},
+#endif
+  {NULL, NULL},
 };
 
-static const luaL_Reg pd_httpd_meta[] = {
-  {"__gc", pd_httpd_close}, {"__close", pd_httpd_close}, {"__tostring", pd_httpd_tostring}, {NULL, NULL},
-};
+static const pd_class pd_httpd_class = { PD_HTTPD_MT, pd_httpd_methods, pd_httpd_class_release, pd_httpd_is_open,
+                                         pd_httpd_describe };
 
 /* httpd.now(): the same monotonic clock as held answers, so the sandbox can
  * keep its 2-second rate windows without LuaSocket (os.time() only has whole
  * seconds). */
 static int pd_httpd_lnow(lua_State *L) {
-  lua_pushnumber(L, (lua_Number)pd_httpd_now());
+  lua_pushnumber(L, (lua_Number)pd_clock_mono());
   return 1;
 }
 
 /* Module entry: the server metatable and { listen, now, _VERSION }. Starts nothing. */
-PD_EXPORT int luaopen_pipedrive_httpd(lua_State *L) {
-  if (luaL_newmetatable(L, PD_HTTPD_MT)) {
-    luaL_setfuncs(L, pd_httpd_meta, 0);
-    luaL_newlib(L, pd_httpd_methods);
-    lua_setfield(L, -2, "__index");
-  }
-  lua_pop(L, 1);
+PD_EXPORT int PD_HTTPD_LUAOPEN(lua_State *L) {
+  pd_class_register(L, &pd_httpd_class);
   lua_newtable(L);
   lua_pushcfunction(L, pd_httpd_listen);
   lua_setfield(L, -2, "listen");

@@ -1,5 +1,7 @@
-/* libFuzzer harness: pipedrive.httpd (csrc/httpd.c), the server under the
- * sandbox and the webhook listener: raw request bytes in, the request table
+/* libFuzzer harness: the server of csrc/httpd.c under the sandbox and the
+ * webhook listener, in its fault build (csrc/httpd_faults.c,
+ * pipedrive.sandbox.httpd: the listener's code plus the fault options, so
+ * both are covered): raw request bytes in, the request table
  * a handler sees, and what the server does with the handler's answer.
  *
  * One server on 127.0.0.1 (max_body 512) lives for the whole run; each input
@@ -17,7 +19,7 @@
  * lower case; the body fits max_body. On the wire: the answer
  * starts "HTTP/1.", and a header value holding CR or LF never splits the
  * response (the marker header after the line break must not appear). */
-#include "httpd.c"
+#include "httpd_faults.c"
 #include "harness.h"
 
 #include <fcntl.h>
@@ -100,7 +102,7 @@ static int fz_handler(lua_State *L) {
 /* Creates the server once. */
 static void fz_server(void) {
   if (fz_L) return;
-  fz_L = fz_open("pipedrive.httpd", luaopen_pipedrive_httpd);
+  fz_L = fz_open("pipedrive.sandbox.httpd", luaopen_pipedrive_sandbox_httpd);
   lua_getfield(fz_L, 1, "listen");
   lua_createtable(fz_L, 0, 6);
   lua_pushliteral(fz_L, "127.0.0.1");

@@ -1,5 +1,6 @@
 -- The local Pipedrive simulator (`pipedrive-sandbox`, require "pipedrive.sandbox"):
--- a separate program for tests, on the pipedrive rock's pipedrive.httpd.
+-- a separate program for tests, on the pipedrive rock's pipedrive.core (its clock) and
+-- its own build of the listener with fault injection (pipedrive.sandbox.httpd).
 --
 -- lua-cjson is its only other dependency. Debian ships it as a package
 -- (lua-cjson), not as a rock, so on Debian tell luarocks once that it is there
@@ -29,8 +30,11 @@ runs one on a free port. Part of pipedrive-lua.
 }
 dependencies = {
   "lua >= 5.1",
-  "pipedrive == 0.1.0", -- pipedrive.httpd and pipedrive.compat
+  "pipedrive == 0.1.0", -- pipedrive.core (the clock) and pipedrive.compat
   "lua-cjson >= 2.1",
+}
+external_dependencies = {
+  MICROHTTPD = { header = "microhttpd.h", library = "microhttpd" },
 }
 build = {
   type = "builtin",
@@ -49,6 +53,15 @@ build = {
     ["pipedrive.sandbox.store"] = "lua/pipedrive/sandbox/store.lua",
     ["pipedrive.sandbox.util"] = "lua/pipedrive/sandbox/util.lua",
     ["pipedrive.sandbox.webhooks"] = "lua/pipedrive/sandbox/webhooks.lua",
+    -- the listener of pipedrive.httpd built with the sandbox's fault injection
+    -- (drop, hold, cut, drip, stats): csrc/httpd_faults.c #includes csrc/httpd.c
+    ["pipedrive.sandbox.httpd"] = {
+      sources = { "csrc/httpd_faults.c" },
+      defines = { "_POSIX_C_SOURCE=200809L" },
+      incdirs = { "$(MICROHTTPD_INCDIR)" },
+      libdirs = { "$(MICROHTTPD_LIBDIR)" },
+      libraries = { "microhttpd" },
+    },
   },
   install = {
     bin = { ["pipedrive-sandbox"] = "bin/pipedrive-sandbox" },

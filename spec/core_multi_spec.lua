@@ -1,9 +1,9 @@
--- core.multi_new (csrc/multi.c) against a pipedrive.httpd server on loopback
+-- core.multi_new (csrc/multi.c) against a pipedrive.sandbox.httpd server (the fault build) on loopback
 -- that holds some answers back (a handler's fourth result): many transfers
 -- at once, results by id, removal, misuse, close; and the server's count of
 -- requests in flight.
 local core = require "pipedrive.core"
-local httpd = require "pipedrive.httpd"
+local httpd = require "pipedrive.sandbox.httpd"
 
 local raises = require("support.util").raises
 
@@ -15,7 +15,7 @@ describe("core.multi_new", function()
     local port_file = os.tmpname()
     local script = ([[
       package.cpath = %q
-      local httpd = require "pipedrive.httpd"
+      local httpd = require "pipedrive.sandbox.httpd"
       local srv
       srv = httpd.listen{ port = 0, handler = function(req)
         if req.path == "/ae" then return 200, {}, req.headers["accept-encoding"] or "none" end
@@ -168,7 +168,7 @@ describe("core.multi_new", function()
   end)
 end)
 
-describe("pipedrive.httpd hold", function()
+describe("pipedrive.sandbox.httpd hold", function()
   it("refuses a hold that is not a number", function()
     local srv = httpd.listen{ port = 0, log_errors = false, handler = function() return 200, {}, "x", "soon" end }
     local m = core.multi_new{ timeout = 5 }

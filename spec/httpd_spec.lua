@@ -338,5 +338,27 @@ describe("pipedrive.httpd", function()
       assert.equal(500, status)
       srv:close()
     end)
+
+    it("as users load it, has no fault injection: no stats, a fourth result is ignored, \"drop\" is no status", function()
+      local srv = assert(httpd.listen{ log_errors = false, handler = function(req)
+        if req.path == "/drop" then return "drop" end
+        return 200, {}, "whole body", { cut = 2 }
+      end })
+      assert.is_nil(srv.stats)
+      local status, _, body = curl_against(srv, "GET", "/")
+      assert.equal(200, status)
+      assert.equal("whole body", body)
+      assert.equal(500, (curl_against(srv, "GET", "/drop")))
+      srv:close()
+    end)
+
+    it("the sandbox's build is another class and keeps its faults", function()
+      local faulty = require "pipedrive.sandbox.httpd"
+      local srv = assert(faulty.listen{ handler = function() return 200, {}, "ok" end })
+      assert.is_function(srv.stats)
+      assert.matches("^pipedrive%.sandbox%.httpd 127%.0%.0%.1:%d+$", tostring(srv))
+      srv:close()
+      assert.equal("pipedrive.sandbox.httpd (closed)", tostring(srv))
+    end)
   end)
 end)

@@ -11,7 +11,7 @@
 --     "when": "before" (default: answer without processing; nothing changes) | "after"
 --     (process the request, data changes, then answer with the fault) }
 -- "truncate" and "invalid_json" always process the request and spoil its answer's body.
--- "drop" closes the connection without an answer (pipedrive.httpd's "drop").
+-- "drop" closes the connection without an answer (pipedrive.sandbox.httpd's "drop").
 -- "cut" sends the status line, the headers (with the whole body's length) and
 --   the first "bytes" bytes of the body (default: half of it), then closes the
 --   connection: a drop in the middle of the body.
@@ -132,7 +132,7 @@ end
 
 --- The fault's answer; `status, headers, body` is the real answer when the
 -- request was processed. Waits rule.delay seconds first. "cut" and "drip"
--- add a fourth value, the options pipedrive.httpd sends the body with.
+-- add a fourth value, the options pipedrive.sandbox.httpd sends the body with.
 function Faults:answer(r, status, headers, body)
   if r.delay and r.delay > 0 and self.sleep then self.sleep(r.delay) end
   if r.fault == "delay" then return status, headers, body end

@@ -6,8 +6,8 @@
 --     query_string = "limit=5", headers = { ["x-api-token"] = "sandbox-token" }, body = "" }
 --
 -- `app:handle(req)` is a pure request -> response function; `pipedrive.sandbox.server`
--- puts it behind `pipedrive.httpd`. It shares no code with the client it tests
--- (its own JSON writer, lua-cjson for reading).
+-- puts it behind `pipedrive.sandbox.httpd` (the fault-injection build of pipedrive.httpd).
+-- It shares no code with the client it tests (its own JSON writer, lua-cjson for reading).
 --
 -- Served: API v1 under /v1 and /api/v1, API v2 under /api/v2 (see `route`),
 -- and the admin endpoints under /_sandbox/ (loopback clients only, no token):
@@ -21,7 +21,7 @@
 --   POST   /_sandbox/bulk      {"object":"deal","count":N,"title_prefix":"Bulk","fields":{...}}
 --   POST   /_sandbox/shutdown  asks the server loop to stop
 --   GET|POST /_sandbox/latency  {"seconds":0.05}: every API answer is held back that long,
---                               without blocking other requests (pipedrive.httpd's hold)
+--                               without blocking other requests (pipedrive.sandbox.httpd's hold)
 --   GET|DELETE /_sandbox/concurrency  {"held":n,"peak_in_flight":m} (the server's count of
 --                               API requests in flight at once; DELETE resets the peak)
 --   GET    /_sandbox/oauth     OAuth counts; POST /_sandbox/oauth/expire ends every access token now
@@ -69,7 +69,7 @@ M.WINDOW = 2
 -- A clock with sub-second resolution for the rate-limit window: the sandbox's
 -- own httpd module, else LuaSocket when installed; whole seconds otherwise.
 local function default_fine_clock()
-  local hok, httpd = pcall(require, "pipedrive.httpd")
+  local hok, httpd = pcall(require, "pipedrive.sandbox.httpd")
   if hok and type(httpd) == "table" and httpd.now then return httpd.now end
   local ok, socket = pcall(require, "socket")
   if ok and type(socket) == "table" and socket.gettime then return socket.gettime end

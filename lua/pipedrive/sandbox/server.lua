@@ -235,7 +235,7 @@ function M.main(argv)
       .. " pass --allow-remote if you mean it\n"):format(o.host))
     return 2
   end
-  local httpd = require "pipedrive.httpd"
+  local httpd = require "pipedrive.sandbox.httpd"
   local app = sandbox.new{ api_token = o.api_token, fixtures = o.fixtures, real_nulls = o.real_nulls,
                            webhook_retry_delays = o.webhook_retry_delays, webhook_duplicate = o.webhook_duplicate,
                            oauth_clients = o.oauth_clients, token_ttl = o.token_ttl, code_ttl = o.code_ttl,
