@@ -84,10 +84,11 @@ lint:
 
 # Used by the rockspec (type = "make") and by hand.
 install: all
-	mkdir -p $(INST_LIBDIR)/pipedrive $(INST_LUADIR)/pipedrive/sandbox
+	mkdir -p $(INST_LIBDIR)/pipedrive $(INST_LUADIR)/pipedrive/sandbox $(INST_LUADIR)/pipedrive/triggers
 	cp $(CORE_SO) $(HTTPD_SO) $(INST_LIBDIR)/pipedrive/
 	cp lua/pipedrive/*.lua $(INST_LUADIR)/pipedrive/
 	cp lua/pipedrive/sandbox/*.lua $(INST_LUADIR)/pipedrive/sandbox/
+	cp lua/pipedrive/triggers/*.lua $(INST_LUADIR)/pipedrive/triggers/
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(VALGRIND_BUILD) $(FUZZ_BUILD)

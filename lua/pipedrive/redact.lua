@@ -102,11 +102,15 @@ function M.headers(h)
   return out
 end
 
--- Replaces every literal occurrence of each known secret (4 bytes or longer).
-local function scrub(s, secrets)
+--- Replaces every literal occurrence of each secret in the list (strings of
+-- at least `min` bytes, default 4: shorter ones would mask common words) with
+-- "***". The one scrubber: the debug hook's events and pd.triggers' log lines
+-- and errors go through it.
+function M.text(s, secrets, min)
   if type(s) ~= "string" then return s end
+  min = min or 4
   for _, secret in ipairs(secrets) do
-    if type(secret) == "string" and #secret >= 4 then
+    if type(secret) == "string" and #secret >= min then
       local at = 1
       while true do
         local a, b = s:find(secret, at, true)
@@ -118,6 +122,7 @@ local function scrub(s, secrets)
   end
   return s
 end
+local scrub = M.text
 
 local function scrub_all(t, secrets)
   for k, v in pairs(t) do
