@@ -60,142 +60,164 @@ local function run_callbacks(st, ev, fns, key)
   return failed
 end
 
-local function handle(st, req, hopts)
-  if type(req) ~= "table" then return reply(400, { error = "no request" }) end
-  local method = type(req.method) == "string" and req.method:upper() or ""
-  if method ~= "POST" then return reply(405, { error = "method not allowed" }, { allow = "POST" }) end
-  local from = type(req.remote_addr) == "string" and (" from " .. req.remote_addr:sub(1, 64)) or ""
-
+-- Header names lower-cased; a repeated header (OpenResty gives a list) counts once.
+local function lower_headers(req)
   local headers = {}
   if type(req.headers) == "table" then
     for k, v in pairs(req.headers) do
       if type(k) == "string" then
-        if type(v) == "table" then v = v[1] end -- a repeated header (OpenResty gives a list)
+        if type(v) == "table" then v = v[1] end
         headers[k:lower()] = v
       end
     end
   end
+  return headers
+end
 
-  if st.expected then
-    local given = headers.authorization
-    local ok = false
-    if type(given) == "string" and #given <= 4096 then
-      local scheme, cred = given:match("^%s*(%a+)%s+([%w+/=]+)%s*$")
-      if scheme and scheme:lower() == "basic" then ok = core.consttime_equal("Basic " .. cred, st.expected) end
-    end
-    if not ok then
-      emit(st, "warn", ("refused a request%s: %s"):format(from,
-        given == nil and "no Authorization header" or "wrong or malformed Authorization"))
-      return reply(401, { error = "unauthorized" },
-        { ["www-authenticate"] = ('Basic realm="%s", charset="UTF-8"'):format((st.name:gsub('["\\]', ""))) })
-    end
+-- True when the request carries the expected Basic credentials (constant time).
+local function authorized(st, given)
+  if type(given) ~= "string" or #given > 4096 then return false end
+  local scheme, cred = given:match("^%s*(%a+)%s+([%w+/=]+)%s*$")
+  return scheme ~= nil and scheme:lower() == "basic" and core.consttime_equal("Basic " .. cred, st.expected)
+end
+
+-- The event a request carries, or nil and the answer refusing it (method,
+-- credentials, size, content type, JSON, payload shape).
+local function read_event(st, req)
+  if type(req) ~= "table" then return nil, reply(400, { error = "no request" }) end
+  local method = type(req.method) == "string" and req.method:upper() or ""
+  if method ~= "POST" then return nil, reply(405, { error = "method not allowed" }, { allow = "POST" }) end
+  local from = type(req.remote_addr) == "string" and (" from " .. req.remote_addr:sub(1, 64)) or ""
+  local headers = lower_headers(req)
+  if st.expected and not authorized(st, headers.authorization) then
+    emit(st, "warn", ("refused a request%s: %s"):format(from,
+      headers.authorization == nil and "no Authorization header" or "wrong or malformed Authorization"))
+    return nil, reply(401, { error = "unauthorized" },
+      { ["www-authenticate"] = ('Basic realm="%s", charset="UTF-8"'):format((st.name:gsub('["\\]', ""))) })
   end
-
   local body = req.body
-  if body ~= nil and type(body) ~= "string" then return reply(400, { error = "the body must be a string" }) end
+  if body ~= nil and type(body) ~= "string" then return nil, reply(400, { error = "the body must be a string" }) end
   body = body or ""
   if #body > st.max_body then
     emit(st, "warn", ("refused a body of %d bytes%s (max_body %d)"):format(#body, from, st.max_body))
-    return reply(413, { error = "payload too large" })
+    return nil, reply(413, { error = "payload too large" })
   end
   local ct = headers["content-type"]
   if ct ~= nil and (type(ct) ~= "string" or not is_json(ct)) then
-    return reply(415, { error = "expected application/json" })
+    return nil, reply(415, { error = "expected application/json" })
   end
   local ok, payload = pcall(core.json_decode, body)
-  if not ok or payload == nil then return reply(400, { error = "the body is not JSON" }) end
+  if not ok or payload == nil then return nil, reply(400, { error = "the body is not JSON" }) end
   local ev, why = event.normalize(payload)
-  if not ev then return reply(400, { error = why }) end
+  if not ev then return nil, reply(400, { error = why }) end
+  return ev
+end
 
+-- The answer to a redelivery of a handled event.
+local function duplicate(st, ev)
+  emit(st, "info", ("duplicate %s (id %s, attempt %s) acknowledged"):format(ev.event, tostring(ev.id),
+    tostring(ev.meta.attempt)))
+  return reply(200, { status = "duplicate" })
+end
+
+-- The answer while the same event's callbacks still run (a host that yields
+-- inside callbacks): Pipedrive sends it again later.
+local function busy()
+  return reply(503, { error = "this event is being handled" }, { ["retry-after"] = "3" })
+end
+
+-- Whether the event may run now: "run", "duplicate" or "busy". A store shared
+-- by processes (pipedrive.ngx.seen) claims the event for one of them at once;
+-- a store that fails lets the event run (a duplicate call beats a lost event).
+local function claim(st, key)
+  local seen = st.seen
+  if seen.claim then
+    local cok, got, claim_state = pcall(seen.claim, key, st.ttl)
+    if not cok then
+      emit(st, "error", "the seen store failed to claim an event (handling it anyway): " .. tostring(got))
+    elseif not got then
+      return claim_state == "seen" and "duplicate" or "busy"
+    end
+    return "run"
+  end
+  if st.inflight[key] then return "busy" end
+  local cok, was_seen = pcall(seen.check, key)
+  if not cok then
+    emit(st, "error", "the seen store failed to check an event (handling it anyway): " .. tostring(was_seen))
+    return "run"
+  end
+  return was_seen and "duplicate" or "run"
+end
+
+-- Gives a claimed event back to a shared store (its run failed or never happened).
+local function release(st, key)
+  if st.seen.claim and st.seen.release then pcall(st.seen.release, key) end
+end
+
+-- Runs the callbacks; true when all succeeded, and only then is the event marked seen.
+local function run(st, ev, fns)
+  local key = ev.meta.dedupe_key
+  st.inflight[key] = true
+  local t0 = st.wall()
+  local rok, failed = pcall(run_callbacks, st, ev, fns, key)
+  st.inflight[key] = nil
+  if not rok then
+    release(st, key)
+    error(failed, 0)
+  end
+  local took = st.wall() - t0
+  if took >= 5 then
+    emit(st, "warn", ("callbacks for %s took %g s; Pipedrive gives up after 10 s: queue long work")
+      :format(ev.event, took))
+  end
+  if failed > 0 then
+    release(st, key)
+    return false
+  end
+  local mok, merr = pcall(st.seen.mark, key, st.ttl)
+  if not mok then emit(st, "error", "the seen store failed to remember an event: " .. tostring(merr)) end
+  if st.log then -- info lines go nowhere without a log function: not even formatted
+    emit(st, "info", ("handled %s (id %s, attempt %s)"):format(ev.event, tostring(ev.id), tostring(ev.meta.attempt)))
+  end
+  return true
+end
+
+-- Answers now and hands the run to the host (OpenResty: ngx.timer.at). A
+-- failure then can no longer become a 5xx: it is logged and the event left
+-- unmarked for a redelivery.
+local function deferred(st, ev, fns, defer)
+  local key = ev.meta.dedupe_key
+  st.inflight[key] = true
+  local dok, derr = pcall(defer, function(premature)
+    if premature then -- the host is shutting down: leave the event to a redelivery
+      st.inflight[key] = nil
+      return release(st, key)
+    end
+    local rok, e = pcall(run, st, ev, fns)
+    if not rok then emit(st, "error", "internal error in deferred callbacks: " .. tostring(e)) end
+  end)
+  if not dok then
+    st.inflight[key] = nil
+    release(st, key)
+    emit(st, "error", "could not defer the callbacks: " .. tostring(derr))
+    return busy()
+  end
+  return reply(200, { status = "accepted" })
+end
+
+local function handle(st, req, hopts)
+  local ev, status, headers, body = read_event(st, req)
+  if not ev then return status, headers, body end
   local fns = callbacks.lookup(st, ev.object, ev.action)
   if #fns == 0 then
     emit(st, "info", ("ignored %s (id %s): no callback"):format(ev.event, tostring(ev.id)))
     return reply(200, { status = "ignored" })
   end
-
-  local key = ev.meta.dedupe_key
-  local function duplicate()
-    emit(st, "info", ("duplicate %s (id %s, attempt %s) acknowledged"):format(ev.event, tostring(ev.id),
-      tostring(ev.meta.attempt)))
-    return reply(200, { status = "duplicate" })
-  end
-  local function busy()
-    -- the same event arrived while its callbacks still run (a host that
-    -- yields inside callbacks): let Pipedrive send it again later
-    return reply(503, { error = "this event is being handled" }, { ["retry-after"] = "3" })
-  end
-  -- A store shared by processes (pipedrive.ngx.seen) claims the event for one of them at once.
-  local claim = st.seen.claim
-  if claim then
-    local cok, got, claim_state = pcall(claim, key, st.ttl)
-    if not cok then
-      emit(st, "error", "the seen store failed to claim an event (handling it anyway): " .. tostring(got))
-    elseif not got then
-      if claim_state == "seen" then return duplicate() end
-      return busy()
-    end
-  else
-    if st.inflight[key] then return busy() end
-    local cok, was_seen = pcall(st.seen.check, key)
-    if not cok then
-      emit(st, "error", "the seen store failed to check an event (handling it anyway): " .. tostring(was_seen))
-      was_seen = false
-    end
-    if was_seen then return duplicate() end
-  end
-  local function release()
-    if claim and st.seen.release then pcall(st.seen.release, key) end
-  end
-
-  -- Runs the callbacks; true when all succeeded, and only then is the event marked seen.
-  local function run()
-    st.inflight[key] = true
-    local t0 = st.wall()
-    local rok, failed = pcall(run_callbacks, st, ev, fns, key)
-    st.inflight[key] = nil
-    if not rok then
-      release()
-      error(failed, 0)
-    end
-    local took = st.wall() - t0
-    if took >= 5 then
-      emit(st, "warn", ("callbacks for %s took %g s; Pipedrive gives up after 10 s: queue long work")
-        :format(ev.event, took))
-    end
-    if failed > 0 then
-      release()
-      return false
-    end
-    local mok, merr = pcall(st.seen.mark, key, st.ttl)
-    if not mok then emit(st, "error", "the seen store failed to remember an event: " .. tostring(merr)) end
-    if st.log then -- info lines go nowhere without a log function: not even formatted
-      emit(st, "info", ("handled %s (id %s, attempt %s)"):format(ev.event, tostring(ev.id), tostring(ev.meta.attempt)))
-    end
-    return true
-  end
-
-  local defer = hopts and hopts.defer
-  if defer then
-    -- Answer now, run later (OpenResty: ngx.timer.at). A failure then can no longer
-    -- become a 5xx: it is logged and the event left unmarked for a redelivery.
-    st.inflight[key] = true
-    local dok, derr = pcall(defer, function(premature)
-      if premature then -- the host is shutting down: leave the event to a redelivery
-        st.inflight[key] = nil
-        return release()
-      end
-      local rok, e = pcall(run)
-      if not rok then emit(st, "error", "internal error in deferred callbacks: " .. tostring(e)) end
-    end)
-    if not dok then
-      st.inflight[key] = nil
-      release()
-      emit(st, "error", "could not defer the callbacks: " .. tostring(derr))
-      return busy()
-    end
-    return reply(200, { status = "accepted" })
-  end
-  if not run() then return reply(500, { error = "callback failed" }) end
+  local verdict = claim(st, ev.meta.dedupe_key)
+  if verdict == "duplicate" then return duplicate(st, ev) end
+  if verdict == "busy" then return busy() end
+  if hopts and hopts.defer then return deferred(st, ev, fns, hopts.defer) end
+  if not run(st, ev, fns) then return reply(500, { error = "callback failed" }) end
   return reply(200, { status = "ok" })
 end
 

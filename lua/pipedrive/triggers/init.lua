@@ -53,6 +53,11 @@ local function check_url(url)
     and not url:find("[%s%c]")
 end
 
+-- Raises for a bad option, at the caller of M.new (misuse <- check_* <- M.new <- caller).
+local function misuse(message)
+  error("pipedrive.triggers: " .. message, 4)
+end
+
 local function positive(opts, k, default, integer)
   local v = opts[k]
   if v == nil then return default end
@@ -60,6 +65,51 @@ local function positive(opts, k, default, integer)
     error(("pipedrive.triggers: %s must be a positive %s"):format(k, integer and "integer" or "number"), 3)
   end
   return v
+end
+
+-- Known keys, url, version, name, functions and user_id.
+local function check_options(opts)
+  if type(opts) ~= "table" then misuse("expected a table of options") end
+  for k in pairs(opts) do
+    if not KNOWN[k] then misuse(("unknown option '%s'"):format(tostring(k))) end
+  end
+  if opts.url ~= nil and not check_url(opts.url) then
+    misuse("url must be an http(s) URL such as \"https://my.host/pipedrive\"")
+  end
+  local version = opts.version
+  if version ~= nil and version ~= "2.0" and version ~= "1.0" then misuse("version must be \"2.0\" or \"1.0\"") end
+  local name = opts.name
+  if name ~= nil and (type(name) ~= "string" or not name:find("%S") or #name > 200 or name:find("%c")) then
+    misuse("name must be a non-empty string of at most 200 characters")
+  end
+  for _, k in ipairs({ "log", "clock" }) do
+    if opts[k] ~= nil and type(opts[k]) ~= "function" then misuse(("%s must be a function"):format(k)) end
+  end
+  if opts.user_id ~= nil and compat.math_type(opts.user_id) ~= "integer" then misuse("user_id must be an integer") end
+end
+
+-- HTTP Basic credentials: both or neither, usable in a header.
+local function check_credentials(user, password)
+  if (user == nil) ~= (password == nil) then misuse("give both user and password (HTTP Basic auth), or neither") end
+  if user == nil then return end
+  if type(user) ~= "string" or user == "" or user:find("[:%c]") then
+    misuse("user must be a non-empty string without ':' or control characters")
+  end
+  if type(password) ~= "string" or password == "" or password:find("%c") then
+    misuse("password must be a non-empty string without control characters")
+  end
+end
+
+-- A user's seen store: check and mark, optionally claim and release.
+local function check_store(seen)
+  if seen == nil then return end
+  if type(seen) ~= "table" or type(seen.check) ~= "function" or type(seen.mark) ~= "function" then
+    misuse("seen must be a table { check = function(key), mark = function(key, ttl) }")
+  end
+  if (seen.claim ~= nil and type(seen.claim) ~= "function")
+    or (seen.release ~= nil and type(seen.release) ~= "function") then
+    misuse("seen.claim and seen.release must be functions")
+  end
 end
 
 --- Creates a triggers object. `client` (a pipedrive.new client) is needed by
@@ -70,54 +120,16 @@ end
 -- user_id (whose permissions filter the events).
 function M.new(client, opts)
   if opts == nil then opts = {} end
-  if type(opts) ~= "table" then error("pipedrive.triggers: expected a table of options", 2) end
-  for k in pairs(opts) do
-    if not KNOWN[k] then error(("pipedrive.triggers: unknown option '%s'"):format(tostring(k)), 2) end
-  end
-  if opts.url ~= nil and not check_url(opts.url) then
-    error("pipedrive.triggers: url must be an http(s) URL such as \"https://my.host/pipedrive\"", 2)
-  end
+  check_options(opts)
   local user, password = opts.user, opts.password
-  if (user == nil) ~= (password == nil) then
-    error("pipedrive.triggers: give both user and password (HTTP Basic auth), or neither", 2)
-  end
-  if user ~= nil then
-    if type(user) ~= "string" or user == "" or user:find("[:%c]") then
-      error("pipedrive.triggers: user must be a non-empty string without ':' or control characters", 2)
-    end
-    if type(password) ~= "string" or password == "" or password:find("%c") then
-      error("pipedrive.triggers: password must be a non-empty string without control characters", 2)
-    end
-  end
-  local version = opts.version or "2.0"
-  if version ~= "2.0" and version ~= "1.0" then error("pipedrive.triggers: version must be \"2.0\" or \"1.0\"", 2) end
-  local name = opts.name or "pipedrive-lua"
-  if type(name) ~= "string" or not name:find("%S") or #name > 200 or name:find("%c") then
-    error("pipedrive.triggers: name must be a non-empty string of at most 200 characters", 2)
-  end
-  local seen = opts.seen
-  if seen ~= nil and (type(seen) ~= "table" or type(seen.check) ~= "function" or type(seen.mark) ~= "function") then
-    error("pipedrive.triggers: seen must be a table { check = function(key), mark = function(key, ttl) }", 2)
-  end
-  if seen ~= nil and ((seen.claim ~= nil and type(seen.claim) ~= "function")
-    or (seen.release ~= nil and type(seen.release) ~= "function")) then
-    error("pipedrive.triggers: seen.claim and seen.release must be functions", 2)
-  end
-  for _, k in ipairs({ "log", "clock" }) do
-    if opts[k] ~= nil and type(opts[k]) ~= "function" then
-      error(("pipedrive.triggers: %s must be a function"):format(k), 2)
-    end
-  end
-  if opts.user_id ~= nil and compat.math_type(opts.user_id) ~= "integer" then
-    error("pipedrive.triggers: user_id must be an integer", 2)
-  end
-
+  check_credentials(user, password)
+  check_store(opts.seen)
   -- one clock: core.now (monotonic) for expiry, deadlines and durations,
   -- unless the user gives the expiry clock
   local clock = opts.clock or core.now
   local self = setmetatable({}, Triggers)
   local st = {
-    client = client, url = opts.url, user = user, version = version, name = name,
+    client = client, url = opts.url, user = user, version = opts.version or "2.0", name = opts.name or "pipedrive-lua",
     max_body = positive(opts, "max_body", 1048576, true),
     ttl = positive(opts, "dedupe_ttl", 3600),
     max = positive(opts, "dedupe_max", 10000, true),
@@ -126,7 +138,7 @@ function M.new(client, opts)
   }
   st.memory = seen_mod.memory(st.max, clock)
   st.partial = seen_mod.memory(st.max, clock)
-  st.seen = seen or seen_mod.store(st.memory)
+  st.seen = opts.seen or seen_mod.store(st.memory)
   if user then
     local cred = core.base64_encode(user .. ":" .. password)
     st.password = password
