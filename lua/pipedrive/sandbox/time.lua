@@ -15,40 +15,30 @@ local M = {}
 
 M.now, M.sleep, M.wall = core.now, core.sleep, os.time
 
-local v1_cache, v2_cache, cache_n = {}, {}, 0
-
-local function clear_if_big()
-  cache_n = cache_n + 1
-  if cache_n > 20000 then
-    v1_cache, v2_cache, cache_n = {}, {}, 0
+-- A formatter of whole seconds in one os.date format, with a cache per
+-- second (a page of records shares few distinct times), emptied when it grows
+-- past 20,000 entries.
+local function cached(format)
+  local cache, n = {}, 0
+  return function(t)
+    if t == nil then return nil end
+    local s = floor(t)
+    local r = cache[s]
+    if not r then
+      r = os.date(format, s)
+      n = n + 1
+      if n > 20000 then cache, n = {}, 0 end
+      cache[s] = r
+    end
+    return r
   end
 end
 
 --- "YYYY-MM-DD HH:MM:SS" (UTC), the v1 format.
-function M.v1(t)
-  if t == nil then return nil end
-  local s = floor(t)
-  local r = v1_cache[s]
-  if not r then
-    r = os.date("!%Y-%m-%d %H:%M:%S", s)
-    v1_cache[s] = r
-    clear_if_big()
-  end
-  return r
-end
+M.v1 = cached("!%Y-%m-%d %H:%M:%S")
 
 --- RFC 3339 "YYYY-MM-DDTHH:MM:SSZ", the v2 format.
-function M.v2(t)
-  if t == nil then return nil end
-  local s = floor(t)
-  local r = v2_cache[s]
-  if not r then
-    r = os.date("!%Y-%m-%dT%H:%M:%SZ", s)
-    v2_cache[s] = r
-    clear_if_big()
-  end
-  return r
-end
+M.v2 = cached("!%Y-%m-%dT%H:%M:%SZ")
 
 --- ISO 8601 with milliseconds, as leads carry them.
 function M.ms(t)
