@@ -8,6 +8,7 @@
 
 #include "json.c"
 #include "url.c"
+#include "date.c"
 #include "response.c"
 #include "request.c"
 #include "http.c"
@@ -25,6 +26,7 @@ PD_EXPORT int luaopen_pipedrive_core(lua_State *L) {
   lua_newtable(L);
   pd_json_open(L);
   pd_url_open(L);
+  pd_date_open(L);
   pd_response_open(L);
   pd_request_open(L);
   pd_http_open(L);

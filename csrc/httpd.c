@@ -29,6 +29,7 @@
  */
 #include "compat.h"
 #include "buf.h"
+#include "clock.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -96,13 +97,6 @@ typedef struct pd_hreq {
   struct MHD_Connection *conn;
   struct pd_hreq *next_held;
 } pd_hreq;
-
-/* Monotonic seconds, for held answers. */
-static double pd_httpd_now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 /* What the protected dispatch needs, and what it hands back. Everything the
  * handler returns is copied into `resp_headers` ("name\0value\0" pairs) and
@@ -509,7 +503,7 @@ static enum MHD_Result pd_httpd_call_lua(pd_httpd *s, struct MHD_Connection *con
     /* Kept for step() to send once due; the connection sleeps until then. */
     rq->held_resp = r;
     rq->held_status = (unsigned)c.status;
-    rq->due = pd_httpd_now() + c.hold;
+    rq->due = pd_clock_mono() + c.hold;
     rq->conn = conn;
     rq->next_held = s->held;
     s->held = rq;
@@ -734,7 +728,7 @@ static int pd_httpd_host(lua_State *L) {
  * -1 when some were resumed and none is left, else the seconds until the next. */
 static double pd_httpd_resume_due(pd_httpd *s) {
   pd_hreq **pp = &s->held;
-  double now = pd_httpd_now(), next = -1;
+  double now = pd_clock_mono(), next = -1;
   int resumed = 0;
   while (*pp) {
     pd_hreq *rq = *pp;
@@ -851,7 +845,7 @@ static const luaL_Reg pd_httpd_meta[] = {
  * keep its 2-second rate windows without LuaSocket (os.time() only has whole
  * seconds). */
 static int pd_httpd_lnow(lua_State *L) {
-  lua_pushnumber(L, (lua_Number)pd_httpd_now());
+  lua_pushnumber(L, (lua_Number)pd_clock_mono());
   return 1;
 }
 

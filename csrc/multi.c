@@ -19,6 +19,7 @@
  * m:step builds its results only after curl_multi_perform returned. */
 
 #include <time.h>
+#include "clock.h"
 
 #define PD_MULTI_MT "pipedrive.multi"
 /* A bound on slots, far above any sane concurrency: it stops a loop that adds
@@ -177,13 +178,6 @@ static int pd_multi_collect(pd_multi *m) {
   return n;
 }
 
-/* Seconds since an arbitrary point, for step's own deadline. */
-static double pd_multi_now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* m:step([seconds = 0]) -> id, id, ... (the transfers that finished since the
  * last step, possibly none). Drives every transfer, and waits for socket
  * activity until one finishes or `seconds` have passed. */
@@ -193,7 +187,7 @@ static int pd_multi_step(lua_State *L) {
   int running = 0, i, n = 0, ready = 0, spins = 0;
   if (!(wait > 0)) wait = 0;
   if (wait > 86400) wait = 86400;
-  deadline = pd_multi_now() + wait;
+  deadline = pd_clock_mono() + wait;
   for (i = 0; i < m->nslots; i++)
     if (m->slots[i] && m->slots[i]->state == PD_SLOT_DONE) ready++;
   for (;;) {
@@ -202,7 +196,7 @@ static int pd_multi_step(lua_State *L) {
     if (curl_multi_perform(m->multi, &running) != CURLM_OK) break;
     ready += pd_multi_collect(m);
     if (ready > 0 || running == 0) break;
-    left = deadline - pd_multi_now();
+    left = deadline - pd_clock_mono();
     if (left <= 0) {
       /* No time left to wait, but do what is ready now (a loopback connect
        * completes at once; the request then goes out on the next perform),
