@@ -693,6 +693,19 @@ describe("triggers options and keys", function()
     assert.matches("expected a table", util.raises(triggers.new, nil, "x"))
   end)
 
+  -- The url is read by core.url_parse, libcurl's parser: the one the client
+  -- checks every URL with. What it refuses is refused here too.
+  it("reads url with the one URL parser, and shows it without user info, query or fragment", function()
+    for _, u in ipairs({ "http://h:99999/", "https://exa mple.com/", "http://h/\1", ("https://h/"):rep(300) }) do
+      assert.matches("url must be", util.raises(triggers.new, nil, { url = u }))
+    end
+    local tr = triggers.new(nil, { url = "HTTPS://u:pw@Hooks.Example:443/a/../pd?token=t#f" })
+    local shown = tostring(tr)
+    assert.matches("https://hooks.example/pd,", shown, 1, true)
+    assert.is_nil(shown:find("pw", 1, true))
+    assert.is_nil(shown:find("token", 1, true))
+  end)
+
   it("refuses unknown events for the webhook version", function()
     local v2t = triggers.new(nil, {})
     local v1t = triggers.new(nil, { version = "1.0" })

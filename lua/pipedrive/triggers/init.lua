@@ -41,16 +41,19 @@ Triggers.__name = "pipedrive.triggers"
 -- A URL without user:password@, query or fragment (for display: some put a
 -- token there).
 local function display_url(url)
-  if not url then return "no url" end
-  return (url:gsub("^(%a[%w+.-]*://)[^/@]*@", "%1"):gsub("[?#].*$", ""))
+  local u = url and core.url_parse(url)
+  if not u then return "no url" end
+  return u.origin .. u.path
 end
 
 local KNOWN = { url = true, user = true, password = true, version = true, name = true, max_body = true,
                 seen = true, dedupe_ttl = true, dedupe_max = true, log = true, clock = true, user_id = true }
 
+-- An http(s) URL libcurl's parser reads (the one URL parser), of a sane length.
 local function check_url(url)
-  return type(url) == "string" and #url <= 2048 and url:match("^[hH][tT][tT][pP][sS]?://[^/%s?#]+") ~= nil
-    and not url:find("[%s%c]")
+  if type(url) ~= "string" or #url > 2048 then return false end
+  local u = core.url_parse(url)
+  return u ~= nil and (u.scheme == "http" or u.scheme == "https")
 end
 
 -- Raises for a bad option, at the caller of M.new (misuse <- check_* <- M.new <- caller).

@@ -1,6 +1,7 @@
 --- The standalone listener: a pipedrive.httpd server on one path whose
 -- requests go to the handler, and the loop that serves it. Misuse raises at
 -- `level` (3: the caller of the triggers method).
+local core = require "pipedrive.core"
 local handler = require "pipedrive.triggers.handler"
 local state = require "pipedrive.triggers.state"
 
@@ -8,11 +9,10 @@ local M = {}
 
 local emit = state.emit
 
--- The path part of an http(s) URL ("/" when it has none).
+-- The path part of a URL ("/" when it has none).
 local function url_path(url)
-  if not url then return nil end
-  local path = url:match("^%a[%w+.-]*://[^/?#]*(/[^?#]*)")
-  return path or "/"
+  local u = url and core.url_parse(url)
+  return u and u.path or nil
 end
 
 -- The URL a listener on host:port/path is reached at from this machine.
