@@ -239,6 +239,16 @@ describe("triggers.normalize", function()
     assert.is_nil(triggers.epoch("2026-13-01T00:00:00Z"))
     assert.is_nil(triggers.epoch(null))
   end)
+
+  -- Dates go through core.iso8601, the one date parser: a day that does not
+  -- exist is refused (the hand-written parser took any day up to 31), a bare
+  -- date is midnight UTC.
+  it("reads ISO 8601 with core.iso8601", function()
+    assert.is_nil(triggers.epoch("2026-02-30T00:00:00Z"))
+    assert.is_nil(triggers.epoch("2026-02-29T00:00:00Z"))
+    assert.equal(T0 - 12 * 3600, triggers.epoch("2026-11-28"))
+    assert.equal(core.iso8601("2026-11-28T12:00:00.5+01:00"), triggers.epoch("2026-11-28T12:00:00.5+01:00"))
+  end)
 end)
 
 describe("triggers:handle", function()

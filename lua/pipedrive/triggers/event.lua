@@ -100,21 +100,10 @@ local function attempt_number(v)
   return n
 end
 
--- Days since 1970-01-01 of a proleptic Gregorian date (no time zone involved).
-local function days_from_civil(y, m, d)
-  y = m <= 2 and y - 1 or y
-  local idiv = compat.idiv
-  local era = idiv(y >= 0 and y or y - 399, 400)
-  local yoe = y - era * 400
-  local doy = idiv(153 * (m + (m > 2 and -3 or 9)) + 2, 5) + d - 1
-  local doe = yoe * 365 + idiv(yoe, 4) - idiv(yoe, 100) + doy
-  return era * 146097 + doe - 719468
-end
-
 --- Seconds since the epoch (a float when there is a fraction) from what
 -- Pipedrive puts in a timestamp: epoch seconds, milliseconds or microseconds
--- (as numbers or digit strings), or an ISO 8601 date-time (UTC unless it has
--- an offset; "T" or a space between date and time). nil when it is none.
+-- (as numbers or digit strings), or an ISO 8601 date-time read by core.iso8601,
+-- the one date parser (UTC unless it has an offset). nil when it is none.
 function M.epoch(v)
   if type(v) == "string" and v:match("^%d+$") then v = tonumber(v) end
   if type(v) == "number" then
@@ -124,25 +113,7 @@ function M.epoch(v)
     return v
   end
   if type(v) ~= "string" then return nil end
-  local y, mo, d, h, mi, s, rest = v:match("^(%d%d%d%d)%-(%d%d)%-(%d%d)[T ](%d%d):(%d%d):(%d%d)(.*)$")
-  if not y then return nil end
-  y, mo, d, h, mi, s = tonumber(y), tonumber(mo), tonumber(d), tonumber(h), tonumber(mi), tonumber(s)
-  if mo < 1 or mo > 12 or d < 1 or d > 31 or h > 23 or mi > 59 or s > 60 then return nil end
-  local frac = 0
-  local digits, zone = rest:match("^%.(%d+)(.*)$")
-  if digits then
-    frac = tonumber("0." .. digits)
-    rest = zone
-  end
-  local offset = 0
-  if rest ~= "" and rest ~= "Z" and rest ~= "z" then
-    local sign, oh, om = rest:match("^([+-])(%d%d):?(%d%d)$")
-    if not sign then return nil end
-    offset = (tonumber(oh) * 3600 + tonumber(om) * 60) * (sign == "+" and 1 or -1)
-  end
-  local t = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + s - offset
-  if frac > 0 then return t + frac end
-  return t
+  return core.iso8601(v)
 end
 
 local function deep_equal(a, b)
