@@ -56,20 +56,12 @@ local function delete_all(st, c, list, out)
   return true
 end
 
---- Makes the user's webhooks match the callbacks: creates those missing,
--- keeps those that already fit, then deletes our stale ones (same url, name
--- starting with our prefix). Returns true, { created, kept, deleted } or
--- nil, err (then nothing of ours was deleted that is still wanted; call again).
-function M.enable(st, c)
-  -- at most 40 (v1: 10 objects x 4 actions), Pipedrive's cap per user; other
-  -- webhooks of the same user can still make Pipedrive refuse one (422)
-  local desired = callbacks.subscriptions(st)
-  local list, lerr = c.webhooks.list()
-  if not list then return nil, public_error(st, lerr, "listing webhooks") end
+-- Our webhooks among `list`, split into those to keep (by "action|object",
+-- each once, still delivering as we want) and the stale rest.
+local function sort_ours(st, list, desired, result)
   local want = {}
   for _, d in ipairs(desired) do want[d.event_action .. "|" .. d.event_object] = d end
   local keep, stale = {}, {}
-  local result = { created = {}, kept = {}, deleted = {} }
   for _, w in ipairs(list) do
     if ours(st, w) then
       local k = tostring(w.event_action) .. "|" .. tostring(w.event_object)
@@ -81,28 +73,50 @@ function M.enable(st, c)
       end
     end
   end
+  return keep, stale
+end
+
+-- Creates the webhook for one subscription; at Pipedrive's 40-webhook cap
+-- (422) it makes room with our stale ones first (then `stale` is emptied).
+-- Returns the webhook or nil, err.
+local function create(st, c, d, stale, result)
+  local args = {
+    subscription_url = st.url, event_action = d.event_action, event_object = d.event_object,
+    name = ("%s %s.%s"):format(st.name, d.event_object, d.event_action), version = st.version,
+    http_auth_user = st.user, http_auth_password = st.password, user_id = st.user_id,
+  }
+  local w, aerr = c.webhooks.add(args)
+  if not w and type(aerr) == "table" and aerr.status == 422 and #stale > 0 then
+    local ok, derr = delete_all(st, c, stale, result.deleted)
+    for i = #stale, 1, -1 do stale[i] = nil end
+    if not ok then return nil, derr end
+    w, aerr = c.webhooks.add(args)
+  end
+  if not w then
+    return nil, public_error(st, aerr, ("creating the webhook for %s.%s"):format(d.event_object, d.event_action))
+  end
+  result.created[#result.created + 1] = summary(w)
+  emit(st, "info", ("created webhook %s (%s.%s)"):format(tostring(w.id), d.event_object, d.event_action))
+  return w
+end
+
+--- Makes the user's webhooks match the callbacks: creates those missing,
+-- keeps those that already fit, then deletes our stale ones (same url, name
+-- starting with our prefix). Returns true, { created, kept, deleted } or
+-- nil, err (then nothing of ours was deleted that is still wanted; call again).
+-- At most 40 subscriptions (v1: 10 objects x 4 actions), Pipedrive's cap per
+-- user; other webhooks of the same user can still make Pipedrive refuse one (422).
+function M.enable(st, c)
+  local desired = callbacks.subscriptions(st)
+  local list, lerr = c.webhooks.list()
+  if not list then return nil, public_error(st, lerr, "listing webhooks") end
+  local result = { created = {}, kept = {}, deleted = {} }
+  local keep, stale = sort_ours(st, list, desired, result)
   -- Create first, delete after: a moment with both delivers twice rather than losing events.
   for _, d in ipairs(desired) do
-    local k = d.event_action .. "|" .. d.event_object
-    if not keep[k] then
-      local args = {
-        subscription_url = st.url, event_action = d.event_action, event_object = d.event_object,
-        name = ("%s %s.%s"):format(st.name, d.event_object, d.event_action), version = st.version,
-        http_auth_user = st.user, http_auth_password = st.password, user_id = st.user_id,
-      }
-      local w, aerr = c.webhooks.add(args)
-      if not w and type(aerr) == "table" and aerr.status == 422 and #stale > 0 then
-        -- at the 40-webhook cap: make room with our stale ones, then try again
-        local ok, derr = delete_all(st, c, stale, result.deleted)
-        stale = {}
-        if not ok then return nil, derr end
-        w, aerr = c.webhooks.add(args)
-      end
-      if not w then
-        return nil, public_error(st, aerr, ("creating the webhook for %s.%s"):format(d.event_object, d.event_action))
-      end
-      result.created[#result.created + 1] = summary(w)
-      emit(st, "info", ("created webhook %s (%s.%s)"):format(tostring(w.id), d.event_object, d.event_action))
+    if not keep[d.event_action .. "|" .. d.event_object] then
+      local w, err = create(st, c, d, stale, result)
+      if not w then return nil, err end
     end
   end
   local ok, derr = delete_all(st, c, stale, result.deleted)
