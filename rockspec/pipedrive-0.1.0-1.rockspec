@@ -64,7 +64,14 @@ build = {
     ["pipedrive.redirect"] = "lua/pipedrive/redirect.lua",
     ["pipedrive.retry"] = "lua/pipedrive/retry.lua",
     ["pipedrive.scheduler"] = "lua/pipedrive/scheduler.lua",
-    ["pipedrive.triggers"] = "lua/pipedrive/triggers.lua",
+    ["pipedrive.triggers"] = "lua/pipedrive/triggers/init.lua",
+    ["pipedrive.triggers.callbacks"] = "lua/pipedrive/triggers/callbacks.lua",
+    ["pipedrive.triggers.event"] = "lua/pipedrive/triggers/event.lua",
+    ["pipedrive.triggers.handler"] = "lua/pipedrive/triggers/handler.lua",
+    ["pipedrive.triggers.listener"] = "lua/pipedrive/triggers/listener.lua",
+    ["pipedrive.triggers.reconcile"] = "lua/pipedrive/triggers/reconcile.lua",
+    ["pipedrive.triggers.seen"] = "lua/pipedrive/triggers/seen.lua",
+    ["pipedrive.triggers.state"] = "lua/pipedrive/triggers/state.lua",
     -- one unit: core.c #includes the other csrc/*.c
     ["pipedrive.core"] = {
       sources = { "csrc/core.c" },

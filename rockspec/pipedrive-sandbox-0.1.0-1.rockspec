@@ -51,6 +51,7 @@ build = {
     ["pipedrive.sandbox.shapes"] = "lua/pipedrive/sandbox/shapes.lua",
     ["pipedrive.sandbox.spawn"] = "lua/pipedrive/sandbox/spawn.lua",
     ["pipedrive.sandbox.store"] = "lua/pipedrive/sandbox/store.lua",
+    ["pipedrive.sandbox.time"] = "lua/pipedrive/sandbox/time.lua",
     ["pipedrive.sandbox.util"] = "lua/pipedrive/sandbox/util.lua",
     ["pipedrive.sandbox.webhooks"] = "lua/pipedrive/sandbox/webhooks.lua",
     -- the listener of pipedrive.httpd built with the sandbox's fault injection

@@ -1,4 +1,4 @@
--- Unit specs of spec/support/openapi.lua: the JSON decoder, the schema validator
+-- Unit specs of spec/support/openapi.lua: the JSON decoding (core.json_decode, objects marked), the schema validator
 -- (shown to fail on each kind of wrong value, not only to pass) and the lookups in
 -- Pipedrive's OpenAPI files. No sandbox needed.
 local compat = require "pipedrive.compat"
@@ -74,13 +74,13 @@ describe("openapi.json_decode", function()
     { "01", "leading zero" },
     { '"abc', "unterminated string" },
     { '"a\1b"', "control character" },
-    { "{} x", "trailing characters" },
+    { "{} x", "trailing garbage" },
     { '{"a" 1}', "expected ':'" },
     { '{a:1}', "expected a string key" },
-    { '"\\ud800"', "lone surrogate" },
-    { '"\\q"', "bad escape" },
+    { '"\\ud800"', "lone high surrogate" },
+    { '"\\q"', "invalid escape" },
     { "", "unexpected end" },
-    { string.rep("[", 600) .. string.rep("]", 600), "nesting too deep" },
+    { string.rep("[", 1100) .. string.rep("]", 1100), "nesting deeper than 1000" },
   } do
     it("refuses malformed text: " .. case[2], function()
       local v, err = oa.json_decode(case[1])

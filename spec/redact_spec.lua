@@ -19,6 +19,22 @@ describe("redact", function()
     assert.equal("https://h/p", redact.url("https://h/p"))
   end)
 
+  -- redact.url reads URLs with core.url_parse, as libcurl does: what it shows is
+  -- what is sent, normalized (lower-case host, default port and dot segments gone).
+  it("shows a URL as libcurl reads it, and no part of a text that is not one", function()
+    assert.equal("https://***@evil.example/x?token=***", redact.url("https://localhost@EVIL.example:443/a/../x?token=t"))
+    assert.equal("http://[::1]:8080/?code=***&b", redact.url("http://[::1]:8080?code=c&b"))
+    assert.equal("(not a URL)", redact.url("https://h:99999/?api_token=T"))
+    assert.equal("(not a URL)", redact.url("api_token=T"))
+  end)
+
+  it("is the one scrubber: literal secrets, at least `min` bytes (default 4)", function()
+    assert.equal("a *** b ***", redact.text("a s3cret b s3cret", { "s3cret" }))
+    assert.equal("id abc", redact.text("id abc", { "abc" }))
+    assert.equal("id ***", redact.text("id abc", { "abc" }, 1))
+    assert.equal(5, redact.text(5, { "5" }, 1))
+  end)
+
   it("masks credential headers and copies the table", function()
     local given = { ["X-Api-Token"] = "T", Authorization = "Bearer b", accept = "application/json" }
     local h = redact.headers(given)
@@ -36,6 +52,35 @@ describe("redirect", function()
     assert.same({ "https", "h", "443" }, { redirect.origin("https://H/p") })
     assert.same({ "http", "[::1]", "8080" }, { redirect.origin("http://u:p@[::1]:8080/") })
     assert.is_nil(redirect.origin("ftp://h/"))
+    -- one parser: the host checked is the host libcurl connects to, never the user info
+    assert.same({ "http", "evil.example", "80" }, { redirect.origin("http://localhost@evil.example/") })
+    assert.same({ "http", "127.0.0.1", "80" }, { redirect.origin("http://evil.example@127.0.0.1/") })
+    assert.is_nil(redirect.resolve("http://h/a", "http://a b/"))
+  end)
+
+  it("takes no user info for a loopback host, and follows no Location that carries credentials", function()
+    for _, location in ipairs{ "http://localhost@evil.example/x", "http://u:p@127.0.0.1/x", "https://u@h/same" } do
+      local n = 0
+      local send = redirect.wrap(function()
+        n = n + 1
+        return { status = 302, headers = { location = location }, body = "" }
+      end, 3, false)
+      local v, err = send{ method = "GET", url = "https://h/a", headers = { ["x-api-token"] = "T" } }
+      assert.is_nil(v)
+      assert.equal("redirect", err.kind)
+      assert.matches("credentials in the URL", err.message, 1, true)
+      assert.equal(1, n)
+      assert.is_nil(tostring(err):find("evil", 1, true))
+    end
+    -- https -> plain http is allowed to loopback only: by the host libcurl would connect to
+    local seen = {}
+    local send = redirect.wrap(function(req)
+      seen[#seen + 1] = req
+      if #seen == 1 then return { status = 302, headers = { location = "http://127.0.0.1:9/x" }, body = "" } end
+      return { status = 200, headers = {}, body = "ok" }
+    end, 3, false)
+    assert.equal("ok", send{ method = "GET", url = "https://h/a", headers = {} }.body)
+    assert.equal("http://127.0.0.1:9/x", seen[2].url)
   end)
 
   it("keeps credentials on the same origin and drops them elsewhere", function()

@@ -239,6 +239,16 @@ describe("triggers.normalize", function()
     assert.is_nil(triggers.epoch("2026-13-01T00:00:00Z"))
     assert.is_nil(triggers.epoch(null))
   end)
+
+  -- Dates go through core.iso8601, the one date parser: a day that does not
+  -- exist is refused (the hand-written parser took any day up to 31), a bare
+  -- date is midnight UTC.
+  it("reads ISO 8601 with core.iso8601", function()
+    assert.is_nil(triggers.epoch("2026-02-30T00:00:00Z"))
+    assert.is_nil(triggers.epoch("2026-02-29T00:00:00Z"))
+    assert.equal(T0 - 12 * 3600, triggers.epoch("2026-11-28"))
+    assert.equal(core.iso8601("2026-11-28T12:00:00.5+01:00"), triggers.epoch("2026-11-28T12:00:00.5+01:00"))
+  end)
 end)
 
 describe("triggers:handle", function()
@@ -691,6 +701,19 @@ describe("triggers options and keys", function()
       assert.matches("^pipedrive.triggers: ", msg)
     end
     assert.matches("expected a table", util.raises(triggers.new, nil, "x"))
+  end)
+
+  -- The url is read by core.url_parse, libcurl's parser: the one the client
+  -- checks every URL with. What it refuses is refused here too.
+  it("reads url with the one URL parser, and shows it without user info, query or fragment", function()
+    for _, u in ipairs({ "http://h:99999/", "https://exa mple.com/", "http://h/\1", ("https://h/"):rep(300) }) do
+      assert.matches("url must be", util.raises(triggers.new, nil, { url = u }))
+    end
+    local tr = triggers.new(nil, { url = "HTTPS://u:pw@Hooks.Example:443/a/../pd?token=t#f" })
+    local shown = tostring(tr)
+    assert.matches("https://hooks.example/pd,", shown, 1, true)
+    assert.is_nil(shown:find("pw", 1, true))
+    assert.is_nil(shown:find("token", 1, true))
   end)
 
   it("refuses unknown events for the webhook version", function()

@@ -45,10 +45,13 @@ function M.run(auth, redirect_uri, args)
   if type(redirect_uri) ~= "string" then
     error("pipedrive.oauth.login: pipedrive.new's oauth.redirect_uri is required, e.g. http://127.0.0.1:8976/callback", 3)
   end
-  local host, port, path = redirect_uri:match("^http://([%w%.%-%[%]:]-):(%d+)(/[^?#]*)$")
-  if not host or not (host == "127.0.0.1" or host == "localhost" or host == "[::1]") then
+  local u = core.url_parse(redirect_uri)
+  local host = u and u.host
+  if not u or u.scheme ~= "http" or u.has_userinfo or u.query or u.fragment
+    or not (host == "127.0.0.1" or host == "localhost" or host == "[::1]") then
     error("pipedrive.oauth.login: redirect_uri must be http://127.0.0.1:PORT/path (loopback) to catch the redirect", 3)
   end
+  local port, path = u.port, u.path
   local timeout = args.timeout or 300
   if type(timeout) ~= "number" or timeout <= 0 then error("pipedrive.oauth.login: timeout must be > 0", 3) end
 
@@ -57,7 +60,7 @@ function M.run(auth, redirect_uri, args)
   local httpd = require "pipedrive.httpd"
   local srv, lerr = httpd.listen{
     host = host == "[::1]" and "::1" or "127.0.0.1",
-    port = tonumber(port),
+    port = port,
     max_body = 4096,
     handler = function(req)
       if req.method ~= "GET" or req.path ~= path then return page(404, "Not found", "Nothing here.") end
@@ -84,9 +87,9 @@ function M.run(auth, redirect_uri, args)
     os.execute("xdg-open " .. shell_quote(url) .. " >/dev/null 2>&1 &")
   end
 
-  local deadline = os.time() + timeout
+  local deadline = core.now() + timeout
   local ok, err = pcall(function()
-    while not result and os.time() <= deadline do srv:step(0.2) end
+    while not result and core.now() <= deadline do srv:step(0.2) end
   end)
   srv:close()
   if not ok then error(err, 0) end

@@ -8,6 +8,8 @@
 -- same names as JSON object keys in bodies (OAuth token answers, webhook
 -- bodies); and, as a last net, every literal occurrence of a secret the client
 -- knows (its API token, OAuth client secret, access and refresh tokens).
+local core = require "pipedrive.core"
+
 local M = {}
 
 local SECRET_HEADERS = { ["x-api-token"] = true, authorization = true, ["proxy-authorization"] = true,
@@ -32,13 +34,19 @@ function M.params(s)
   return table.concat(out, "&")
 end
 
---- The URL with secret query parameters masked (and any user:password@).
+--- The URL with secret query parameters masked (and any user:password@),
+-- read by core.url_parse (the parser libcurl uses); a text that is no URL
+-- there is shown as a placeholder: it cannot be told which part is secret.
 function M.url(u)
   if type(u) ~= "string" then return u end
-  u = u:gsub("^(%a[%w+.-]*://)[^/@?#]*@", "%1" .. M.MASK .. "@")
-  local base, query, frag = u:match("^([^?#]*)%?([^#]*)(.*)$")
-  if not base then return u end
-  return base .. "?" .. M.params(query) .. frag
+  local p = core.url_parse(u)
+  if not p then return "(not a URL)" end
+  local out = p.origin
+  if p.has_userinfo then out = out:gsub("^([^:]*://)", "%1" .. M.MASK .. "@", 1) end
+  out = out .. p.path
+  if p.query then out = out .. "?" .. M.params(p.query) end
+  if p.fragment then out = out .. "#" .. p.fragment end
+  return out
 end
 
 -- The end of the JSON string starting at the quote at `i`: the index of its
@@ -102,11 +110,15 @@ function M.headers(h)
   return out
 end
 
--- Replaces every literal occurrence of each known secret (4 bytes or longer).
-local function scrub(s, secrets)
+--- Replaces every literal occurrence of each secret in the list (strings of
+-- at least `min` bytes, default 4: shorter ones would mask common words) with
+-- "***". The one scrubber: the debug hook's events and pd.triggers' log lines
+-- and errors go through it.
+function M.text(s, secrets, min)
   if type(s) ~= "string" then return s end
+  min = min or 4
   for _, secret in ipairs(secrets) do
-    if type(secret) == "string" and #secret >= 4 then
+    if type(secret) == "string" and #secret >= min then
       local at = 1
       while true do
         local a, b = s:find(secret, at, true)
@@ -118,6 +130,7 @@ local function scrub(s, secrets)
   end
   return s
 end
+local scrub = M.text
 
 local function scrub_all(t, secrets)
   for k, v in pairs(t) do

@@ -21,50 +21,42 @@ local REDIRECT = { [301] = true, [302] = true, [303] = true, [307] = true, [308]
 local CREDENTIAL_HEADERS = { ["x-api-token"] = true, authorization = true, cookie = true,
                              ["proxy-authorization"] = true }
 
---- scheme, host (lower case), port of an absolute http(s) URL, or nil.
+-- The parsed http(s) URL (core.url_parse, libcurl's parser: the host read
+-- here is the host libcurl connects to), or nil.
+local function parse(url)
+  local u = type(url) == "string" and core.url_parse(url)
+  if not u or (u.scheme ~= "http" and u.scheme ~= "https") then return nil end
+  return u
+end
+
+--- scheme, host (lower case), port (a string) of an absolute http(s) URL, or nil.
 function M.origin(url)
-  local scheme, authority = url:match("^(%a[%w+.-]*)://([^/?#]*)")
-  if not scheme then return nil end
-  scheme = scheme:lower()
-  if scheme ~= "http" and scheme ~= "https" then return nil end
-  authority = authority:gsub("^.*@", "")
-  local host, port = authority:match("^(%[[^%]]*%])(.*)$")
-  if not host then host, port = authority:match("^([^:]*)(.*)$") end
-  port = port:match("^:(%d+)$") or (port == "" and (scheme == "https" and "443" or "80")) or nil
-  if not port or host == "" then return nil end
-  return scheme, host:lower(), port
+  local u = parse(url)
+  if not u then return nil end
+  return u.scheme, u.host, tostring(u.port)
 end
 
---- The absolute URL a Location header names, relative to `base`.
+--- The absolute URL a Location header names, relative to `base` (nil when
+-- libcurl cannot make one).
 function M.resolve(base, location)
-  if location:match("^%a[%w+.-]*://") then return location end
-  local scheme, rest = base:match("^(%a[%w+.-]*:)//(.*)$")
-  if location:sub(1, 2) == "//" then return scheme .. location end
-  local authority = rest:match("^([^/?#]*)")
-  if location:sub(1, 1) == "/" then return scheme .. "//" .. authority .. location end
-  local path = rest:match("^[^/?#]*([^?#]*)")
-  local dir = path:match("^(.*/)") or "/"
-  return scheme .. "//" .. authority .. dir .. location
+  return (core.url_resolve(base, location))
 end
 
-local function is_loopback(host)
-  return host == "localhost" or host:match("^127%.%d+%.%d+%.%d+$") ~= nil or host == "[::1]"
-end
-
-local function drop_api_token(url)
-  local base, query, frag = url:match("^([^?#]*)%?([^#]*)(.*)$")
-  if not base then return url end
+-- The URL `u` (parsed) without its api_token query parameters.
+local function drop_api_token(url, u)
+  if not u.query then return url end
   local kept = {}
-  for part in query:gmatch("[^&]+") do
+  for part in u.query:gmatch("[^&]+") do
     if not part:lower():match("^api_token=") and part:lower() ~= "api_token" then kept[#kept + 1] = part end
   end
-  return base .. (#kept > 0 and ("?" .. table.concat(kept, "&")) or "") .. frag
+  return u.origin .. u.path .. (#kept > 0 and ("?" .. table.concat(kept, "&")) or "")
+    .. (u.fragment and ("#" .. u.fragment) or "")
 end
 
 local function fail(req, status, message)
-  local path = req.url:match("^%a[%w+.-]*://[^/?#]*([^?#]*)") or ""
+  local u = core.url_parse(req.url)
   return nil, setmetatable({ kind = "redirect", status = status, message = message, method = req.method,
-                             path = path ~= "" and path or "/" }, core.error_mt)
+                             path = u and u.path or "/" }, core.error_mt)
 end
 
 --- Wraps `send(req)` so that it follows up to `max` redirects as described
@@ -86,15 +78,18 @@ function M.wrap(send, max, insecure, state)
       end
       hop = hop + 1
       local target = M.resolve(current.url, location)
-      local from_scheme, from_host, from_port = M.origin(current.url)
-      local scheme, host, port = M.origin(target)
-      if not scheme or target:find("[%s%c]") then
+      local from, to = parse(current.url), parse(target)
+      if not to then
         return fail(current, res.status, ("HTTP %d: redirect %d names no http(s) URL"):format(res.status, hop))
       end
-      if from_scheme == "https" and scheme == "http" and not insecure and not is_loopback(host) then
+      if to.has_userinfo then -- libcurl would send them as Basic credentials of the server's choosing
+        return fail(current, res.status, ("HTTP %d: redirect %d carries credentials in the URL; not followed")
+          :format(res.status, hop))
+      end
+      if from and from.scheme == "https" and to.scheme == "http" and not insecure and not core.is_loopback(to.host) then
         return fail(current, res.status, ("HTTP %d: redirect %d leaves https for plain http"):format(res.status, hop))
       end
-      local same = scheme == from_scheme and host == from_host and port == from_port
+      local same = from ~= nil and to.origin == from.origin
       local method, body = current.method, current.body
       if res.status == 303 or ((res.status == 301 or res.status == 302) and method == "POST") then
         method, body = (method == "HEAD" and "HEAD" or "GET"), nil
@@ -110,7 +105,7 @@ function M.wrap(send, max, insecure, state)
           headers[k] = v
         end
       end
-      if not same then target = drop_api_token(target) end
+      if not same then target = drop_api_token(target, to) end
       -- Credentials dropped once stay dropped: `current` is now the new hop.
       current = { method = method, url = target, headers = headers, body = body }
       state.redirect = hop

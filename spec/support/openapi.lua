@@ -9,14 +9,13 @@
 --
 -- The files are read from $PIPEDRIVE_OPENAPI_DIR, else from <repo>/openapi (vendored, see openapi/README.md).
 --
--- Numbers. The schemas tell "integer" from "number", and cjson (like most JSON
--- decoders on Lua 5.4) turns every number into a float, so 7 and 7.0 would look
--- alike. This file therefore carries its own small JSON decoder: a number written
--- without fraction or exponent that fits in 64 bits becomes a Lua integer, any
--- other number a float. "integer" then accepts Lua integers only (7.0 is refused),
--- "number" accepts both. Decoded objects and arrays carry oa.object_mt / oa.array_mt,
--- so an empty [] is not mistaken for {}; JSON null is oa.null.
---
+-- Numbers. The schemas tell "integer" from "number", so bodies are decoded with
+-- the client's own codec, core.json_decode: a number written without fraction or
+-- exponent that fits in 64 bits becomes a Lua integer, any other number a float.
+-- "integer" then accepts Lua integers only (7.0 is refused), "number" accepts
+-- both. Decoded arrays carry core.array_mt (oa.array_mt is the same table) and
+-- oa.json_decode marks decoded objects with oa.object_mt, so an empty [] is not
+-- mistaken for {}; JSON null is core.null (oa.null).
 -- Validation covers: type, nullable, enum, format (date, date-time, uuid; loosely),
 -- properties, required, additionalProperties (allowed unless false), items, allOf
 -- (the branches are merged: their properties, required lists and
@@ -40,16 +39,14 @@
 --     problem (e.g. related_objects.user.*.has_pic: integer in the schema, false in the
 --     example; v1 deals' additional_data.pagination, in the example only).
 local compat = require "pipedrive.compat"
+local core = require "pipedrive.core"
 local lyaml = require "lyaml"
 
 local M = {}
 
-M.null = setmetatable({}, { __name = "openapi.null", __tostring = function() return "null" end })
-M.array_mt = { __name = "openapi.array" }
-M.object_mt = { __name = "openapi.object" }
-
-local ok_cjson, cjson = pcall(require, "cjson")
-local cjson_null = ok_cjson and cjson.null or nil
+M.null = core.null
+M.array_mt = core.array_mt
+M.object_mt = { __name = "openapi.object", __jsontype = "object" }
 
 M.files = {
   v2 = "openapi-v2.yaml",
@@ -58,7 +55,7 @@ M.files = {
 }
 
 local function is_null(v)
-  return v == M.null or v == lyaml.null or (cjson_null ~= nil and v == cjson_null)
+  return v == M.null or v == lyaml.null
 end
 M.is_null = is_null
 
@@ -120,142 +117,24 @@ end
 function M.name(spec) return meta(spec).name end
 
 ---------------------------------------------------------------------------
--- JSON decoding that keeps integers apart from floats
+-- JSON decoding: core.json_decode, objects marked
 ---------------------------------------------------------------------------
 
-local escapes = { ['"'] = '"', ["\\"] = "\\", ["/"] = "/", b = "\b", f = "\f", n = "\n", r = "\r", t = "\t" }
-local MAX_DEPTH = 512
-
--- A quote, a backslash or a control character; Lua 5.1 patterns cannot hold "\0" and spell it %z.
-local STRING_STOP = _VERSION == "Lua 5.1" and '["\\%z\1-\031]' or '["\\\0-\031]'
-local function jfail(pos, msg) error({ json = ("%s at byte %d"):format(msg, pos) }, 0) end
-
-local function skip(text, pos)
-  return text:find("[^ \t\r\n]", pos) or #text + 1
-end
-
-local function jstring(text, pos) -- text:sub(pos, pos) == '"'
-  local buf, i = {}, pos + 1
-  while true do
-    local s = text:find(STRING_STOP, i)
-    if not s then jfail(pos, "unterminated string") end
-    buf[#buf + 1] = text:sub(i, s - 1)
-    local c = text:sub(s, s)
-    if c == '"' then return table.concat(buf), s + 1 end
-    if c ~= "\\" then jfail(s, "control character in string") end
-    local e = text:sub(s + 1, s + 1)
-    if e == "u" then
-      local hex = text:match("^%x%x%x%x", s + 2)
-      if not hex then jfail(s, "bad \\u escape") end
-      local cp, nexti = tonumber(hex, 16), s + 6
-      if cp >= 0xD800 and cp <= 0xDBFF then
-        local lo = text:match("^\\u(%x%x%x%x)", nexti)
-        lo = lo and tonumber(lo, 16)
-        if not lo or lo < 0xDC00 or lo > 0xDFFF then jfail(s, "lone surrogate") end
-        cp, nexti = 0x10000 + (cp - 0xD800) * 0x400 + (lo - 0xDC00), nexti + 6
-      elseif cp >= 0xDC00 and cp <= 0xDFFF then
-        jfail(s, "lone surrogate")
-      end
-      buf[#buf + 1] = compat.utf8_char(cp)
-      i = nexti
-    else
-      local r = escapes[e]
-      if not r then jfail(s, "bad escape") end
-      buf[#buf + 1] = r
-      i = s + 2
-    end
-  end
-end
-
-local function jnumber(text, pos)
-  local int = text:match("^-?%d+", pos)
-  if not int then jfail(pos, "unexpected character") end
-  if int:match("^-?0%d") then jfail(pos, "leading zero") end
-  local p = pos + #int
-  local frac = text:match("^%.%d+", p)
-  if frac then p = p + #frac end
-  local exp = text:match("^[eE][-+]?%d+", p)
-  if exp then p = p + #exp end
-  local lit = text:sub(pos, p - 1)
-  local n = tonumber(lit)
-  if frac or exp then n = n + 0.0 end -- written as a float: stays a float, even 2.0
-  -- an integer literal beyond int64 comes back from tonumber as a float: keep it so
-  return n, p
-end
-
-local jvalue
-
-local function jarray(text, pos, depth)
-  local arr, n = setmetatable({}, M.array_mt), 0
-  pos = skip(text, pos + 1)
-  if text:sub(pos, pos) == "]" then return arr, pos + 1 end
-  while true do
-    local v
-    v, pos = jvalue(text, pos, depth)
-    n = n + 1
-    arr[n] = v
-    pos = skip(text, pos)
-    local c = text:sub(pos, pos)
-    if c == "]" then return arr, pos + 1 end
-    if c ~= "," then jfail(pos, "expected ',' or ']'") end
-    pos = skip(text, pos + 1)
-  end
-end
-
-local function jobject(text, pos, depth)
-  local obj = setmetatable({}, M.object_mt)
-  pos = skip(text, pos + 1)
-  if text:sub(pos, pos) == "}" then return obj, pos + 1 end
-  while true do
-    if text:sub(pos, pos) ~= '"' then jfail(pos, "expected a string key") end
-    local k
-    k, pos = jstring(text, pos)
-    pos = skip(text, pos)
-    if text:sub(pos, pos) ~= ":" then jfail(pos, "expected ':'") end
-    local v
-    v, pos = jvalue(text, skip(text, pos + 1), depth)
-    obj[k] = v
-    pos = skip(text, pos)
-    local c = text:sub(pos, pos)
-    if c == "}" then return obj, pos + 1 end
-    if c ~= "," then jfail(pos, "expected ',' or '}'") end
-    pos = skip(text, pos + 1)
-  end
-end
-
-function jvalue(text, pos, depth)
-  local c = text:sub(pos, pos)
-  if c == "{" or c == "[" then
-    if depth >= MAX_DEPTH then jfail(pos, "nesting too deep") end
-    if c == "{" then return jobject(text, pos, depth + 1) end
-    return jarray(text, pos, depth + 1)
-  elseif c == '"' then
-    return jstring(text, pos)
-  elseif c == "" then
-    jfail(pos, "unexpected end")
-  elseif text:sub(pos, pos + 3) == "true" then
-    return true, pos + 4
-  elseif text:sub(pos, pos + 4) == "false" then
-    return false, pos + 5
-  elseif text:sub(pos, pos + 3) == "null" then
-    return M.null, pos + 4
-  end
-  return jnumber(text, pos)
+-- Marks every decoded object (a table without a metatable: arrays carry
+-- core.array_mt) with oa.object_mt, so that an empty {} is an object.
+local function mark_objects(v)
+  if type(v) ~= "table" then return v end
+  if getmetatable(v) == nil then setmetatable(v, M.object_mt) end
+  for _, x in pairs(v) do mark_objects(x) end
+  return v
 end
 
 -- oa.json_decode(text) -> value | nil, message
 function M.json_decode(text)
   if type(text) ~= "string" then return nil, "JSON: expected a string, got " .. type(text) end
-  local ok, v, pos = pcall(function()
-    local val, p = jvalue(text, skip(text, 1), 0)
-    return val, skip(text, p)
-  end)
-  if not ok then
-    if type(v) == "table" and v.json then return nil, "JSON: " .. v.json end
-    error(v, 0)
-  end
-  if pos <= #text then return nil, ("JSON: trailing characters at byte %d"):format(pos) end
-  return v
+  local v, err = core.json_decode(text)
+  if v == nil then return nil, "JSON: " .. tostring(err):gsub("^json_decode: ", "") end
+  return mark_objects(v)
 end
 
 -- The YAML's own examples in the same value space as decoded JSON (lyaml.null -> oa.null,

@@ -12,6 +12,7 @@
 local compat = require "pipedrive.compat"
 local json = require "pipedrive.sandbox.json"
 local util = require "pipedrive.sandbox.util"
+local time = require "pipedrive.sandbox.time"
 local check = require "pipedrive.sandbox.check"
 local shapes = require "pipedrive.sandbox.shapes"
 local api = require "pipedrive.sandbox.api"
@@ -118,11 +119,11 @@ function M.v2(st, a, opts)
   end
   local r = {
     id = a.id, subject = a.subject, type = a.type, owner_id = a.owner_id, creator_user_id = a.creator_user_id,
-    is_deleted = a.deleted, add_time = shapes.v2_time(a.add_time), update_time = shapes.v2_time(a.update_time),
+    is_deleted = a.deleted, add_time = time.v2(a.add_time), update_time = time.v2(a.update_time),
     deal_id = a.deal_id or NONE, lead_id = a.lead_id or NONE, person_id = a.person_id or NONE,
     org_id = a.org_id or NONE, project_id = NONE, due_date = a.due_date or NONE,
     due_time = a.due_time and (a.due_time .. ":00") or NONE, duration = a.duration and (a.duration .. ":00") or NONE,
-    busy = busy_of(a), done = a.done, marked_as_done_time = shapes.v2_time(a.marked_as_done_time) or NONE,
+    busy = busy_of(a), done = a.done, marked_as_done_time = time.v2(a.marked_as_done_time) or NONE,
     location = location, participants = participants_v2(a), public_description = a.public_description or NONE,
     priority = a.priority or NONE, note = a.note or NONE,
   }
@@ -144,8 +145,8 @@ function M.v1(st, a)
     id = a.id, company_id = st.company.id, user_id = a.owner_id, assigned_to_user_id = a.owner_id,
     created_by_user_id = a.creator_user_id, update_user_id = a.update_user_id or NONE, done = a.done,
     type = a.type, subject = a.subject, due_date = a.due_date or NONE, due_time = a.due_time or NONE,
-    duration = a.duration or NONE, busy_flag = busy_of(a), add_time = shapes.v1_time(a.add_time),
-    update_time = shapes.v1_time(a.update_time), marked_as_done_time = shapes.v1_time(a.marked_as_done_time) or NONE,
+    duration = a.duration or NONE, busy_flag = busy_of(a), add_time = time.v1(a.add_time),
+    update_time = time.v1(a.update_time), marked_as_done_time = time.v1(a.marked_as_done_time) or NONE,
     active_flag = not a.deleted, deal_id = a.deal_id or NONE, lead_id = a.lead_id or null,
     person_id = a.person_id or NONE, org_id = a.org_id or NONE, project_id = null, note = a.note or NONE,
     public_description = a.public_description or NONE, location = loc and loc.value or NONE,
@@ -261,8 +262,8 @@ local function list_v1(app, ctx, res)
   local end_date = q:string("end_date")
   if start_date == "" then start_date = nil end
   if end_date == "" then end_date = nil end
-  if start_date and not util.parse_date(start_date) then invalid("start_date", "must be a date YYYY-MM-DD") end
-  if end_date and not util.parse_date(end_date) then invalid("end_date", "must be a date YYYY-MM-DD") end
+  if start_date and not time.parse_date(start_date) then invalid("start_date", "must be a date YYYY-MM-DD") end
+  if end_date and not time.parse_date(end_date) then invalid("end_date", "must be a date YYYY-MM-DD") end
   local done = q:enum("done", { "0", "1" })
   local start, limit = H.offset_params(q)
   local function pred(a)

@@ -6,6 +6,7 @@
 local compat = require "pipedrive.compat"
 local json = require "pipedrive.sandbox.json"
 local util = require "pipedrive.sandbox.util"
+local time = require "pipedrive.sandbox.time"
 
 local null = json.null
 
@@ -136,7 +137,7 @@ end
 function Query:time(name)
   local v = self.raw[name]
   if v == nil or v == "" then return nil end
-  local t = util.parse_time(v)
+  local t = time.parse_time(v)
   if not t then invalid(name, "must be a time such as 2026-11-28T12:00:00Z") end
   return t
 end
@@ -235,14 +236,14 @@ end
 function Body:date(name)
   local v = self:get(name)
   if v == nil then return nil end
-  if not util.parse_date(v) then invalid(name, "must be a date in the format YYYY-MM-DD") end
+  if not time.parse_date(v) then invalid(name, "must be a date in the format YYYY-MM-DD") end
   return v
 end
 
 function Body:time(name)
   local v = self:get(name)
   if v == nil then return nil end
-  local t = util.parse_time(v)
+  local t = time.parse_time(v)
   if not t then invalid(name, "must be a time such as 2026-11-28 12:00:00 or 2026-11-28T12:00:00Z") end
   return t
 end

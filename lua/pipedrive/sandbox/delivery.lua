@@ -25,6 +25,7 @@
 local compat = require "pipedrive.compat"
 local json = require "pipedrive.sandbox.json"
 local util = require "pipedrive.sandbox.util"
+local time = require "pipedrive.sandbox.time"
 
 local array = json.array
 
@@ -34,25 +35,6 @@ M.DEFAULT_RETRY_DELAYS = { 3, 30, 150 }
 M.DEFAULT_TIMEOUT = 10
 M.MAX_RUNNING = 16
 M.LOG_MAX = 10000
-
--- Seconds on a clock that does not jump, at least to 1/100 s when possible:
--- LuaSocket's gettime, else Linux's /proc/uptime, else os.time.
-local function default_clock()
-  local ok, socket = pcall(require, "socket")
-  if ok and type(socket) == "table" and socket.gettime then return socket.gettime, socket.gettime end
-  local f = io.open("/proc/uptime", "r")
-  if f then
-    f:close()
-    return function()
-      local u = io.open("/proc/uptime", "r")
-      if not u then return os.time() end
-      local t = u:read("*n")
-      u:close()
-      return t or os.time()
-    end, os.time
-  end
-  return os.time, os.time
-end
 
 local function shell_quote(s)
   return "'" .. tostring(s):gsub("'", [['\'']]) .. "'"
@@ -82,13 +64,12 @@ Delivery.__index = Delivery
 
 function M.new(opts)
   opts = opts or {}
-  local clock, wall = default_clock()
   local d = setmetatable({
     delays = opts.retry_delays or M.DEFAULT_RETRY_DELAYS,
     duplicate = opts.duplicate == true,
     timeout = opts.timeout or M.DEFAULT_TIMEOUT,
-    clock = opts.clock or clock,
-    wall = opts.wall or wall,
+    clock = opts.clock or time.now,
+    wall = opts.wall or time.wall,
     curl = opts.curl or "curl",
     max_running = opts.max_running or M.MAX_RUNNING,
     running = {},
@@ -205,7 +186,7 @@ function Delivery:finish(job, status)
   end
   local entry = {
     webhook_id = w and w.id, event_id = job.event_id, object = job.object, action = job.action,
-    attempt = job.attempt, status = status, ok = ok, time = M.iso(wall),
+    attempt = job.attempt, status = status, ok = ok, time = time.ms(wall),
   }
   if job.duplicate then entry.duplicate = true end
   self:record(entry)
@@ -229,14 +210,6 @@ function Delivery:finish(job, status)
     entry.dropped = true
     self.dropped = self.dropped + 1
   end
-end
-
---- "YYYY-MM-DDTHH:MM:SS.mmmZ".
-function M.iso(t)
-  local s = math.floor(t)
-  local ms = math.floor((t - s) * 1000 + 0.5)
-  if ms >= 1000 then s, ms = s + 1, 0 end
-  return os.date("!%Y-%m-%dT%H:%M:%S", s) .. (".%03dZ"):format(ms)
 end
 
 --- Collects finished attempts and starts the due ones. Call it from the server

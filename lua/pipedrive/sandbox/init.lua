@@ -32,7 +32,7 @@
 -- and API calls may carry "Authorization: Bearer <access token>".
 --
 -- opts of `new`: api_token (default "sandbox-token"), fixtures (deals created at
--- start and on reset), clock (seconds; default os.time), rate_limit (requests per
+-- start and on reset), clock (seconds; default sandbox.time.wall), rate_limit (requests per
 -- 2 s window, default 80), search_rate_limit (default 10), enforce_rate (answer 429
 -- once a window is spent; default false: the headers only), daily_limit (POSTs per
 -- day, default 10000), real_nulls (write null where Pipedrive does even when the
@@ -49,6 +49,7 @@
 local compat = require "pipedrive.compat"
 local json = require "pipedrive.sandbox.json"
 local util = require "pipedrive.sandbox.util"
+local time = require "pipedrive.sandbox.time"
 local check = require "pipedrive.sandbox.check"
 local store_mod = require "pipedrive.sandbox.store"
 local api = require "pipedrive.sandbox.api"
@@ -66,23 +67,6 @@ M.DEFAULT_TOKEN = "sandbox-token"
 M.ERROR_INFO = api.ERROR_INFO
 M.WINDOW = 2
 
--- A clock with sub-second resolution for the rate-limit window: the sandbox's
--- own httpd module, else LuaSocket when installed; whole seconds otherwise.
-local function default_fine_clock()
-  local hok, httpd = pcall(require, "pipedrive.sandbox.httpd")
-  if hok and type(httpd) == "table" and httpd.now then return httpd.now end
-  local ok, socket = pcall(require, "socket")
-  if ok and type(socket) == "table" and socket.gettime then return socket.gettime end
-  return os.time
-end
-
--- Waits inside a handler (fault delays): LuaSocket when installed, else sleep(1).
-local function default_sleep(seconds)
-  local ok, socket = pcall(require, "socket")
-  if ok and type(socket) == "table" and socket.sleep then return socket.sleep(seconds) end
-  os.execute(("sleep %.3f"):format(seconds))
-end
-
 local App = {}
 App.__index = App
 
@@ -95,18 +79,18 @@ function M.new(opts)
     enforce_rate = opts.enforce_rate == true,
     daily_limit = opts.daily_limit or 10000,
     log_max = opts.log_max or 10000,
-    clock = opts.clock or os.time,
+    clock = opts.clock or time.wall,
     stop_requested = false,
     latency = opts.latency,
   }, App)
-  app.fine_clock = opts.fine_clock or (opts.clock) or default_fine_clock()
+  app.fine_clock = opts.fine_clock or opts.clock or time.now
   app.store = store_mod.new{ clock = app.clock, fixtures = opts.fixtures, seed = opts.seed }
   app.store.real_nulls = opts.real_nulls == true
   app.oauth = oauth.new(app, { clients = opts.oauth_clients, token_ttl = opts.token_ttl, code_ttl = opts.code_ttl,
                                auto_approve = opts.oauth_auto_approve, api_domain = opts.api_domain })
   app.hooks = webhooks.new(app, { retry_delays = opts.webhook_retry_delays, duplicate = opts.webhook_duplicate,
                                   timeout = opts.webhook_timeout })
-  app.faults = faults.new(opts.sleep or default_sleep)
+  app.faults = faults.new(opts.sleep or time.sleep)
   if opts.faults then
     local ok, ferr = app.faults:add(opts.faults)
     if not ok then error("sandbox: faults: " .. ferr, 2) end

@@ -4,6 +4,7 @@
 --   lua5.4 -e "os.exit(require('pipedrive.sandbox.server').main(arg))" -- --help
 local compat = require "pipedrive.compat"
 local sandbox = require "pipedrive.sandbox"
+local time = require "pipedrive.sandbox.time"
 
 local M = {}
 
@@ -268,11 +269,11 @@ function M.main(argv)
   -- Requests are served in srv:step; webhook deliveries start and are
   -- collected between steps (app:tick), so the loop wakes up as often as
   -- they need (app:wait) and never waits for a receiver.
-  local deadline = o.exit_after and (os.time() + o.exit_after)
+  local deadline = o.exit_after and (time.now() + o.exit_after)
   while not app.stop_requested do
     local wait = app:wait(0.5)
     if deadline then
-      local left = deadline - os.time()
+      local left = deadline - time.now()
       if left <= 0 then break end
       if left < wait then wait = left end
     end

@@ -12,6 +12,7 @@
 -- null, which is what Pipedrive itself sends.
 local compat = require "pipedrive.compat"
 local json = require "pipedrive.sandbox.json"
+local time = require "pipedrive.sandbox.time"
 
 local array, null = json.array, json.null
 local floor = math.floor
@@ -21,51 +22,7 @@ local M = {}
 ------------------------------------------------------------------------------
 -- Times and money
 ------------------------------------------------------------------------------
-local v1_cache, v2_cache, cache_n = {}, {}, 0
-
-local function clear_if_big()
-  cache_n = cache_n + 1
-  if cache_n > 20000 then
-    v1_cache, v2_cache, cache_n = {}, {}, 0
-  end
-end
-
---- "YYYY-MM-DD HH:MM:SS" (UTC), the v1 format.
-function M.v1_time(t)
-  if t == nil then return nil end
-  local s = floor(t)
-  local r = v1_cache[s]
-  if not r then
-    r = os.date("!%Y-%m-%d %H:%M:%S", s)
-    v1_cache[s] = r
-    clear_if_big()
-  end
-  return r
-end
-
---- RFC 3339 "YYYY-MM-DDTHH:MM:SSZ", the v2 format.
-function M.v2_time(t)
-  if t == nil then return nil end
-  local s = floor(t)
-  local r = v2_cache[s]
-  if not r then
-    r = os.date("!%Y-%m-%dT%H:%M:%SZ", s)
-    v2_cache[s] = r
-    clear_if_big()
-  end
-  return r
-end
-
---- ISO 8601 with milliseconds, as leads carry them.
-function M.ms_time(t)
-  if t == nil then return nil end
-  local s = floor(t)
-  local ms = floor((t - s) * 1000 + 0.5)
-  if ms >= 1000 then s, ms = s + 1, 0 end
-  return os.date("!%Y-%m-%dT%H:%M:%S", s) .. (".%03dZ"):format(ms)
-end
-
-local v1_time, v2_time = M.v1_time, M.v2_time
+local v1_time, v2_time = time.v1, time.v2
 
 local function group_thousands(int_part)
   local s = tostring(int_part)
@@ -313,8 +270,8 @@ function M.filter_v1(_, f)
 end
 
 function M.lead_label_v1(_, l)
-  return { id = l.id, name = l.name, color = l.color, add_time = M.ms_time(l.add_time),
-           update_time = M.ms_time(l.update_time) }
+  return { id = l.id, name = l.name, color = l.color, add_time = time.ms(l.add_time),
+           update_time = time.ms(l.update_time) }
 end
 
 function M.currency_v1(_, c)
@@ -595,7 +552,7 @@ function M.lead_v1(st, l)
     is_archived = l.is_archived, was_seen = l.was_seen,
     value = l.value and { amount = integral(l.value.amount), currency = l.value.currency } or null,
     expected_close_date = l.expected_close_date or null, next_activity_id = null,
-    add_time = M.ms_time(l.add_time), update_time = M.ms_time(l.update_time),
+    add_time = time.ms(l.add_time), update_time = time.ms(l.update_time),
     visible_to = vis_v1(l.visible_to), cc_email = cc_email(st, "lead" .. l.id:gsub("%-", ""):sub(1, 12)),
     source_deal_id = null,
   }

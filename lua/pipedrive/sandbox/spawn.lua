@@ -17,6 +17,7 @@
 -- lua (interpreter), log (file for the child's output; default a temporary file,
 -- removed on stop).
 local compat = require "pipedrive.compat"
+local time = require "pipedrive.sandbox.time"
 
 local M = {}
 
@@ -24,9 +25,7 @@ local function shell_quote(s)
   return "'" .. tostring(s):gsub("'", [['\'']]) .. "'"
 end
 
-local function sleep(seconds)
-  os.execute(("sleep %.3f"):format(seconds))
-end
+local sleep = time.sleep
 
 local function read_file(path)
   local f = io.open(path, "rb")
@@ -114,8 +113,8 @@ function M.launch(opts)
     stopped = true
     if pid_alive(pid) then
       os.execute("kill -TERM " .. pid .. " 2>/dev/null")
-      local deadline = os.time() + (grace or 2)
-      while pid_alive(pid) and os.time() <= deadline do sleep(0.02) end
+      local deadline = time.now() + (grace or 2)
+      while pid_alive(pid) and time.now() <= deadline do sleep(0.02) end
       if pid_alive(pid) then os.execute("kill -KILL " .. pid .. " 2>/dev/null") end
     end
     os.remove(port_file)
@@ -124,7 +123,7 @@ function M.launch(opts)
   end
 
   local timeout = opts.timeout or 10
-  local waited, t0 = 0, os.time()
+  local t0 = time.now()
   while true do
     local text = read_file(port_file)
     local port = text and tonumber(text:match("^%s*(%d+)%s*$"))
@@ -134,8 +133,7 @@ function M.launch(opts)
       return setmetatable(p, { __gc = function() stop() end, __close = function() stop() end })
     end
     local dead = not pid_alive(pid)
-    -- os.time() has 1 s resolution; count the sleeps too so the wait is not cut short.
-    if dead or (waited >= timeout and os.time() - t0 >= timeout) then
+    if dead or time.now() - t0 >= timeout then
       local out = read_file(log) or ""
       stop()
       local why = dead and "exited before listening" or ("did not listen within %g s"):format(timeout)
@@ -143,7 +141,6 @@ function M.launch(opts)
       error(("pipedrive.sandbox.spawn: %s %s"):format(what, why), 2)
     end
     sleep(0.02)
-    waited = waited + 0.02
   end
 end
 

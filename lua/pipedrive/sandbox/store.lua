@@ -7,10 +7,11 @@
 -- (ids only grow, so appending keeps them sorted) plus an id -> record map.
 --
 -- Times are numbers of seconds since the epoch (UTC). The clock is
--- `opts.clock` (default os.time) so specs can pin it.
+-- `opts.clock` (default sandbox.time.wall) so specs can pin it.
 local compat = require "pipedrive.compat"
 local json = require "pipedrive.sandbox.json"
 local util = require "pipedrive.sandbox.util"
+local time = require "pipedrive.sandbox.time"
 
 local array = json.array
 
@@ -136,7 +137,7 @@ M.KINDS = { "deal", "person", "organization", "lead", "activity" }
 function M.new(opts)
   opts = opts or {}
   local st = setmetatable({
-    clock = opts.clock or os.time,
+    clock = opts.clock or time.wall,
     fixtures = opts.fixtures or 0,
     -- The UUID generator is not reset with the data, so a lead id is never reused.
     uuid_state = compat.tointeger(opts.seed) or 0x5eed,

@@ -19,6 +19,7 @@
 local compat = require "pipedrive.compat"
 local json = require "pipedrive.sandbox.json"
 local util = require "pipedrive.sandbox.util"
+local time = require "pipedrive.sandbox.time"
 local check = require "pipedrive.sandbox.check"
 local shapes = require "pipedrive.sandbox.shapes"
 local activities = require "pipedrive.sandbox.activities"
@@ -52,7 +53,7 @@ function M.new(app, opts)
     app = app,
     -- event ids differ from one sandbox process to the next unless a seed is given
     uuid_state = compat.tointeger(opts.seed)
-      or (os.time() + (tonumber(tostring({}):match("0x(%x+)") or "0", 16) or 0)) % 4294967296,
+      or (time.wall() + (tonumber(tostring({}):match("0x(%x+)") or "0", 16) or 0)) % 4294967296,
     delivery = delivery_mod.new{ retry_delays = opts.retry_delays, duplicate = opts.duplicate,
                                  timeout = opts.timeout },
   }, Hooks)
@@ -87,9 +88,9 @@ local function render(w)
   return {
     id = w.id, company_id = w.company_id, owner_id = w.owner_id, user_id = w.user_id,
     event_action = w.event_action, event_object = w.event_object, subscription_url = w.subscription_url,
-    version = w.version, is_active = 1, add_time = shapes.ms_time(w.add_time), remove_time = null,
+    version = w.version, is_active = 1, add_time = time.ms(w.add_time), remove_time = null,
     type = "general", http_auth_user = or_null(w.http_auth_user), http_auth_password = or_null(w.http_auth_password),
-    remove_reason = null, last_delivery_time = w.last_delivery_time and shapes.ms_time(w.last_delivery_time) or null,
+    remove_reason = null, last_delivery_time = w.last_delivery_time and time.ms(w.last_delivery_time) or null,
     last_http_status = or_null(w.last_http_status), admin_id = w.admin_id, name = w.name,
   }
 end
@@ -365,9 +366,7 @@ function Hooks:prepare(kind, action, before)
   return ev
 end
 
-local function iso_ms(t)
-  return shapes.ms_time(t)
-end
+local iso_ms = time.ms
 
 -- The v1 payload of one event for one webhook; `retry` is set per attempt.
 local function payload_v1(self, ev, w, meta_common)
