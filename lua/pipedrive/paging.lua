@@ -37,9 +37,9 @@ end
 
 -- Starts the next page's call as a task (not inside a parallel task, where the
 -- call itself already lets the other tasks run, nor when max_items is reached).
-function Pager:start_prefetch()
+function Pager:start_prefetch(walked)
   local sched = self.sched
-  if sched.current() or (self.max_items and self.count + #self.page >= self.max_items) then return end
+  if sched.current() or (self.max_items and walked >= self.max_items) then return end
   local pipeline, rname, op, snapshot = self.pipeline, self.rname, self.op, copy(self.args)
   self.pending = sched.spawn(function() return pipeline:call(rname, "each", op, snapshot, 2) end)
   sched.step(0) -- sends the request now
@@ -71,25 +71,15 @@ function Pager:advance(info)
   end
 end
 
---- The next item, or nil at the end.
-function Pager:next_item()
-  if self.max_items and self.count >= self.max_items then return nil end
-  local page, i = self.page, self.i
-  if page == nil or i >= #page then
-    if self.done then return nil end
-    local data, info = self:fetch()
-    if data == nil then error(info, 2) end
-    page, i = data, 0
-    self.page, self.i = page, 0
-    self:advance(info)
-    if #page == 0 then return nil end
-    if self.prefetch and not self.done then self:start_prefetch() end
-  elseif self.pending and i % 32 == 0 then
-    self.sched.step(0) -- keeps the prefetch's transfer moving
-  end
-  i = i + 1
-  self.i, self.count = i, self.count + 1
-  return page[i]
+--- The next page to walk, or nil at the end; `count` items were given so far.
+function Pager:next_page(count)
+  if self.done then return nil end
+  local data, info = self:fetch()
+  if data == nil then error(info, 3) end
+  self:advance(info)
+  if #data == 0 then return nil end
+  if self.prefetch and not self.done then self:start_prefetch(count + #data) end
+  return data
 end
 
 --- pd.<resource>.each(args): checks the arguments now (misuse raises at the
@@ -124,13 +114,28 @@ function M.each(pipeline, sched, rname, op, args)
   -- prefetch needs the scheduler: not with a Lua transport or on plain 5.1.
   local self = setmetatable({ pipeline = pipeline, sched = sched, rname = rname, op = op, args = a,
     paging = plan.paging, path = plan.path, max_items = max_items, prefetch = prefetch and sched ~= nil,
-    i = 0, count = 0, done = false }, Pager)
+    done = false }, Pager)
   local closer
-  if self.prefetch then
+  prefetch = self.prefetch
+  if prefetch then
     local function drop() self:drop() end
     closer = setmetatable({}, { __close = drop, __call = drop })
   end
-  return function() return self:next_item() end, nil, nil, closer
+  -- The walk through a page stays in this closure's upvalues: it runs once per item.
+  local page, i, count = nil, 0, 0
+  local function iter()
+    if max_items and count >= max_items then return nil end
+    if page == nil or i >= #page then
+      page, i = self:next_page(count), 0
+      if page == nil then return nil end
+    elseif prefetch and i % 32 == 0 and self.pending then
+      self.sched.step(0) -- keeps the prefetch's transfer moving
+    end
+    i = i + 1
+    count = count + 1
+    return page[i]
+  end
+  return iter, nil, nil, closer
 end
 
 return M
