@@ -340,8 +340,6 @@ typedef struct pd_resp {
   const char *method, *path;
 } pd_resp;
 
-static void pd_resp_rate_limit(lua_State *L, const pd_resp *r);
-
 /* Builds nil, err for a failed call and returns 2 (the number of results). */
 static int pd_resp_fail(lua_State *L, const pd_resp *r, const char *kind, const char *message, int keep_text) {
   int top = lua_gettop(L), err;
@@ -387,11 +385,6 @@ static int pd_resp_fail(lua_State *L, const pd_resp *r, const char *kind, const 
     pd_push_retry_after(L, r->headers, r->status);
     lua_setfield(L, err, "retry_after");
   }
-  /* The figures of a refused call count too (a 429's daily_left says which
-   * budget ran out), and the Lua side reads no header itself. */
-  lua_pushvalue(L, err);
-  pd_resp_rate_limit(L, r);
-  lua_pop(L, 1);
   lua_pushnil(L);
   lua_pushvalue(L, err);
   return 2;

@@ -203,14 +203,6 @@ describe("core.parse_response on failure", function()
     assert.equal("integer", compat.math_type(err.retry_after))
   end)
 
-  it("gives a refused call's rate-limit figures as err.rate_limit", function()
-    local _, err = parse(res(429, '{"success":false,"error":"Daily limit reached"}',
-      { ["x-ratelimit-limit"] = "80", ["x-ratelimit-remaining"] = "0", ["x-daily-requests-left"] = "0" }), V2_LIST)
-    assert.same({ limit = 80, remaining = 0, daily_left = 0 }, err.rate_limit)
-    _, err = parse(res(404, '{"success":false,"error":"Deal not found"}'), V2_LIST)
-    assert.same({}, err.rate_limit)
-  end)
-
   it("falls back to x-ratelimit-reset on 429 without Retry-After", function()
     local _, err = parse(res(429, "", { ["x-ratelimit-reset"] = "2" }), V2_LIST)
     assert.equal("rate_limited", err.kind)
