@@ -27,11 +27,12 @@ BUILD   ?= $(if $(filter lua5.4,$(LUA_NAME)),build,build/$(LUA_NAME))
 CORE_SO  = $(BUILD)/pipedrive/core.so
 HTTPD_SO = $(BUILD)/pipedrive/httpd.so
 CORE_SRC = csrc/core.c $(filter-out csrc/core.c csrc/httpd.c,$(wildcard csrc/*.c)) $(wildcard csrc/*.h)
+HTTPD_HDR = csrc/pd.h csrc/compat.h csrc/buf.h csrc/clock.h
 
 INST_LIBDIR ?= $(BUILD)/install/lib
 INST_LUADIR ?= $(BUILD)/install/lua
 
-.PHONY: FORCE all test test-all demo oauth-demo openresty-demo triggers-demo lint clean install deps asan asan-build valgrind fuzz fuzz-build fuzz-regress san-deps bench-faults
+.PHONY: FORCE all check-units test test-all demo oauth-demo openresty-demo triggers-demo lint clean install deps asan asan-build valgrind fuzz fuzz-build fuzz-regress san-deps bench-faults
 
 all: $(CORE_SO) $(HTTPD_SO)
 
@@ -47,7 +48,7 @@ $(CORE_SO): $(CORE_SRC) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(MYCFLAGS) $(CURL_CFLAGS) $(LIBFLAG) -o $@ csrc/core.c $(CURL_LIBS)
 
-$(HTTPD_SO): csrc/httpd.c csrc/compat.h csrc/buf.h $(FLAGS_STAMP)
+$(HTTPD_SO): csrc/httpd.c $(HTTPD_HDR) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(MYCFLAGS) $(MHD_CFLAGS) $(LIBFLAG) -o $@ csrc/httpd.c $(MHD_LIBS)
 
@@ -78,7 +79,17 @@ openresty-demo: all
 	@$(MAKE) --no-print-directory -s LUA=luajit all
 	sh examples/openresty/demo.sh
 
-lint:
+# Each C file compiled alone (-fsyntax-only): proves it includes what it uses.
+# Declarations of functions another file defines are expected ("used but
+# never defined" / "declared static but never defined"); any other warning fails.
+check-units:
+	@fail=0; for f in csrc/*.c csrc/*.h; do \
+	  out=$$($(CC) -x c -std=c99 -fsyntax-only -D_POSIX_C_SOURCE=200809L -I$(LUA_INCDIR) -Icsrc $(WARN) \
+	    $(CURL_CFLAGS) $(MHD_CFLAGS) -fno-diagnostics-show-caret $$f 2>&1 | grep -E ': (warning|error):' | grep -v -E 'used but never defined|declared .static. but never defined'); \
+	  if [ -n "$$out" ]; then echo "$$out"; fail=1; fi; \
+	done; exit $$fail
+
+lint: check-units
 	luacheck -q lua spec bin examples $(wildcard bench)
 	cppcheck -q --enable=warning,portability --error-exitcode=1 --std=c99 -I$(LUA_INCDIR) csrc
 
@@ -151,7 +162,7 @@ $(FUZZ_BUILD)/fuzz_%: fuzz/fuzz_%.c fuzz/harness.h $(CORE_SRC)
 	$(SAN_CC) -O1 -g $(FUZZ_FLAGS) -Wall -Wextra -std=c99 -D_POSIX_C_SOURCE=200809L -I$(LUA_INCDIR) -Icsrc $(CURL_CFLAGS) \
 	  -o $@ $< $(LUA_LIBS) $(CURL_LIBS) -lm
 
-$(FUZZ_BUILD)/fuzz_httpd: fuzz/fuzz_httpd.c fuzz/harness.h csrc/httpd.c csrc/compat.h csrc/buf.h
+$(FUZZ_BUILD)/fuzz_httpd: fuzz/fuzz_httpd.c fuzz/harness.h csrc/httpd.c $(HTTPD_HDR)
 	@mkdir -p $(dir $@)
 	$(SAN_CC) -O1 -g $(FUZZ_FLAGS) -Wall -Wextra -std=c99 -D_POSIX_C_SOURCE=200809L -I$(LUA_INCDIR) -Icsrc $(MHD_CFLAGS) \
 	  -o $@ $< $(LUA_LIBS) $(MHD_LIBS) -lm

@@ -1,14 +1,17 @@
-/* clock.c: core.now() and core.sleep(seconds), for the client's retry loop
- * (backoff between attempts, the total deadline). Nothing else uses them.
- * Included by core.c (unity build). */
+/* clock.c: core.now() and core.sleep(seconds), the one clock of the Lua side
+ * (the retry loop's backoff and deadline, pacing, the scheduler's timers, the
+ * triggers' seen memory, the sandbox). core.now reads clock.h's pd_clock_mono,
+ * which multi.c and httpd.c use too. Included by core.c (unity build). */
 #include <errno.h>
 #include <time.h>
+#include "pd.h"
+#include "clock.h"
 
 /* core.now(): seconds from CLOCK_MONOTONIC as a float (not wall-clock time). */
 static int pd_clock_now(lua_State *L) {
-  struct timespec ts;
-  if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0) return luaL_error(L, "clock_gettime failed");
-  lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
+  double t = pd_clock_mono();
+  if (t < 0) return luaL_error(L, "clock_gettime failed");
+  lua_pushnumber(L, (lua_Number)t);
   return 1;
 }
 

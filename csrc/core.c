@@ -1,13 +1,16 @@
 /* luaopen_pipedrive_core: the C core of the pipedrive module.
  * A unity build (as luv does): each concern lives in its own file, included
  * here, so that every function can stay static and only luaopen_ is exported.
- * Each file provides one pd_<area>_open(L) that adds its functions to the
- * module table on the top of the stack. */
-#include "compat.h"
-#include "buf.h"
+ * Each file stands on its own: it includes pd.h (raising, boxes, classes) and
+ * the header of every other file it uses (json.h, url.h, date.h, response.h,
+ * secret.h, http.h, clock.h), so `make check-units` compiles it alone.
+ * Each provides one pd_<area>_open(L) that adds its functions to the module
+ * table on the top of the stack. */
+#include "pd.h"
 
 #include "json.c"
 #include "url.c"
+#include "date.c"
 #include "response.c"
 #include "request.c"
 #include "http.c"
@@ -22,9 +25,11 @@ PD_EXPORT int luaopen_pipedrive_core(lua_State *L);
 /* Nothing here does I/O or touches globals: requiring the module is free of
  * side effects except libcurl's one-time global init inside pd_http_open. */
 PD_EXPORT int luaopen_pipedrive_core(lua_State *L) {
+  pd_box_open(L);
   lua_newtable(L);
   pd_json_open(L);
   pd_url_open(L);
+  pd_date_open(L);
   pd_response_open(L);
   pd_request_open(L);
   pd_http_open(L);

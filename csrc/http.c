@@ -1,5 +1,5 @@
 /* The libcurl transport: core.http_new(opts) -> h, h:perform(req), h:close().
- * Included by core.c after response.c (which provides pd_error_new).
+ * multi.c drives the same handles (http.h).
  *
  * One easy handle per client, reused, so libcurl keeps the connection alive
  * between calls. No Lua code runs while libcurl is on the stack: everything a
@@ -14,42 +14,18 @@
  * header value or the query string. */
 #include <ctype.h>
 #include <limits.h>
+#include <stdlib.h>
+#include <string.h>
 #include <strings.h>
 #include <curl/curl.h>
 
-#define PD_HTTP_MT "pipedrive.http"
-/* libcurl itself refuses header lines above 100 KiB; this bounds their sum. */
-#define PD_HTTP_HEADERS_MAX (1024u * 1024u)
+#include "pd.h"
+#include "response.h"
+#include "http.h"
+
 /* Answer buffers up to this size are reused by the next request. */
 #define PD_HTTP_KEEP_BUF (256u * 1024u)
 #define PD_HTTP_DEFAULT_MAX_RESPONSE ((lua_Integer)64 * 1024 * 1024)
-
-/* One client. `easy` is NULL while closed; the other pointers are owned and
- * released by pd_http_release. */
-typedef struct pd_http {
-  CURL *easy;
-  char *user_agent;
-  char *ca_file;
-  long timeout_ms;
-  long connect_timeout_ms;
-  long max_redirects;
-  size_t max_response;
-  int verify;
-  /* per-request state, kept here so an error while building Lua values
-   * cannot leak it */
-  struct curl_slist *req_headers;
-  char *url;
-  pd_buf body;
-  pd_buf headers; /* "name\0value\0" pairs, names lower-cased */
-  int too_large;
-  int headers_too_large;
-  int static_set; /* the options that never change are set on `easy` */
-  int compress;     /* this request asks for a compressed answer (req.compress) */
-  int compress_set; /* what CURLOPT_ACCEPT_ENCODING is set to on `easy` */
-  int nheaders;   /* header lines in `headers`, to size the Lua table */
-  char method[8];
-  char errbuf[CURL_ERROR_SIZE];
-} pd_http;
 
 static int pd_curl_init_state = 0; /* 0 not tried, 1 ok, -1 failed */
 
@@ -586,40 +562,31 @@ static int pd_http_perform(lua_State *L) {
   return pd_http_finish(L, h, rc);
 }
 
-/* h:close(), __gc, __close: releases the easy handle and its connection. */
-static int pd_http_close(lua_State *L) {
-  pd_http *h = (pd_http *)luaL_checkudata(L, 1, PD_HTTP_MT);
-  pd_http_release(h);
-  lua_pushboolean(L, 1);
-  return 1;
+/* The class's release (h:close(), __gc, __close): the easy handle and its
+ * connection, the buffers and the copied options. */
+static void pd_http_class_release(lua_State *L, void *self) {
+  (void)L;
+  pd_http_release((pd_http *)self);
 }
 
-/* Only the state; no URL, header or option value (they may hold secrets). */
-static int pd_http_tostring(lua_State *L) {
-  pd_http *h = (pd_http *)luaL_checkudata(L, 1, PD_HTTP_MT);
-  lua_pushstring(L, h->easy ? PD_HTTP_MT " (open)" : PD_HTTP_MT " (closed)");
-  return 1;
+/* Open while it has its easy handle; tostring shows only that state, never a
+ * URL, header or option value (they may hold secrets). */
+static int pd_http_is_open(const void *self) {
+  return ((const pd_http *)self)->easy != NULL;
 }
 
 static const luaL_Reg pd_http_methods[] = {
-  {"perform", pd_http_perform}, {"close", pd_http_close}, {NULL, NULL},
+  {"perform", pd_http_perform}, {NULL, NULL},
 };
 
-static const luaL_Reg pd_http_meta[] = {
-  {"__gc", pd_http_close}, {"__close", pd_http_close}, {"__tostring", pd_http_tostring}, {NULL, NULL},
-};
+static const pd_class pd_http_class = { PD_HTTP_MT, pd_http_methods, pd_http_class_release, pd_http_is_open, NULL };
 
 /* Adds http_new to the module table on the top of the stack, creates the
  * handle metatable and runs libcurl's global init once per process. It is
  * never undone (curl_global_cleanup is unsafe while other code may use curl). */
 static void pd_http_open(lua_State *L) {
   if (pd_curl_init_state == 0) pd_curl_init_state = curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? 1 : -1;
-  if (luaL_newmetatable(L, PD_HTTP_MT)) {
-    luaL_setfuncs(L, pd_http_meta, 0);
-    luaL_newlib(L, pd_http_methods);
-    lua_setfield(L, -2, "__index");
-  }
-  lua_pop(L, 1);
+  pd_class_register(L, &pd_http_class);
   lua_pushcfunction(L, pd_http_new);
   lua_setfield(L, -2, "http_new");
 }

@@ -27,8 +27,8 @@
  *   srv:stats([reset]) -> { held, peak_in_flight }
  *   httpd.now()                           monotonic seconds (the sandbox's rate window)
  */
-#include "compat.h"
-#include "buf.h"
+#include "pd.h"
+#include "clock.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -96,13 +96,6 @@ typedef struct pd_hreq {
   struct MHD_Connection *conn;
   struct pd_hreq *next_held;
 } pd_hreq;
-
-/* Monotonic seconds, for held answers. */
-static double pd_httpd_now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 /* What the protected dispatch needs, and what it hands back. Everything the
  * handler returns is copied into `resp_headers` ("name\0value\0" pairs) and
@@ -509,7 +502,7 @@ static enum MHD_Result pd_httpd_call_lua(pd_httpd *s, struct MHD_Connection *con
     /* Kept for step() to send once due; the connection sleeps until then. */
     rq->held_resp = r;
     rq->held_status = (unsigned)c.status;
-    rq->due = pd_httpd_now() + c.hold;
+    rq->due = pd_clock_mono() + c.hold;
     rq->conn = conn;
     rq->next_held = s->held;
     s->held = rq;
@@ -734,7 +727,7 @@ static int pd_httpd_host(lua_State *L) {
  * -1 when some were resumed and none is left, else the seconds until the next. */
 static double pd_httpd_resume_due(pd_httpd *s) {
   pd_hreq **pp = &s->held;
-  double now = pd_httpd_now(), next = -1;
+  double now = pd_clock_mono(), next = -1;
   int resumed = 0;
   while (*pp) {
     pd_hreq *rq = *pp;
@@ -820,49 +813,44 @@ static int pd_httpd_stats(lua_State *L) {
   return 1;
 }
 
-/* srv:close(), __gc and __close: stop listening, drop open connections and
- * the handler reference. Safe to call any number of times. */
-static int pd_httpd_close(lua_State *L) {
-  pd_httpd *s = (pd_httpd *)luaL_checkudata(L, 1, PD_HTTPD_MT);
-  pd_httpd_release(L, s);
-  lua_pushboolean(L, 1);
-  return 1;
+/* The class's release (srv:close(), __gc, __close): stop listening, drop
+ * open connections and the handler reference. */
+static void pd_httpd_class_release(lua_State *L, void *self) {
+  pd_httpd_release(L, (pd_httpd *)self);
+}
+
+/* Open while listening and not being closed. */
+static int pd_httpd_is_open(const void *self) {
+  const pd_httpd *s = (const pd_httpd *)self;
+  return s->daemon && !s->close_pending;
 }
 
 /* Shows where it listens; there is nothing secret in a server handle. */
-static int pd_httpd_tostring(lua_State *L) {
-  pd_httpd *s = (pd_httpd *)luaL_checkudata(L, 1, PD_HTTPD_MT);
-  if (!s->daemon || s->close_pending) lua_pushliteral(L, PD_HTTPD_MT " (closed)");
-  else if (s->ipv6) lua_pushfstring(L, PD_HTTPD_MT " [%s]:%d", s->host, (int)s->port);
+static void pd_httpd_describe(lua_State *L, const void *self) {
+  const pd_httpd *s = (const pd_httpd *)self;
+  if (s->ipv6) lua_pushfstring(L, PD_HTTPD_MT " [%s]:%d", s->host, (int)s->port);
   else lua_pushfstring(L, PD_HTTPD_MT " %s:%d", s->host, (int)s->port);
-  return 1;
 }
 
 static const luaL_Reg pd_httpd_methods[] = {
   {"port", pd_httpd_port}, {"host", pd_httpd_host}, {"step", pd_httpd_step}, {"run", pd_httpd_run},
-  {"stop", pd_httpd_stop}, {"close", pd_httpd_close}, {"stats", pd_httpd_stats}, {NULL, NULL},
+  {"stop", pd_httpd_stop}, {"stats", pd_httpd_stats}, {NULL, NULL},
 };
 
-static const luaL_Reg pd_httpd_meta[] = {
-  {"__gc", pd_httpd_close}, {"__close", pd_httpd_close}, {"__tostring", pd_httpd_tostring}, {NULL, NULL},
-};
+static const pd_class pd_httpd_class = { PD_HTTPD_MT, pd_httpd_methods, pd_httpd_class_release, pd_httpd_is_open,
+                                         pd_httpd_describe };
 
 /* httpd.now(): the same monotonic clock as held answers, so the sandbox can
  * keep its 2-second rate windows without LuaSocket (os.time() only has whole
  * seconds). */
 static int pd_httpd_lnow(lua_State *L) {
-  lua_pushnumber(L, (lua_Number)pd_httpd_now());
+  lua_pushnumber(L, (lua_Number)pd_clock_mono());
   return 1;
 }
 
 /* Module entry: the server metatable and { listen, now, _VERSION }. Starts nothing. */
 PD_EXPORT int luaopen_pipedrive_httpd(lua_State *L) {
-  if (luaL_newmetatable(L, PD_HTTPD_MT)) {
-    luaL_setfuncs(L, pd_httpd_meta, 0);
-    luaL_newlib(L, pd_httpd_methods);
-    lua_setfield(L, -2, "__index");
-  }
-  lua_pop(L, 1);
+  pd_class_register(L, &pd_httpd_class);
   lua_newtable(L);
   lua_pushcfunction(L, pd_httpd_listen);
   lua_setfield(L, -2, "listen");

@@ -15,72 +15,24 @@
  * - Numbers: a token without fraction or exponent that fits lua_Integer is an
  *   integer, every other number a float. Integral floats are encoded with a
  *   trailing ".0" so that they decode as floats again.
- *
- * Also here, because every later file of the unity build needs it: the "box",
- * a pd_buf inside a full userdata whose __gc frees it, so that a Lua error
- * raised while a buffer is in use cannot leak its memory. */
+ */
+#include <limits.h>
 #include <locale.h>
 #include <math.h>
-#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pd.h"
+#include "json.h"
 
 #define PD_JSON_MAXDEPTH 1000
 /* Largest JSON text json_encode produces; Pipedrive bodies are far smaller. */
 #define PD_JSON_MAXOUT ((size_t)64 * 1024 * 1024)
-/* Room for any number we format: "%.17g" of a double needs at most 25 bytes. */
-#define PD_NUMBUF 64
 
-/* Registry keys: addresses of these statics are unique per process, so they
- * cannot clash with any other library's registry entries. */
-static char pd_box_key;
+/* Registry key of core.array_mt: the address of a static is unique per
+ * process, so it cannot clash with any other library's registry entries. */
 static char pd_array_mt_key;
-
-/* ----------------------------------------------------------------- raising */
-
-/* Raises a formatted message as is. luaL_error would prefix the position of
- * the Lua caller; our messages start with the function's name instead
- * ("json_encode: ..."), so callers can match them and they read the same
- * wherever the call came from. Only lua_pushfstring formats (%s %d %c %f). */
-static int pd_raise(lua_State *L, const char *fmt, ...) {
-                    va_list ap;
-  lua_checkstack(L, 2);
-  va_start(ap, fmt);
-  lua_pushvfstring(L, fmt, ap);
-  va_end(ap);
-  return lua_error(L);
-}
-
-/* lua_checkstack that raises with the function's name, for the same reason. */
-static void pd_checkstack(lua_State *L, int n, const char *fname) {
-  if (!lua_checkstack(L, n)) pd_raise(L, "%s: out of Lua stack", fname);
-}
-
-/* ------------------------------------------------------------------ boxes */
-
-/* The box's finalizer: frees whatever the buffer still holds when an error
- * unwound past its owner (on success the owner frees it first). */
-static int pd_box_gc(lua_State *L) {
-  pd_buf *b = (pd_buf *)lua_touserdata(L, 1);
-  if (b) pd_buf_free(b);
-  return 0;
-}
-
-/* Pushes a new box and returns its buffer. Nothing is malloc'd yet, so a
- * memory error raised here loses nothing. */
-static pd_buf *pd_box_new(lua_State *L, size_t max) {
-  pd_buf *b = (pd_buf *)pd_newuserdata(L, sizeof *b);
-  pd_buf_init(b, max);
-  lua_pushlightuserdata(L, (void *)&pd_box_key);
-  lua_rawget(L, LUA_REGISTRYINDEX);
-  lua_setmetatable(L, -2);
-  return b;
-}
-
-/* Pushes the box's content as a string and releases the memory at once rather
- * than waiting for the collector. If the push raises, __gc frees it later. */
-static void pd_box_push(lua_State *L, pd_buf *b) {
-  lua_pushlstring(L, b->data ? b->data : "", b->len);
-  pd_buf_free(b);
-}
 
 /* Pushes core.array_mt (one per Lua state, kept in the registry). */
 static void pd_push_array_mt(lua_State *L) {
@@ -636,9 +588,6 @@ static int pd_jdec_value(pd_jdec *d) {
   }
 }
 
-#define PD_JSON_STRICT 0
-#define PD_JSON_LENIENT 1
-
 /* The decoder as the other files use it: pushes the value of s[0..n) and
  * returns 1, or pushes nothing, writes "what at byte N" (1-based) into err
  * and returns 0. Only a memory error can raise, and it leaks nothing: all
@@ -709,12 +658,6 @@ static int pd_json_decode_l(lua_State *L) {
 }
 
 /* ---------------------------------------------------------------- encoder */
-
-typedef struct pd_jkey {
-  const char *s;
-  size_t n;
-  int slot;   /* index of the key in the anchoring table */
-} pd_jkey;
 
 /* One open container: which child is being encoded. Frames live in the C
  * stack frames of the recursion, linked to their parent, so tracking the
@@ -1095,23 +1038,6 @@ static int pd_json_array_l(lua_State *L) {
 /* Registry entries are reused when the module is opened again in the same
  * state, so arrays decoded before a re-require keep being recognised. */
 static void pd_json_open(lua_State *L) {
-  lua_pushlightuserdata(L, (void *)&pd_box_key);
-  lua_rawget(L, LUA_REGISTRYINDEX);
-  if (lua_isnil(L, -1)) {
-    lua_pop(L, 1);
-    lua_newtable(L);
-    lua_pushcfunction(L, pd_box_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushliteral(L, "pipedrive.buffer");
-    lua_setfield(L, -2, "__name");
-    lua_pushliteral(L, "pipedrive.buffer");
-    lua_setfield(L, -2, "__metatable");
-    lua_pushlightuserdata(L, (void *)&pd_box_key);
-    lua_pushvalue(L, -2);
-    lua_rawset(L, LUA_REGISTRYINDEX);
-  }
-  lua_pop(L, 1);
-
   pd_push_array_mt(L);
   if (lua_isnil(L, -1)) {
     lua_pop(L, 1);

@@ -7,7 +7,7 @@
  *   m:remove(id)                   abandons a transfer (running or finished)
  *   m:pending()                    transfers added and not yet collected
  *   m:close()                      idempotent; also __gc and __close
- * Included by core.c after http.c: each slot is a pd_http, so requests are
+ * Each slot is a pd_http (http.h), so requests are
  * loaded, and answers and errors pushed, by exactly the code h:perform uses.
  * The Lua scheduler (lua/pipedrive/scheduler.lua) decides what to add and who
  * gets which answer; this file only moves bytes.
@@ -18,7 +18,14 @@
  * stack: m:add loads the request into C before curl_multi_add_handle, and
  * m:step builds its results only after curl_multi_perform returned. */
 
+#include <stdlib.h>
+#include <string.h>
 #include <time.h>
+#include <curl/curl.h>
+
+#include "pd.h"
+#include "clock.h"
+#include "http.h"
 
 #define PD_MULTI_MT "pipedrive.multi"
 /* A bound on slots, far above any sane concurrency: it stops a loop that adds
@@ -177,13 +184,6 @@ static int pd_multi_collect(pd_multi *m) {
   return n;
 }
 
-/* Seconds since an arbitrary point, for step's own deadline. */
-static double pd_multi_now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* m:step([seconds = 0]) -> id, id, ... (the transfers that finished since the
  * last step, possibly none). Drives every transfer, and waits for socket
  * activity until one finishes or `seconds` have passed. */
@@ -193,7 +193,7 @@ static int pd_multi_step(lua_State *L) {
   int running = 0, i, n = 0, ready = 0, spins = 0;
   if (!(wait > 0)) wait = 0;
   if (wait > 86400) wait = 86400;
-  deadline = pd_multi_now() + wait;
+  deadline = pd_clock_mono() + wait;
   for (i = 0; i < m->nslots; i++)
     if (m->slots[i] && m->slots[i]->state == PD_SLOT_DONE) ready++;
   for (;;) {
@@ -202,7 +202,7 @@ static int pd_multi_step(lua_State *L) {
     if (curl_multi_perform(m->multi, &running) != CURLM_OK) break;
     ready += pd_multi_collect(m);
     if (ready > 0 || running == 0) break;
-    left = deadline - pd_multi_now();
+    left = deadline - pd_clock_mono();
     if (left <= 0) {
       /* No time left to wait, but do what is ready now (a loopback connect
        * completes at once; the request then goes out on the next perform),
@@ -263,39 +263,30 @@ static int pd_multi_pending(lua_State *L) {
   return 1;
 }
 
-/* m:close(), __gc, __close: one idempotent release for every way a handle ends. */
-static int pd_multi_close(lua_State *L) {
-  pd_multi *m = (pd_multi *)luaL_checkudata(L, 1, PD_MULTI_MT);
-  pd_multi_release(m);
-  lua_pushboolean(L, 1);
-  return 1;
+/* The class's release (m:close(), __gc, __close): every slot and the
+ * multi handle. */
+static void pd_multi_class_release(lua_State *L, void *self) {
+  (void)L;
+  pd_multi_release((pd_multi *)self);
 }
 
-/* Only the state: a handle holds request headers with credentials. */
-static int pd_multi_tostring(lua_State *L) {
-  pd_multi *m = (pd_multi *)luaL_checkudata(L, 1, PD_MULTI_MT);
-  lua_pushstring(L, m->multi ? PD_MULTI_MT " (open)" : PD_MULTI_MT " (closed)");
-  return 1;
+/* Open until closed; tostring shows only that: slots hold request headers
+ * with credentials. */
+static int pd_multi_is_open(const void *self) {
+  return ((const pd_multi *)self)->multi != NULL;
 }
 
 static const luaL_Reg pd_multi_methods[] = {
   {"add", pd_multi_add},       {"step", pd_multi_step},     {"result", pd_multi_result},
-  {"remove", pd_multi_remove}, {"pending", pd_multi_pending}, {"close", pd_multi_close},
-  {NULL, NULL},
+  {"remove", pd_multi_remove}, {"pending", pd_multi_pending}, {NULL, NULL},
 };
 
-static const luaL_Reg pd_multi_meta[] = {
-  {"__gc", pd_multi_close}, {"__close", pd_multi_close}, {"__tostring", pd_multi_tostring}, {NULL, NULL},
-};
+static const pd_class pd_multi_class = { PD_MULTI_MT, pd_multi_methods, pd_multi_class_release, pd_multi_is_open,
+                                         NULL };
 
 /* Adds multi_new to the module table on the top of the stack. */
 static void pd_multi_open(lua_State *L) {
-  if (luaL_newmetatable(L, PD_MULTI_MT)) {
-    luaL_setfuncs(L, pd_multi_meta, 0);
-    luaL_newlib(L, pd_multi_methods);
-    lua_setfield(L, -2, "__index");
-  }
-  lua_pop(L, 1);
+  pd_class_register(L, &pd_multi_class);
   lua_pushcfunction(L, pd_multi_new);
   lua_setfield(L, -2, "multi_new");
 }

@@ -5,10 +5,16 @@
  * Misuse raises "build_request: ..." naming the field; header values, the
  * base URL (which may hold credentials) and query values are never quoted in
  * a message, only field and header names are. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "pd.h"
+#include "json.h"
+#include "url.h"
 
 /* A URL longer than this is refused: servers and proxies reject such URLs
  * anyway (typically above 8-64 KB), better to fail before sending. */
-#define PD_URL_MAX ((size_t)64 * 1024)
+#define PD_REQ_URL_MAX ((size_t)64 * 1024)
 /* Form bodies carry OAuth fields: a few hundred bytes. */
 #define PD_FORM_MAX ((size_t)1024 * 1024)
 #define PD_HEADER_NAME_MAX 128
@@ -322,7 +328,7 @@ static int pd_build_request_l(lua_State *L) {
                       "'?' or '#'");
   }
   while (n > 0 && s[n - 1] == '/') n--;
-  u = pd_box_new(L, PD_URL_MAX);
+  u = pd_box_new(L, PD_REQ_URL_MAX);
   pd_buf_add(u, s, n);
 
   s = lua_tolstring(L, PATH, &n);
@@ -331,7 +337,7 @@ static int pd_build_request_l(lua_State *L) {
   if (!lua_isnil(L, QUERY)) pd_req_pairs(L, u, QUERY, "query", 1, '?');
   if (pd_buf_failed(u)) {
     pd_buf_free(u);
-    return pd_raise(L, "build_request: URL longer than %d bytes", (int)PD_URL_MAX);
+    return pd_raise(L, "build_request: URL longer than %d bytes", (int)PD_REQ_URL_MAX);
   }
   pd_box_push(L, u);
   lua_setfield(L, out, "url");

@@ -7,7 +7,14 @@
  * is built only from kind, status, method, path and message: headers and
  * response bodies never appear in it (they may hold tokens or whole HTML
  * pages), and a query string is cut off the path in case one slipped in. */
+#include <stdio.h>
+#include <string.h>
 #include <time.h>
+
+#include "pd.h"
+#include "json.h"
+#include "date.h"
+#include "response.h"
 
 static char pd_error_mt_key;
 
@@ -196,30 +203,6 @@ static int pd_header_number(lua_State *L, int headers, const char *name) {
   return 0;
 }
 
-/* Seconds since the epoch of an IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT"),
- * the only date form RFC 9110 lets servers send in Retry-After. */
-static int pd_http_date(const char *s, double *out) {
-  static const char months[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
-  static const int mdays[] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
-  char wd[4], mon[4];
-  int day, year, hh, mi, ss, m, y;
-  const char *at;
-  double days = 0;
-  if (sscanf(s, "%3[A-Za-z], %2d %3[A-Za-z] %4d %2d:%2d:%2d", wd, &day, mon, &year, &hh, &mi, &ss) != 7) return 0;
-  at = strstr(months, mon);
-  if (!at || strlen(mon) != 3 || (at - months) % 3) return 0;
-  m = (int)(at - months) / 3;
-  if (year < 1970 || year > 9999 || day < 1 || day > 31 || hh > 23 || mi > 59 || ss > 60 || hh < 0 || mi < 0 ||
-      ss < 0)
-    return 0;
-  for (y = 1970; y < year; y++) days += ((y % 4 == 0 && y % 100 != 0) || y % 400 == 0) ? 366 : 365;
-  for (y = 0; y < m; y++) days += mdays[y];
-  if (m > 1 && ((year % 4 == 0 && year % 100 != 0) || year % 400 == 0)) days += 1;
-  days += day - 1;
-  *out = days * 86400.0 + hh * 3600.0 + mi * 60.0 + ss;
-  return 1;
-}
-
 /* Pushes retry_after in seconds or nil: Retry-After (delta seconds or a date),
  * else on 429 Pipedrive's x-ratelimit-reset (seconds left in the window). */
 static void pd_push_retry_after(lua_State *L, int headers, long status) {
@@ -340,6 +323,22 @@ typedef struct pd_resp {
   const char *method, *path;
 } pd_resp;
 
+/* Adds rate_limit = {limit, remaining, reset, daily_left} to the table on top,
+ * with only the headers that were present. */
+static void pd_resp_rate_limit(lua_State *L, const pd_resp *r) {
+  static const char *const names[][2] = { { "x-ratelimit-limit", "limit" },
+                                          { "x-ratelimit-remaining", "remaining" },
+                                          { "x-ratelimit-reset", "reset" },
+                                          { "x-daily-requests-left", "daily_left" } };
+  int i;
+  lua_createtable(L, 0, 4);
+  for (i = 0; i < 4; i++) {
+    if (pd_header_number(L, r->headers, names[i][0])) lua_setfield(L, -2, names[i][1]);
+    else lua_pop(L, 1);
+  }
+  lua_setfield(L, -2, "rate_limit");
+}
+
 /* Builds nil, err for a failed call and returns 2 (the number of results). */
 static int pd_resp_fail(lua_State *L, const pd_resp *r, const char *kind, const char *message, int keep_text) {
   int top = lua_gettop(L), err;
@@ -385,25 +384,11 @@ static int pd_resp_fail(lua_State *L, const pd_resp *r, const char *kind, const 
     pd_push_retry_after(L, r->headers, r->status);
     lua_setfield(L, err, "retry_after");
   }
+  lua_settop(L, err);
+  pd_resp_rate_limit(L, r);
   lua_pushnil(L);
   lua_pushvalue(L, err);
   return 2;
-}
-
-/* Adds rate_limit = {limit, remaining, reset, daily_left} to the table on top,
- * with only the headers that were present. */
-static void pd_resp_rate_limit(lua_State *L, const pd_resp *r) {
-  static const char *const names[][2] = { { "x-ratelimit-limit", "limit" },
-                                          { "x-ratelimit-remaining", "remaining" },
-                                          { "x-ratelimit-reset", "reset" },
-                                          { "x-daily-requests-left", "daily_left" } };
-  int i;
-  lua_createtable(L, 0, 4);
-  for (i = 0; i < 4; i++) {
-    if (pd_header_number(L, r->headers, names[i][0])) lua_setfield(L, -2, names[i][1]);
-    else lua_pop(L, 1);
-  }
-  lua_setfield(L, -2, "rate_limit");
 }
 
 /* Pushes t[name] when it is a table (JSON null and other values count as
@@ -610,6 +595,26 @@ static int pd_parse_response_l(lua_State *L) {
   return pd_resp_fail(L, &r, pd_status_kind(r.status), NULL, 1);
 }
 
+/* core.retry_after(res) -> seconds or nil: the wait an answer names, read
+ * exactly as parse_response reads it for err.retry_after, for callers that
+ * see a raw answer before any parsing (OAuth token calls in the retry loop). */
+static int pd_retry_after_l(lua_State *L) {
+  lua_Integer st;
+  int isnum;
+  if (lua_type(L, 1) != LUA_TTABLE)
+    return pd_raise(L, "retry_after: expected a response table, got %s", luaL_typename(L, 1));
+  lua_settop(L, 1);
+  lua_getfield(L, 1, "status");
+  st = lua_tointegerx(L, 2, &isnum);
+  lua_getfield(L, 1, "headers");
+  if (lua_type(L, 3) != LUA_TTABLE) {
+    lua_pushnil(L);
+    return 1;
+  }
+  pd_push_retry_after(L, 3, isnum ? (long)st : 0);
+  return 1;
+}
+
 /* error_mt is kept in the registry (reused when the module is opened again in
  * the same state), so errors made before a re-require are still recognised. */
 static void pd_response_open(lua_State *L) {
@@ -628,4 +633,6 @@ static void pd_response_open(lua_State *L) {
   lua_setfield(L, -2, "error_mt");
   lua_pushcfunction(L, pd_parse_response_l);
   lua_setfield(L, -2, "parse_response");
+  lua_pushcfunction(L, pd_retry_after_l);
+  lua_setfield(L, -2, "retry_after");
 }

@@ -7,14 +7,14 @@
  *
  * Nothing here knows about OAuth: oauth.c (the flow) and fs.c (the token
  * file) both build on these, so they live in one place below both.
- *
- * Memory rule for every file that uses this one: a malloc'd buffer that may
- * hold a secret is wiped and freed before anything that may raise a Lua
- * error runs, and strings leave C through secret_push_buf, which pushes
- * inside a protected call so that even a memory error frees first.
+ * C memory that may hold a secret is a secret box (pd.h: pd_box_new_secret),
+ * wiped on growth, on free and by the collector after an error.
  */
-#include "compat.h"
-#include "buf.h"
+#include <stddef.h>
+#include <string.h>
+
+#include "pd.h"
+#include "secret.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -25,63 +25,8 @@
 #if defined(__linux__) && defined(__GLIBC__) && \
     (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 25))
 #include <sys/random.h>
-#define SECRET_HAVE_GETRANDOM 1
+#define PD_SECRET_HAVE_GETRANDOM 1
 #endif
-
-/* ---------------------------------------------------------------------- */
-/* Wiping and the protected push                                          */
-/* ---------------------------------------------------------------------- */
-
-/* Overwrite memory that held a secret. A plain memset before free() may be
- * removed by the optimiser; stores through a volatile pointer may not. */
-static void secret_wipe(void *p, size_t n) {
-  volatile unsigned char *v = (volatile unsigned char *)p;
-  while (n--) *v++ = 0;
-}
-
-/* Wipe (when asked) and free a buffer in one step, so that error paths that
- * must release several buffers before raising stay short and uniform. */
-static void secret_buf_release(pd_buf *b, int wipe) {
-  if (wipe && b->data) secret_wipe(b->data, b->cap);
-  pd_buf_free(b);
-}
-
-/* Body of the protected push: the only Lua call that touches a C buffer. */
-static int secret_push_buf_k(lua_State *L) {
-  const pd_buf *b = (const pd_buf *)lua_touserdata(L, 1);
-  lua_pushlstring(L, b->data ? b->data : "", b->len);
-  return 1;
-}
-
-/* Every function registered through secret_register (this file's, oauth.c's
- * and fs.c's) carries secret_push_buf_k as upvalue 1, so pushing it later
- * copies a value and allocates nothing (on Lua 5.1 and LuaJIT,
- * lua_pushcfunction would allocate a closure). */
-#define SECRET_PUSHER lua_upvalueindex(1)
-
-/* Push a C buffer as a Lua string and free it, in that order, without ever
- * raising while the buffer is still allocated: the push runs under lua_pcall
- * (it can fail with a memory error), the buffer is released whatever
- * happened, and only then is a failure re-raised. Callers reserve stack
- * space before they allocate, so the two pushes here cannot fail. */
-static void secret_push_buf(lua_State *L, pd_buf *b, int wipe) {
-  int rc;
-  lua_pushvalue(L, SECRET_PUSHER);
-  lua_pushlightuserdata(L, b);
-  rc = lua_pcall(L, 1, 1, 0);
-  secret_buf_release(b, wipe);
-  if (rc != 0) lua_error(L);
-}
-
-/* Add functions to the module table on top of the stack, each with the
- * protected-push helper as its upvalue (see SECRET_PUSHER). */
-static void secret_register(lua_State *L, const luaL_Reg *fns) {
-  for (; fns->name; fns++) {
-    lua_pushcfunction(L, secret_push_buf_k);
-    lua_pushcclosure(L, fns->func, 1);
-    lua_setfield(L, -2, fns->name);
-  }
-}
 
 /* ---------------------------------------------------------------------- */
 /* Randomness                                                             */
@@ -91,10 +36,10 @@ static void secret_register(lua_State *L, const luaL_Reg *fns) {
  * file descriptor (so it works in chroots and when fds run out); older
  * kernels and non-Linux systems fall back to /dev/urandom. Returns 0, or
  * -1 with errno set. Never raises: callers decide how to report. */
-static int secret_random_bytes(unsigned char *out, size_t n) {
+static int pd_secret_random_bytes(unsigned char *out, size_t n) {
   size_t got = 0;
   int fd, e;
-#ifdef SECRET_HAVE_GETRANDOM
+#ifdef PD_SECRET_HAVE_GETRANDOM
   while (got < n) {
     ssize_t r = getrandom(out + got, n - got, 0);
     if (r < 0) {
@@ -130,8 +75,8 @@ static int secret_random_bytes(unsigned char *out, size_t n) {
 /* Base64                                                                 */
 /* ---------------------------------------------------------------------- */
 
-static const char secret_b64_std[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-static const char secret_b64_url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+static const char pd_secret_b64_std[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+static const char pd_secret_b64_url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 /* Encode one group of 1..3 bytes into out (4 bytes of room); returns the
  * characters written. `url` picks the URL-safe alphabet without padding
@@ -139,8 +84,8 @@ static const char secret_b64_url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnop
  * standard padded alphabet (section 4, for HTTP Basic credentials). The C
  * buffer, the Lua buffer and the stack array users below all go through
  * this one group encoder, so there is a single place to get base64 right. */
-static size_t secret_b64_group(const unsigned char *s, size_t n, char *out, int url) {
-  const char *abc = url ? secret_b64_url : secret_b64_std;
+static size_t pd_secret_b64_group(const unsigned char *s, size_t n, char *out, int url) {
+  const char *abc = url ? pd_secret_b64_url : pd_secret_b64_std;
   unsigned v = (unsigned)s[0] << 16;
   size_t k = 0;
   if (n > 1) v |= (unsigned)s[1] << 8;
@@ -154,13 +99,13 @@ static size_t secret_b64_group(const unsigned char *s, size_t n, char *out, int 
   return k;
 }
 
-/* Base64 of n bytes appended to a C buffer (see secret_b64_group): for
+/* Base64 of n bytes appended to a C buffer (see pd_secret_b64_group): for
  * values built in malloc'd memory that must be wiped, such as the HTTP
  * Basic credentials oauth.c sends. */
-static void secret_b64_add(pd_buf *b, const unsigned char *s, size_t n, int url) {
+static void pd_secret_b64_add(pd_buf *b, const unsigned char *s, size_t n, int url) {
   char q[4];
   size_t i;
-  for (i = 0; i < n; i += 3) pd_buf_add(b, q, secret_b64_group(s + i, n - i > 3 ? 3 : n - i, q, url));
+  for (i = 0; i < n; i += 3) pd_buf_add(b, q, pd_secret_b64_group(s + i, n - i > 3 ? 3 : n - i, q, url));
 }
 
 /* ---------------------------------------------------------------------- */
@@ -171,7 +116,7 @@ static void secret_b64_add(pd_buf *b, const unsigned char *s, size_t n, int url)
  * `state` (CSRF protection) and similar nonces. 16..64 bytes keeps it from
  * being too weak or absurdly long; raises if the OS has no randomness,
  * because a predictable state would silently defeat its purpose. */
-static int secret_random_token(lua_State *L) {
+static int pd_secret_random_token(lua_State *L) {
   unsigned char raw[64];
   char out[88]; /* 64 bytes -> 86 characters */
   lua_Integer n = luaL_optinteger(L, 1, 32);
@@ -181,13 +126,13 @@ static int secret_random_token(lua_State *L) {
   luaL_argcheck(L, lua_isnoneornil(L, 1) || pd_isinteger(L, 1), 1, "random_token: nbytes must be an integer");
 #endif
   luaL_argcheck(L, n >= 16 && n <= 64, 1, "random_token: nbytes must be between 16 and 64");
-  if (secret_random_bytes(raw, (size_t)n) != 0) {
+  if (pd_secret_random_bytes(raw, (size_t)n) != 0) {
     int e = errno;
     return luaL_error(L, "random_token: no randomness available: %s", strerror(e));
   }
   for (i = 0; i < (size_t)n; i += 3)
-    k += secret_b64_group(raw + i, (size_t)n - i > 3 ? 3 : (size_t)n - i, out + k, 1);
-  secret_wipe(raw, sizeof raw);
+    k += pd_secret_b64_group(raw + i, (size_t)n - i > 3 ? 3 : (size_t)n - i, out + k, 1);
+  pd_wipe(raw, sizeof raw);
   lua_pushlstring(L, out, k);
   return 1;
 }
@@ -198,7 +143,7 @@ static int secret_random_token(lua_State *L) {
  * expected one does not leak it a byte at a time. Bytes past the end of the
  * shorter string are read from index 0 (Lua strings always hold a NUL
  * there) and masked out; the length difference is folded into the result. */
-static int secret_consttime_equal(lua_State *L) {
+static int pd_secret_consttime_equal(lua_State *L) {
   size_t la, lb, n, i;
   const unsigned char *a = (const unsigned char *)luaL_checklstring(L, 1, &la);
   const unsigned char *b = (const unsigned char *)luaL_checklstring(L, 2, &lb);
@@ -220,26 +165,24 @@ static int secret_consttime_equal(lua_State *L) {
 /* core.base64_encode(s): standard padded base64, which HTTP Basic auth
  * needs and which Lua 5.x lacks. The output size is known in advance and
  * bounded by the input, so it is built in a Lua buffer directly. */
-static int secret_base64_encode(lua_State *L) {
+static int pd_secret_base64_encode(lua_State *L) {
   size_t n, i;
   const unsigned char *s = (const unsigned char *)luaL_checklstring(L, 1, &n);
   luaL_Buffer lb;
   char q[4];
   luaL_buffinit(L, &lb);
-  for (i = 0; i < n; i += 3) luaL_addlstring(&lb, q, secret_b64_group(s + i, n - i > 3 ? 3 : n - i, q, 0));
+  for (i = 0; i < n; i += 3) luaL_addlstring(&lb, q, pd_secret_b64_group(s + i, n - i > 3 ? 3 : n - i, q, 0));
   luaL_pushresult(&lb);
   return 1;
 }
 
-/* Register this file's functions in the module table on top of the stack.
- * They go through secret_register like oauth.c's and fs.c's, so every
- * function of the three files is built the same way. */
+/* Registers this file's functions in the module table on top of the stack. */
 static void pd_secret_open(lua_State *L) {
   static const luaL_Reg fns[] = {
-      {"random_token", secret_random_token},
-      {"consttime_equal", secret_consttime_equal},
-      {"base64_encode", secret_base64_encode},
+      {"random_token", pd_secret_random_token},
+      {"consttime_equal", pd_secret_consttime_equal},
+      {"base64_encode", pd_secret_base64_encode},
       {NULL, NULL},
   };
-  secret_register(L, fns);
+  luaL_setfuncs(L, fns, 0);
 }

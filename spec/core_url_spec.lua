@@ -54,3 +54,145 @@ describe("core.url_encode", function()
     assert.matches("url_encode: expected a string, got no value", msg, 1, true)
   end)
 end)
+
+describe("core.url_parse", function()
+  local parse = core.url_parse
+  local raises = require("support.util").raises
+
+  it("gives the parts of an https URL, the default port filled in", function()
+    local u = assert(parse("https://api.pipedrive.com"))
+    assert.equal("https", u.scheme)
+    assert.equal("api.pipedrive.com", u.host)
+    assert.equal(443, u.port)
+    assert.equal("/", u.path)
+    assert.is_nil(u.query)
+    assert.is_nil(u.fragment)
+    assert.is_false(u.has_userinfo)
+    assert.equal("https://api.pipedrive.com", u.origin)
+  end)
+
+  it("lower-cases scheme and host, keeps path and query as they are, removes dot segments", function()
+    local u = assert(parse("HTTP://LocalHost:8080/A/../B/c?X=1&y=%2F#Frag"))
+    assert.equal("http", u.scheme)
+    assert.equal("localhost", u.host)
+    assert.equal(8080, u.port)
+    assert.equal("/B/c", u.path)
+    assert.equal("X=1&y=%2F", u.query)
+    assert.equal("Frag", u.fragment)
+    assert.equal("http://localhost:8080", u.origin)
+  end)
+
+  it("keeps the brackets of an IPv6 host; the origin leaves out a default port", function()
+    local u = assert(parse("http://[::1]:80/x"))
+    assert.equal("[::1]", u.host)
+    assert.equal(80, u.port)
+    assert.equal("http://[::1]", u.origin)
+    u = assert(parse("https://h.example:443/"))
+    assert.equal("https://h.example", u.origin)
+    u = assert(parse("http://h.example:443/"))
+    assert.equal("http://h.example:443", u.origin)
+    assert.equal(443, u.port)
+  end)
+
+  it("reports userinfo, and the host is the one libcurl connects to", function()
+    local u = assert(parse("https://user:secret@evil.example/"))
+    assert.is_true(u.has_userinfo)
+    assert.equal("evil.example", u.host)
+    u = assert(parse("https://good.example@evil.example/"))
+    assert.is_true(u.has_userinfo)
+    assert.equal("evil.example", u.host)
+  end)
+
+  it("parses other schemes libcurl knows, leaving the choice to the caller", function()
+    local u = assert(parse("ftp://files.example/a"))
+    assert.equal("ftp", u.scheme)
+    assert.equal(21, u.port)
+  end)
+
+  it("refuses what is not an absolute URL with a host, never quoting the URL", function()
+    local cases = { "nope", "/relative/path", "https://", "http://a b/", "http://x\n/", "https://x.com:99999/",
+                    "file:///etc/passwd", "https://h.example/a\0b", "" }
+    for _, s in ipairs(cases) do
+      local u, msg = parse(s)
+      assert.is_nil(u, s)
+      assert.is_string(msg)
+      assert.truthy(#msg > 0)
+    end
+    local _, msg = parse("https://tok3n-s3cret@:99999/?api_token=tok3n-s3cret")
+    assert.is_string(msg)
+    assert.is_nil(msg:find("tok3n", 1, true))
+    assert.equal("URL has a bad port number", select(2, parse("https://x.com:99999/")))
+    assert.equal("URL has no valid scheme", select(2, parse("nope")))
+  end)
+
+  it("refuses an overlong URL without parsing it", function()
+    local u, msg = parse("https://h.example/" .. ("a"):rep(70000))
+    assert.is_nil(u)
+    assert.equal("malformed URL", msg)
+  end)
+
+  it("raises for an argument that is not a string", function()
+    assert.matches("url_parse: expected a string, got nil", raises(parse, nil), 1, true)
+    assert.matches("url_parse: expected a string, got table", raises(parse, {}), 1, true)
+  end)
+end)
+
+describe("core.url_resolve", function()
+  local resolve = core.url_resolve
+  local base = "https://a.example:8443/dir/page?x=1"
+
+  it("resolves every form of reference a Location header may hold", function()
+    assert.equal("https://a.example:8443/x", resolve(base, "/x"))
+    assert.equal("https://a.example:8443/dir/y?z", resolve(base, "y?z"))
+    assert.equal("https://a.example:8443/up", resolve(base, "../up"))
+    assert.equal("https://other.example/p", resolve(base, "//other.example/p"))
+    assert.equal("https://a.example:8443/dir/page?q=1", resolve(base, "?q=1"))
+    assert.equal("https://a.example:8443/dir/page?x=1#frag", resolve(base, "#frag"))
+    assert.equal("http://e.example/", resolve(base, "http://e.example/"))
+  end)
+
+  it("gives nil, message for a broken base or reference", function()
+    local u, msg = resolve("not a url", "/x")
+    assert.is_nil(u)
+    assert.is_string(msg)
+    u, msg = resolve(base, "http://bad host/")
+    assert.is_nil(u)
+    assert.is_string(msg)
+    assert.is_nil(msg:find("bad host", 1, true))
+  end)
+
+  it("raises for arguments that are not strings", function()
+    local raises = require("support.util").raises
+    assert.matches("url_resolve: expected a string, got nil", raises(resolve, base, nil), 1, true)
+    assert.matches("url_resolve: expected a string, got number", raises(resolve, 1, "/x"), 1, true)
+  end)
+end)
+
+describe("core.is_loopback", function()
+  local lo = core.is_loopback
+
+  it("is true for localhost, 127.0.0.0/8 and ::1 in its spellings", function()
+    for _, h in ipairs{ "localhost", "LocalHost", "localhost.", "127.0.0.1", "127.255.1.2", "[::1]", "::1",
+                        "[0:0:0:0:0:0:0:1]", "::ffff:127.0.0.1" } do
+      assert.is_true(lo(h), h)
+    end
+  end)
+
+  it("is false for every other host, lookalikes included", function()
+    for _, h in ipairs{ "", "128.0.0.1", "10.0.0.1", "[::2]", "::", "localhost.evil.example", "127.0.0.1.evil.example",
+                        "evil-localhost", "[::1", "127.1", "localhost\0" } do
+      assert.is_false(lo(h), h)
+    end
+  end)
+
+  it("takes the host url_parse gives", function()
+    assert.is_true(lo(core.url_parse("http://[::1]:9/").host))
+    assert.is_true(lo(core.url_parse("http://LOCALHOST:9/").host))
+    assert.is_false(lo(core.url_parse("http://example.com/").host))
+  end)
+
+  it("raises for a host that is not a string", function()
+    local raises = require("support.util").raises
+    assert.matches("is_loopback: expected a string, got nil", raises(lo, nil), 1, true)
+  end)
+end)

@@ -1,5 +1,5 @@
 -- The repository is self-contained: no file the build, the code or the specs use
--- names a path outside the checkout (the developers' reading folder ../shared
+-- names a path outside the checkout (the developers' shared reading folder
 -- above all), and the OpenAPI files the specs validate against are the vendored
 -- ones, unmodified (their digests are in openapi/README.md).
 local util = require "support.util"
