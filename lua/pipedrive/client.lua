@@ -116,8 +116,7 @@ local function make_clock(opts, in_nginx, sched)
 end
 
 -- OAuth token calls are POSTs: retried only on a 429 and when nothing was
--- sent. The 429's wait comes from core.parse_response (err.retry_after).
-local OAUTH_CTX = { method = "POST", path = "/oauth/token" }
+-- sent. The 429's wait is read by the core (core.retry_after), as err.retry_after is.
 local function oauth_sender(send, policy, hook, clock)
   return function(req)
     hook.attempt = 1
@@ -126,8 +125,7 @@ local function oauth_sender(send, policy, hook, clock)
       hook.attempt = n
       local r, e = send(req)
       if r and r.status == 429 then
-        local _, perr = core.parse_response(r, OAUTH_CTX)
-        return nil, { status = 429, retry_after = perr and perr.retry_after }, r
+        return nil, { status = 429, retry_after = core.retry_after(r) }, r
       end
       return r, e
     end, clock)

@@ -15,6 +15,7 @@ local params = require "pipedrive.params"
 local retry = require "pipedrive.retry"
 
 local build_request, parse_response, error_mt = core.build_request, core.parse_response, core.error_mt
+local url_parse, is_loopback = core.url_parse, core.is_loopback
 local next, type, os_time = next, type, os.time
 
 -- An id as it appears in a path: 5.3+ integers concatenate as digits; before,
@@ -226,26 +227,26 @@ function Pipeline:call(rname, fname, op, args, level)
   return self:run(plan, policy, fields, path_params, path, ctx_path, r.cost)
 end
 
---- Checks base_url: https anywhere, plain http only on loopback (or when
--- asked). Returns the URL without trailing slashes, or nil, message.
+--- Checks base_url: an absolute https URL (plain http only to loopback, or
+-- with `insecure`), without user information, query or fragment. Read by
+-- core.url_parse (libcurl's parser), so the host checked is the host libcurl
+-- connects to. Returns the URL rebuilt from what was parsed (origin and path,
+-- no trailing slash), or nil, message; messages never quote more than the
+-- scheme: the rest of a URL may hold a token.
 function M.check_base_url(url, insecure)
   if type(url) ~= "string" then return nil, "base_url must be a string" end
-  local scheme, host = url:match("^(https?)://(%[?[%w%.%-:]+%]?)")
-  if not scheme then
-    -- Only the scheme is quoted: the rest of a URL may hold a token.
-    local given = url:match("^(%a[%w+.-]*):")
-    return nil, "base_url must start with https:// (got " .. (given and ("'" .. given:sub(1, 20) .. ":'") or "no scheme") .. ")"
+  local u, perr = url_parse(url)
+  if not u then return nil, "base_url must be an absolute https:// URL (" .. perr .. ")" end
+  local scheme = u.scheme
+  if scheme ~= "https" and scheme ~= "http" then
+    return nil, "base_url must start with https:// (got '" .. scheme:sub(1, 20) .. ":')"
   end
-  local hostname = host:match("^(%[.*%])") or host:match("^([^:]+)")
-  if scheme == "http" and not insecure and not M.is_loopback(hostname) then
+  if u.has_userinfo then return nil, "base_url must not hold a user name or password (user@host)" end
+  if scheme == "http" and not insecure and not is_loopback(u.host) then
     return nil, "base_url uses plain http to a host that is not loopback; use https, or insecure = true"
   end
-  if url:find("[?#]") or url:find("%s") then return nil, "base_url must not have a query, fragment or spaces" end
-  return (url:gsub("/+$", ""))
-end
-
-function M.is_loopback(host)
-  return host == "localhost" or host:match("^127%.%d+%.%d+%.%d+$") ~= nil or host == "[::1]"
+  if u.query or u.fragment then return nil, "base_url must not have a query or fragment" end
+  return u.origin .. u.path:gsub("/+$", "")
 end
 
 return M
