@@ -127,9 +127,9 @@ describe("errors", function()
     assert.matches("absolute https:// URL", raises(pipedrive.new, { api_token = "x", base_url = "api.pipedrive.com" }))
     -- Loopback over plain http by any of its names; the base is what was parsed, without trailing slashes.
     for _, url in ipairs({ "http://127.0.0.1:9/", "http://LOCALHOST:9", "http://[::1]:9//" }) do
-      local pd = pipedrive.new{ api_token = "x", base_url = url }
-      assert.equal((url:lower():gsub("/+$", "")), pd.base_url())
-      pd.close()
+      local c = pipedrive.new{ api_token = "x", base_url = url }
+      assert.equal((url:lower():gsub("/+$", "")), c.base_url())
+      c.close()
     end
   end)
 end)
