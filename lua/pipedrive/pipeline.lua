@@ -158,6 +158,11 @@ function Pipeline:attempt(plan, fields, path_params, path, ctx_path, n)
   return nil, info, generation
 end
 
+-- Attempt number n of a call, as retry.run calls it.
+local function attempt_n(n, self, plan, fields, path_params, path, ctx_path)
+  return self:attempt(plan, fields, path_params, path, ctx_path, n)
+end
+
 --- The attempts of one call under `policy`, and one replay after refreshing
 -- an access token refused before its expiry. Returns data, info or nil, err.
 function Pipeline:run(plan, policy, fields, path_params, path, ctx_path, cost)
@@ -165,9 +170,8 @@ function Pipeline:run(plan, policy, fields, path_params, path, ctx_path, cost)
   for round = 1, 2 do
     local data, info, generation
     if policy then
-      data, info, generation = retry.run(policy, plan.method, function(n)
-        return self:attempt(plan, fields, path_params, path, ctx_path, n)
-      end, self.clock)
+      data, info, generation = retry.run(policy, plan.method, attempt_n, self.clock,
+        self, plan, fields, path_params, path, ctx_path)
     else
       data, info, generation = self:attempt(plan, fields, path_params, path, ctx_path, 1)
       if data == nil and type(info) == "table" then info.attempts = 1 end

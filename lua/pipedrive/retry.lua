@@ -116,10 +116,12 @@ function M.delay(policy, n, err, random)
   return (random or math.random)() * ceiling, false
 end
 
---- Runs `attempt()` (returning value, info or nil, err, ...) under `policy`.
--- clock = { now = fn, sleep = fn, random = fn }. On final failure the error
--- gets `attempts`, and its message "(after n attempts)" when n > 1.
-function M.run(policy, method, attempt, clock)
+--- Runs `attempt(n, ...)` (returning value, info or nil, err, ...) under
+-- `policy`; the extra arguments are handed to every attempt, so a caller
+-- needs no closure per call. clock = { now = fn, sleep = fn, random = fn }.
+-- On final failure the error gets `attempts`, and its message
+-- "(after n attempts)" when n > 1.
+function M.run(policy, method, attempt, clock, ...)
   local now = clock and clock.now or core.now
   local sleep = clock and clock.sleep or core.sleep
   local random = clock and clock.random
@@ -127,7 +129,7 @@ function M.run(policy, method, attempt, clock)
   local n = 0
   while true do
     n = n + 1
-    local value, info, extra = attempt(n)
+    local value, info, extra = attempt(n, ...)
     if value ~= nil then return value, info end
     local retry = policy and n <= policy.max and M.retryable(method, info)
     local wait
