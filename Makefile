@@ -129,6 +129,13 @@ bench: all
 	@$(MAKE) --no-print-directory -s $(BUILD)/bench/raw_curl
 	LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='$(BUILD)/?.so;;' $(LUA) bench/run.lua $(BENCH_ARGS)
 
+# `make bench-ir`: only the callgrind counts of rows 1 and 4 (about a minute);
+# BENCH_ARGS="--profile FILE" keeps the client's callgrind output for callgrind_annotate.
+.PHONY: bench-ir
+bench-ir: all
+	@$(MAKE) --no-print-directory -s $(BUILD)/bench/raw_curl
+	LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='$(BUILD)/?.so;;' $(LUA) bench/ir.lua $(BENCH_ARGS)
+
 # ---------------------------------------------------------------- sanitizers
 # `make asan`: both modules built by clang with ASan+UBSan into $(ASAN_BUILD),
 # then the whole suite with every Lua process under that runtime.

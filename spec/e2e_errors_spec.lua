@@ -114,4 +114,22 @@ describe("errors", function()
     assert.matches("plain http", raises(pipedrive.new, { api_token = "x", base_url = "http://example.com" }))
     assert.matches("api must be", raises(pipedrive.new, { api_token = "x", api = "v3" }))
   end)
+
+  it("pipedrive.new reads base_url as libcurl does: user information, queries and other schemes are refused", function()
+    -- libcurl would connect to evil.example: the part before @ is a user name, not the host.
+    local msg = raises(pipedrive.new, { api_token = "x", base_url = "http://localhost@evil.example" })
+    assert.equal("pipedrive.new: base_url must not hold a user name or password (user@host)", msg:gsub("^.-:%d+: ", ""))
+    msg = raises(pipedrive.new, { api_token = "x", base_url = "https://u:s3cret@api.pipedrive.com" })
+    assert.is_nil(msg:find("s3cret", 1, true))
+    assert.matches("user name or password", msg)
+    assert.matches("query or fragment", raises(pipedrive.new, { api_token = "x", base_url = "https://h/?a=1" }))
+    assert.matches("got 'ftp:'", raises(pipedrive.new, { api_token = "x", base_url = "ftp://h/" }))
+    assert.matches("absolute https:// URL", raises(pipedrive.new, { api_token = "x", base_url = "api.pipedrive.com" }))
+    -- Loopback over plain http by any of its names; the base is what was parsed, without trailing slashes.
+    for _, url in ipairs({ "http://127.0.0.1:9/", "http://LOCALHOST:9", "http://[::1]:9//" }) do
+      local c = pipedrive.new{ api_token = "x", base_url = url }
+      assert.equal((url:lower():gsub("/+$", "")), c.base_url())
+      c.close()
+    end
+  end)
 end)

@@ -193,9 +193,6 @@ local function put(out, key, value, from)
   out[key] = value
 end
 
---- Translates `args` for `op` in `version` ("v1" or "v2").
--- Returns out (query or body fields), route = { path_params, path?, cost? }
--- or nil, message when the arguments are wrong.
 -- The names of an operation's required parameters, computed once per
 -- operation table (operations.lua is never re-read per call).
 local required_of = setmetatable({}, { __mode = "k" })
@@ -212,6 +209,30 @@ local function required(params)
   return list
 end
 
+--- For an operation whose one required argument is a path parameter of type
+-- id or uuid, and nothing else is demanded (no require_one): its name and a
+-- function giving the checked value of that argument alone, or nil when it
+-- is wrong (then `translate` says why). nil for any other operation.
+-- pipeline.lua uses it so that get(5) skips the general translation.
+function M.path_only(op)
+  local req = required(op.params)
+  if #req ~= 1 or op.require_one then return nil end
+  local name = req[1]
+  local spec = op.params[name]
+  if not spec.path or (spec.type ~= "id" and spec.type ~= "uuid") or spec.enum or spec.min or spec.max
+    or spec.min_len or spec.max_len then
+    return nil
+  end
+  local checker = checkers[spec.type]
+  return name, function(v)
+    if v == null then return nil end
+    return (checker(v))
+  end
+end
+
+--- Translates `args` for `op` in `version` ("v1" or "v2").
+-- Returns out (query or body fields), route = { path_params, path?, cost? }
+-- or nil, message when the arguments are wrong.
 function M.translate(op, version, args)
   if args == nil then args = {} end
   if type(args) ~= "table" then return nil, "expected a table of arguments, got " .. type(args) end

@@ -4,7 +4,8 @@
 -- Policy: { max = 5, base = 0.5, cap = 30, deadline = 120 } where `max` is the
 -- number of retries after the first attempt (so at most max + 1 attempts),
 -- waits are full jitter (random between 0 and min(cap, base * 2^(retry-1)))
--- unless the answer names a wait (Retry-After, or x-ratelimit-reset on a 429),
+-- unless the answer names a wait (`err.retry_after`, which core.parse_response
+-- reads from Retry-After, or x-ratelimit-reset on a 429),
 -- and no wait may end past `deadline` seconds after the first attempt began.
 --
 -- What is retried: 429 (except a daily-budget 429, which only midnight
@@ -45,21 +46,6 @@ function M.policy(value, base)
   return p
 end
 
---- Number from a header value, or nil.
-local function num(headers, name)
-  local v = headers and headers[name]
-  return v ~= nil and tonumber(v) or nil
-end
-
---- The rate-limit figures of a raw answer's headers, or nil when it has none.
-function M.rate_limit(headers, now)
-  local r = { limit = num(headers, "x-ratelimit-limit"), remaining = num(headers, "x-ratelimit-remaining"),
-              reset = num(headers, "x-ratelimit-reset"), daily_left = num(headers, "x-daily-requests-left") }
-  if r.limit == nil and r.remaining == nil and r.reset == nil and r.daily_left == nil then return nil end
-  r.at = now
-  return r
-end
-
 --- Checks a `pace` option: true, false/nil, or { reserve = 0.1, max_wait = 10 }.
 -- Returns the pacing policy, false when off, or nil, message.
 function M.pace_policy(value)
@@ -93,12 +79,14 @@ function M.pace_wait(p, fig, now)
 end
 
 --- Marks a 429 error as burst or daily exhaustion (err.scope):
--- "daily" when x-daily-requests-left is 0 or Pipedrive's message speaks of a
--- daily limit/budget; otherwise "burst" (the 2-second window, the usual case).
-function M.classify(err, headers)
+-- "daily" when x-daily-requests-left was 0 (`err.rate_limit.daily_left`, read
+-- by core.parse_response) or Pipedrive's message speaks of a daily
+-- limit/budget; otherwise "burst" (the 2-second window, the usual case).
+function M.classify(err)
   if type(err) ~= "table" or err.status ~= 429 then return end
   local msg = type(err.message) == "string" and err.message:lower() or ""
-  if num(headers, "x-daily-requests-left") == 0 or msg:find("daily", 1, true) or msg:find("per day", 1, true) then
+  local fig = err.rate_limit
+  if (type(fig) == "table" and fig.daily_left == 0) or msg:find("daily", 1, true) or msg:find("per day", 1, true) then
     err.scope = "daily"
   else
     err.scope = "burst"
@@ -128,10 +116,12 @@ function M.delay(policy, n, err, random)
   return (random or math.random)() * ceiling, false
 end
 
---- Runs `attempt()` (returning value, info or nil, err, ...) under `policy`.
--- clock = { now = fn, sleep = fn, random = fn }. On final failure the error
--- gets `attempts`, and its message "(after n attempts)" when n > 1.
-function M.run(policy, method, attempt, clock)
+--- Runs `attempt(n, ...)` (returning value, info or nil, err, ...) under
+-- `policy`; the extra arguments are handed to every attempt, so a caller
+-- needs no closure per call. clock = { now = fn, sleep = fn, random = fn }.
+-- On final failure the error gets `attempts`, and its message
+-- "(after n attempts)" when n > 1.
+function M.run(policy, method, attempt, clock, ...)
   local now = clock and clock.now or core.now
   local sleep = clock and clock.sleep or core.sleep
   local random = clock and clock.random
@@ -139,7 +129,7 @@ function M.run(policy, method, attempt, clock)
   local n = 0
   while true do
     n = n + 1
-    local value, info, extra = attempt(n)
+    local value, info, extra = attempt(n, ...)
     if value ~= nil then return value, info end
     local retry = policy and n <= policy.max and M.retryable(method, info)
     local wait

@@ -28,6 +28,7 @@ function M.new(make_multi)
   local ready = {}                                 -- tasks to resume, with task.args
   local idle = {}                                  -- tasks that yielded nothing
   local closed = false
+  s.tasks = 0 -- tasks alive: while 0, the transport need not ask current()
 
   --- The task running now, when it is one of ours; nil elsewhere (the main
   -- program, or a coroutine of the user's own inside a task).
@@ -55,11 +56,13 @@ function M.new(make_multi)
     local task = { co = coroutine.create(fn), done = done, args = { n = 0 } }
     by_co[task.co] = task
     ready[#ready + 1] = task
+    s.tasks = s.tasks + 1
     return task
   end
 
   local function finish(task, results)
     by_co[task.co] = nil
+    s.tasks = s.tasks - 1
     task.finished = true
     task.results = results
     if task.done then task.done(results) end
@@ -196,6 +199,7 @@ function M.new(make_multi)
   function s.cancel(task)
     if task.finished or task.cancelled then return end
     task.cancelled = true
+    s.tasks = s.tasks - 1
     if task.transfer and multi then
       by_id[task.transfer] = nil
       pcall(multi.remove, multi, task.transfer)
@@ -219,6 +223,85 @@ function M.new(make_multi)
   end
 
   return s
+end
+
+-- One slot of pd.parallel's results from compat.pack(ok, fn's returns...).
+local function parallel_slot(r)
+  if not r[1] then return { nil, r[2], n = 2, ok = false, err = r[2], raised = true } end
+  local slot = compat.pack(compat.unpack(r, 2, r.n))
+  if slot[1] == nil and slot[2] ~= nil then
+    slot.ok, slot.err = false, slot[2]
+  else
+    slot.ok, slot.value, slot.info = true, slot[1], slot[2]
+  end
+  return slot
+end
+
+local PARALLEL_OPTS = { concurrency = true, on_result = true }
+
+--- pd.parallel's body: checks, then runs the functions as tasks of `sched`
+-- (or one after another when there is none: a Lua transport, or a call from
+-- inside a parallel task). Returns the slots in order and the failure count.
+-- Reached by tail calls from pd.parallel: level 3 is the user's caller, as
+-- the errors have always been placed.
+function M.parallel(sched, fns, popts)
+  if type(fns) ~= "table" then error("pipedrive.parallel: expected a list of functions", 3) end
+  local n = #fns
+  for k, fn in pairs(fns) do
+    if compat.math_type(k) ~= "integer" or k < 1 or k > n then
+      error("pipedrive.parallel: expected a list of functions (keys 1..n, no holes)", 3)
+    end
+    if type(fn) ~= "function" then error(("pipedrive.parallel: item %d is not a function"):format(k), 3) end
+  end
+  popts = popts or {}
+  if type(popts) ~= "table" then error("pipedrive.parallel: options must be a table", 3) end
+  for k in pairs(popts) do
+    if not PARALLEL_OPTS[k] then error(("pipedrive.parallel: unknown option '%s'"):format(tostring(k)), 3) end
+  end
+  local conc = popts.concurrency or 8
+  if compat.math_type(conc) ~= "integer" or conc < 1 or conc > 1024 then
+    error("pipedrive.parallel: concurrency must be an integer from 1 to 1024", 3)
+  end
+  local on_result = popts.on_result
+  if on_result ~= nil and type(on_result) ~= "function" then
+    error("pipedrive.parallel: on_result must be a function(i, slot)", 3)
+  end
+  local results, failed, finished = {}, 0, 0
+  local function record(i, r)
+    local slot = parallel_slot(r)
+    results[i] = slot
+    finished = finished + 1
+    if not slot.ok then failed = failed + 1 end
+    if on_result then on_result(i, slot) end
+  end
+  if not sched or sched.current() then
+    for i = 1, n do record(i, compat.pack(pcall(fns[i]))) end
+    return results, failed
+  end
+  local next_i, active, tasks = 1, 0, {}
+  local launch
+  launch = function()
+    while active < conc and next_i <= n do
+      local i = next_i
+      next_i, active = i + 1, active + 1
+      tasks[i] = sched.spawn(fns[i], function(r)
+        tasks[i], active = nil, active - 1
+        launch() -- only queues the next task; the scheduler's loop starts it
+        record(i, r)
+      end)
+    end
+  end
+  local ok, err = pcall(function()
+    launch()
+    while finished < n do
+      if not sched.step(1) and finished < n then error("pipedrive.parallel: stalled", 0) end
+    end
+  end)
+  if not ok then
+    for _, task in pairs(tasks) do sched.cancel(task) end
+    error(err, 0)
+  end
+  return results, failed
 end
 
 return M

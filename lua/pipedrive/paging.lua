@@ -1,0 +1,141 @@
+--- `each`: lazy pages of a list as a generic-for iterator, by cursor (v2) or
+-- offset (v1) as the operation's route says, with `max_items` and
+-- `prefetch` (the next page's call runs as a scheduler task while the caller
+-- works on this page). A failed page raises the error object (as io.lines
+-- does): ending the loop silently would lose data.
+local compat = require "pipedrive.compat"
+local core = require "pipedrive.core"
+local params = require "pipedrive.params"
+local retry = require "pipedrive.retry"
+
+local M = {}
+
+local Pager = {}
+Pager.__index = Pager
+
+local function copy(t)
+  local c = {}
+  for k, v in pairs(t) do c[k] = v end
+  return c
+end
+
+local function decode_error(message, path)
+  return setmetatable({ kind = "decode", message = message, path = path }, core.error_mt)
+end
+
+-- The next page's answer: the prefetched one, or a call now.
+function Pager:fetch()
+  local pending = self.pending
+  if pending then
+    local r = self.sched.wait(pending)
+    self.pending = nil
+    if not r[1] then error(r[2], 0) end
+    return r[2], r[3]
+  end
+  return self.pipeline:call(self.rname, "each", self.op, self.args, 2)
+end
+
+-- Starts the next page's call as a task (not inside a parallel task, where the
+-- call itself already lets the other tasks run, nor when max_items is reached).
+function Pager:start_prefetch(walked)
+  local sched = self.sched
+  if sched.current() or (self.max_items and walked >= self.max_items) then return end
+  local pipeline, rname, op, snapshot = self.pipeline, self.rname, self.op, copy(self.args)
+  self.pending = sched.spawn(function() return pipeline:call(rname, "each", op, snapshot, 2) end)
+  sched.step(0) -- sends the request now
+end
+
+--- Drops a prefetch still running (a loop that broke early).
+function Pager:drop()
+  if self.pending then self.sched.cancel(self.pending) end
+  self.pending = nil
+end
+
+-- Moves the position past the page just fetched; raises when the answer
+-- announces more items without a way to get them.
+function Pager:advance(info)
+  local a, paging = self.args, self.paging
+  if paging == "none" or not info.more then
+    self.done = true
+  elseif paging == "cursor" then
+    if not info.next_cursor or info.next_cursor == a.cursor then
+      error(decode_error("more items announced without a new cursor", self.path), 3)
+    end
+    a.cursor = info.next_cursor
+  else
+    local next_start = info.next_start
+    if compat.math_type(next_start) ~= "integer" or next_start <= (a.start or 0) then
+      error(decode_error("more items announced without a next_start beyond " .. tostring(a.start or 0), self.path), 3)
+    end
+    a.start = next_start
+  end
+end
+
+--- The next page to walk, or nil at the end; `count` items were given so far.
+function Pager:next_page(count)
+  if self.done then return nil end
+  local data, info = self:fetch()
+  if data == nil then error(info, 3) end
+  self:advance(info)
+  if #data == 0 then return nil end
+  if self.prefetch and not self.done then self:start_prefetch(count + #data) end
+  return data
+end
+
+--- pd.<resource>.each(args): checks the arguments now (misuse raises at the
+-- for statement), returns iterator, nil, nil, closer. The closer (a to-be-closed
+-- value in Lua 5.4, callable before) drops a prefetch left by a break.
+function M.each(pipeline, sched, rname, op, args)
+  if args ~= nil and type(args) ~= "table" then
+    error(("pipedrive.%s.each: expected a table of arguments, got %s"):format(rname, type(args)), 3)
+  end
+  local a = copy(args or {})
+  local max_items, prefetch = a.max_items, a.prefetch
+  a.max_items, a.prefetch = nil, nil
+  if prefetch ~= nil and type(prefetch) ~= "boolean" then
+    error(("pipedrive.%s.each: prefetch must be a boolean"):format(rname), 3)
+  end
+  if a.retries ~= nil then
+    local ok, perr = retry.policy(a.retries, pipeline.policy)
+    if ok == nil then error(("pipedrive.%s.each: %s"):format(rname, perr), 3) end
+  end
+  if max_items ~= nil and (compat.math_type(max_items) ~= "integer" or max_items < 0) then
+    error(("pipedrive.%s.each: max_items must be a non-negative integer"):format(rname), 3)
+  end
+  local plan = pipeline:plan(op)
+  if plan.paging ~= "none" and a.limit == nil then a.limit = 500 end
+  local checked = a
+  if a.retries ~= nil then
+    checked = copy(a)
+    checked.retries = nil
+  end
+  local ok, problem = params.translate(op, plan.version, checked)
+  if not ok then error(("pipedrive.%s.each: %s"):format(rname, problem), 3) end
+  -- prefetch needs the scheduler: not with a Lua transport or on plain 5.1.
+  local self = setmetatable({ pipeline = pipeline, sched = sched, rname = rname, op = op, args = a,
+    paging = plan.paging, path = plan.path, max_items = max_items, prefetch = prefetch and sched ~= nil,
+    done = false }, Pager)
+  local closer
+  prefetch = self.prefetch
+  if prefetch then
+    local function drop() self:drop() end
+    closer = setmetatable({}, { __close = drop, __call = drop })
+  end
+  -- The walk through a page stays in this closure's upvalues: it runs once per item.
+  local page, i, count = nil, 0, 0
+  local function iter()
+    if max_items and count >= max_items then return nil end
+    if page == nil or i >= #page then
+      page, i = self:next_page(count), 0
+      if page == nil then return nil end
+    elseif prefetch and i % 32 == 0 and self.pending then
+      self.sched.step(0) -- keeps the prefetch's transfer moving
+    end
+    i = i + 1
+    count = count + 1
+    return page[i]
+  end
+  return iter, nil, nil, closer
+end
+
+return M

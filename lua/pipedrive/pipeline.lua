@@ -1,0 +1,256 @@
+--- The call pipeline of a client: one call of one operation goes
+--   credentials -> argument check and translation (params.lua) ->
+--   core.build_request -> transport -> core.parse_response ->
+--   rate-limit bookkeeping -> retry (retry.lua) -> one replay after a token refresh.
+--
+-- A Pipeline is made by client.lua (the wiring) and kept in its weak private
+-- table: it holds the credentials, so it is never reachable from the client
+-- table. Per operation a plan is computed once (method, path, paging, the
+-- parse context, whether the id alone may skip the general translation), so a
+-- call does no work that depends only on the operation. Headers are read only
+-- by the C core: `info.rate_limit` / `err.rate_limit` and `err.retry_after`.
+local compat = require "pipedrive.compat"
+local core = require "pipedrive.core"
+local params = require "pipedrive.params"
+local retry = require "pipedrive.retry"
+
+local build_request, parse_response, error_mt = core.build_request, core.parse_response, core.error_mt
+local url_parse, is_loopback = core.url_parse, core.is_loopback
+local next, type, os_time = next, type, os.time
+
+-- An id as it appears in a path: 5.3+ integers concatenate as digits; before,
+-- numbers are doubles and `..` could print an exponent.
+local id_text = compat.has_integers and tostring or function(v)
+  return type(v) == "number" and ("%d"):format(v) or v
+end
+
+local M = {}
+
+local Pipeline = {}
+Pipeline.__index = Pipeline
+
+--- A pipeline over `o` (fields set by client.lua: api, base_url,
+-- explicit_base, insecure, policy, pace, log, headers, auth, send, clock,
+-- hook). Tables it reuses between calls are created here.
+function M.new(o)
+  o.plans = {}
+  o.windows = {} -- pacing: per bucket ("api", "search") the last figures and when (core.now()) they came
+  o.build_args = {} -- reused for build_request and parse_response (see take/give below)
+  o.parse_ctx = {}
+  return setmetatable(o, Pipeline)
+end
+
+--- The plan of `op` for this client's API version, made on first use.
+function Pipeline:plan(op)
+  local plan = self.plans[op]
+  if plan then return plan end
+  local version = (self.api == "v1" or not op.v2) and "v1" or "v2"
+  local route = op[version]
+  local method = route.method
+  local search = op.kind == "search"
+  plan = {
+    version = version, route = route, method = method, path = route.path, paging = route.paging,
+    is_body = method ~= "GET" and method ~= "DELETE", search = search, cost = route.cost,
+    -- Lists and searches come in large pages: worth asking for compression.
+    compress = (op.kind == "list" or search) or nil,
+    bucket = search and "search" or "api",
+  }
+  -- A GET or DELETE whose only required argument is its one path parameter
+  -- (get(5), delete("uuid")): given alone, the id is checked and put into the
+  -- path here, the rest of the translation has nothing to do.
+  if not plan.is_body then
+    local name, check = params.path_only(op)
+    local prefix, suffix = route.path:match("^([^{]*){" .. (name or "") .. "}([^{]*)$")
+    if name and prefix then
+      plan.id_name, plan.id_check, plan.prefix, plan.suffix = name, check, prefix, suffix
+    end
+  end
+  self.plans[op] = plan
+  return plan
+end
+
+--- The headers and API host for the next call: the OAuth token's api_domain
+-- unless base_url was given, refreshing the token first when it is due.
+-- Returns headers, host, generation or nil, err.
+function Pipeline:credentials()
+  local auth = self.auth
+  if not auth then return self.headers, self.base_url end
+  local value, generation = auth.authorization()
+  if not value then return nil, generation end
+  local host = self.base_url
+  local domain = not self.explicit_base and auth.api_domain()
+  if domain then host = M.check_base_url(domain, self.insecure) or host end
+  return { authorization = value, accept = "application/json" }, host, generation
+end
+
+--- The base URL calls go to now.
+function Pipeline:current_base()
+  local d = not self.explicit_base and self.auth and self.auth.api_domain()
+  return d or self.base_url
+end
+
+-- Records rate-limit figures `fig` (from info or err) for pd.rate_limit() and pacing.
+function Pipeline:note_rate(fig, bucket)
+  self.last_rate, self.last_rate_at = fig, os_time()
+  if self.pace then
+    self.windows[bucket] = { limit = fig.limit, remaining = fig.remaining, reset = fig.reset,
+                             daily_left = fig.daily_left, mono = self.clock.now() }
+  end
+end
+
+-- Pacing: sleeps when the last answer of this bucket said its window is nearly spent.
+function Pipeline:pace_wait(bucket)
+  local clock = self.clock
+  local wait = retry.pace_wait(self.pace, self.windows[bucket], clock.now())
+  if wait > 0 then
+    if self.log then self.log{ type = "pace", wait = wait, bucket = bucket, remaining = self.windows[bucket].remaining } end
+    clock.sleep(wait)
+    self.windows[bucket] = nil
+  end
+end
+
+local function transport_error(message, method, path)
+  return setmetatable({ kind = "network", message = message, method = method, path = path }, error_mt)
+end
+
+--- One attempt: credentials, request, transport, answer. Returns data, info
+-- or nil, err, the token generation it used. `path` is the template (filled
+-- by build_request from `path_params`) or the finished path (path_params nil);
+-- `ctx_path` the finished path, for errors.
+function Pipeline:attempt(plan, fields, path_params, path, ctx_path, n)
+  if self.pace then self:pace_wait(plan.bucket) end
+  local method = plan.method
+  local headers, host, generation = self:credentials()
+  if not headers then
+    host.method, host.path = method, ctx_path
+    return nil, host
+  end
+  -- The argument tables of the two C calls are reused; one taken while in use
+  -- (a finalizer calling the client from inside build_request) is replaced.
+  local a = self.build_args or {}
+  self.build_args = nil
+  a.method, a.base_url, a.path, a.path_params, a.headers = method, host, path, path_params, headers
+  if plan.is_body then a.query, a.body = nil, fields else a.query, a.body = fields, nil end
+  local req = build_request(a)
+  a.body, a.query, a.headers, a.path_params = nil, nil, nil, nil
+  self.build_args = a
+  self.hook.attempt = n or 1 -- after credentials(): a token refresh there reports its own attempts
+  req.compress = plan.compress
+  local res, terr = self.send(req)
+  if not res then
+    if type(terr) ~= "table" then terr = transport_error(tostring(terr or "transport failed"), method, ctx_path) end
+    terr.method, terr.path = terr.method or method, terr.path or ctx_path
+    return nil, terr, generation
+  end
+  local ctx = self.parse_ctx or {}
+  self.parse_ctx = nil
+  ctx.method, ctx.path, ctx.paging, ctx.search = method, ctx_path, plan.paging, plan.search
+  local data, info = parse_response(res, ctx)
+  self.parse_ctx = ctx
+  local fig = info.rate_limit
+  if fig and next(fig) ~= nil then self:note_rate(fig, plan.bucket) end
+  if data ~= nil then
+    info.api = plan.version
+    info.cost = plan.cost
+    return data, info
+  end
+  retry.classify(info)
+  return nil, info, generation
+end
+
+-- Attempt number n of a call, as retry.run calls it.
+local function attempt_n(n, self, plan, fields, path_params, path, ctx_path)
+  return self:attempt(plan, fields, path_params, path, ctx_path, n)
+end
+
+--- The attempts of one call under `policy`, and one replay after refreshing
+-- an access token refused before its expiry. Returns data, info or nil, err.
+function Pipeline:run(plan, policy, fields, path_params, path, ctx_path, cost)
+  local auth = self.auth
+  for round = 1, 2 do
+    local data, info, generation
+    if policy then
+      data, info, generation = retry.run(policy, plan.method, attempt_n, self.clock,
+        self, plan, fields, path_params, path, ctx_path)
+    else
+      data, info, generation = self:attempt(plan, fields, path_params, path, ctx_path, 1)
+      if data == nil and type(info) == "table" then info.attempts = 1 end
+    end
+    if data ~= nil then
+      if cost then info.cost = cost end
+      return data, info
+    end
+    if not (auth and round == 1 and info.kind == "unauthorized") then return nil, info end
+    local ok, rerr = auth.refresh(generation)
+    if not ok then
+      rerr.method, rerr.path = plan.method, ctx_path
+      return nil, rerr
+    end
+  end
+end
+
+--- A call whose arguments are the plan's path parameter alone, already
+-- checked (`value`): nothing to translate.
+function Pipeline:call_id(plan, value)
+  local path = plan.prefix .. id_text(value) .. plan.suffix
+  return self:run(plan, self.policy, nil, nil, path, path)
+end
+
+--- One call of one operation; `level` places misuse errors at the user's line.
+function Pipeline:call(rname, fname, op, args, level)
+  local plan = self.plans[op] or self:plan(op)
+  local policy = self.policy
+  if type(args) == "table" then
+    if args.retries ~= nil then
+      -- Per-call retries: taken out before the arguments are translated.
+      local p, perr = retry.policy(args.retries, policy)
+      if p == nil then error(("pipedrive.%s.%s: %s"):format(rname, fname, perr), level + 1) end
+      policy = p
+      local a = {}
+      for k, v in pairs(args) do a[k] = v end
+      a.retries = nil
+      args = a
+    elseif plan.id_check then
+      -- { id = 5 } alone: the same as get(5).
+      local k = next(args)
+      if k == plan.id_name and next(args, k) == nil then
+        local value = plan.id_check(args[k])
+        if value ~= nil then return self:call_id(plan, value) end
+      end
+    end
+  end
+  local fields, r = params.translate(op, plan.version, args)
+  if not fields then error(("pipedrive.%s.%s: %s"):format(rname, fname, r), level + 1) end
+  local path = r.path or plan.path
+  local path_params, ctx_path = r.path_params, path
+  if next(path_params) ~= nil then
+    ctx_path = path:gsub("{(%w+)}", path_params)
+  else
+    path_params = nil
+  end
+  return self:run(plan, policy, fields, path_params, path, ctx_path, r.cost)
+end
+
+--- Checks base_url: an absolute https URL (plain http only to loopback, or
+-- with `insecure`), without user information, query or fragment. Read by
+-- core.url_parse (libcurl's parser), so the host checked is the host libcurl
+-- connects to. Returns the URL rebuilt from what was parsed (origin and path,
+-- no trailing slash), or nil, message; messages never quote more than the
+-- scheme: the rest of a URL may hold a token.
+function M.check_base_url(url, insecure)
+  if type(url) ~= "string" then return nil, "base_url must be a string" end
+  local u, perr = url_parse(url)
+  if not u then return nil, "base_url must be an absolute https:// URL (" .. perr .. ")" end
+  local scheme = u.scheme
+  if scheme ~= "https" and scheme ~= "http" then
+    return nil, "base_url must start with https:// (got '" .. scheme:sub(1, 20) .. ":')"
+  end
+  if u.has_userinfo then return nil, "base_url must not hold a user name or password (user@host)" end
+  if scheme == "http" and not insecure and not is_loopback(u.host) then
+    return nil, "base_url uses plain http to a host that is not loopback; use https, or insecure = true"
+  end
+  if u.query or u.fragment then return nil, "base_url must not have a query or fragment" end
+  return u.origin .. u.path:gsub("/+$", "")
+end
+
+return M
