@@ -1024,7 +1024,8 @@ end
 
 --- Starts listening (without serving yet): opts = { host = "127.0.0.1",
 -- port = 0 (any free port), path (default: the path of url, else "/"),
--- connection_timeout = 10, connection_limit = 256 }. Returns port, url
+-- connection_timeout = 10, connection_limit = 256, request_timeout = 10,
+-- per_ip_limit = 32: pipedrive.httpd's limits, README "Webhook triggers" }. Returns port, url
 -- (the url given to pd.triggers, or, when none was, this listener's own
 -- http://host:port/path, which enable() then subscribes) or nil, err.
 function Triggers:listen(opts)
@@ -1039,6 +1040,7 @@ function Triggers:listen(opts)
   local srv, err = httpd.listen{
     host = host, port = opts.port or 0, max_body = st.max_body, log_errors = false,
     connection_timeout = opts.connection_timeout, connection_limit = opts.connection_limit,
+    request_timeout = opts.request_timeout, per_ip_limit = opts.per_ip_limit,
     handler = function(req)
       if req.path ~= path then return reply(404, { error = "not found" }) end
       return self:handle(req)
@@ -1079,7 +1081,8 @@ function Triggers:serve(opts)
   if not st.server then
     local port, err = self:listen{ host = opts.host, port = opts.port, path = opts.path,
                                    connection_timeout = opts.connection_timeout,
-                                   connection_limit = opts.connection_limit }
+                                   connection_limit = opts.connection_limit,
+                                   request_timeout = opts.request_timeout, per_ip_limit = opts.per_ip_limit }
     if not port then return nil, err end
     own = true
   end
