@@ -1,6 +1,7 @@
 --- `make bench`: every row of bench/RESULTS.md, measured side by side in one
 -- run on this machine, written to bench/RESULTS.md (or --out FILE).
 --   lua5.4 bench/run.lua [--quick] [--out FILE]
+--   lua5.4 bench/run.lua --only slow [--quick]   row 7 alone, printed (RESULTS.md untouched)
 -- Needs what bench/deps.sh installs. Each measurement is a separate process
 -- (bench/client.lua, bench/raw_curl, bench/node_*.js) printing one JSON line;
 -- CPU figures are user+sys of that process over the measured loop only
@@ -11,13 +12,14 @@
 local core = require "pipedrive.core"
 local spawn = require "pipedrive.sandbox.spawn"
 
-local QUICK, OUT = false, "bench/RESULTS.md"
+local QUICK, OUT, ONLY = false, "bench/RESULTS.md", nil
 do
   local i = 1
   while arg[i] do
     if arg[i] == "--quick" then QUICK = true
     elseif arg[i] == "--out" then i = i + 1; OUT = arg[i]
-    else error("usage: lua5.4 bench/run.lua [--quick] [--out FILE]") end
+    elseif arg[i] == "--only" and arg[i + 1] == "slow" then i = i + 1; ONLY = "slow"
+    else error("usage: lua5.4 bench/run.lua [--quick] [--out FILE] [--only slow]") end
     i = i + 1
   end
 end
@@ -126,12 +128,90 @@ local function thousands(v)
   return (s:reverse():gsub("(%d%d%d)", "%1,"):reverse():gsub("^,", ""))
 end
 
+local function list(t, d)
+  local s = {}
+  for i, v in ipairs(t) do s[i] = fmt(v, d) end
+  return table.concat(s, ", ")
+end
+
 ------------------------------------------------------------------------------
 local results = {}
 local cleanup = {}
 local function at_exit(fn) cleanup[#cleanup + 1] = fn end
 local function finish()
   for i = #cleanup, 1, -1 do pcall(cleanup[i]) end
+end
+
+-- Row 7: valid deliveries per second (wrk, as row 5) to the webhook listener
+-- alone, then while 1,000 slow connections are open: each sends the start of a
+-- request head and one more byte a second (spec/support/raw_client.pl, from
+-- 127.0.0.2; a connection the listener closes at its request deadline is
+-- opened again, so about 1,000 stay open). Needs `ulimit -n` above ~2,100.
+local function row7()
+  local port = free_port()
+  local pid = bg(("%s%s bench/lua_webhook.lua %d 2048"):format(ENV, LUA, port))
+  at_exit(function() kill(pid) end)
+  wait_http(("http://127.0.0.1:%d/hook"):format(port), 10)
+  local secs = QUICK and 3 or 5
+  local function rps()
+    local out = sh(("wrk -t1 -c16 -d%ds -s bench/wrk_webhook.lua http://127.0.0.1:%d/hook"):format(secs, port))
+    local v = tonumber(out:match("Requests/sec:%s+([%d%.]+)"))
+    if not v then error("bench: wrk failed:\n" .. out) end
+    local non2xx = tonumber(out:match("Non%-2xx or 3xx responses:%s+(%d+)")) or 0
+    local errors = out:match("Socket errors:[^\n]*") or "none"
+    return v, non2xx, errors
+  end
+  local function open_conns()
+    return tonumber((sh(("ss -Htn state established '( sport = :%d )' | wc -l"):format(port)))) or -1
+  end
+  local reps = QUICK and 2 or 3
+  local base, slow, non2xx, errors, open = {}, {}, 0, {}, {}
+  for i = 1, reps do base[i] = rps() end
+  local ready = os.tmpname()
+  os.remove(ready)
+  local slow_pid = bg(("perl spec/support/raw_client.pl slow 127.0.0.1 %d 1000 %d 127.0.0.2 1 1 %s")
+    :format(port, reps * (secs + 3) + 30, ready))
+  at_exit(function() kill(slow_pid); os.remove(ready) end)
+  local deadline = core.now() + 30
+  while not io.open(ready) and core.now() < deadline do core.sleep(0.1) end
+  core.sleep(1)
+  for i = 1, reps do
+    open[i] = open_conns()
+    local n
+    slow[i], n, errors[i] = rps()
+    non2xx = non2xx + n
+    log("row 7 rep %d: %d slow connections open, %.0f req/s (alone: %.0f req/s)", i, open[i], slow[i], base[i])
+  end
+  kill(slow_pid)
+  kill(pid)
+  return { secs = secs, base_rps = median(base), slow_rps = median(slow), base_all = base, slow_all = slow,
+           open = median(open), non2xx = non2xx, errors = errors[1] }
+end
+
+local function row7_line(r7)
+  return ("| 7 | webhook listener under wrk (1 thread, 16 connections, %d s) while %s slow connections are open "
+    .. "| %s req/s | alone: %s req/s | %.2fx | same order (>= 0.1x) | %s |")
+    :format(r7.secs, thousands(r7.open), thousands(r7.slow_rps), thousands(r7.base_rps), r7.slow_rps / r7.base_rps,
+      (r7.slow_rps / r7.base_rps >= 0.1) and "**met**" or "**missed**")
+end
+
+local function row7_details(r7)
+  return ("Row 7: req/s alone %s; with the slow connections %s; non-2xx answers %d; wrk socket errors: %s. "
+    .. "The slow clients: `perl spec/support/raw_client.pl slow 127.0.0.1 PORT 1000 SECONDS 127.0.0.2 1 1`; the "
+    .. "listener: `lua5.4 bench/lua_webhook.lua PORT 2048` (per-address cap off, request_timeout 10 s).")
+    :format(list(r7.base_all, 0), list(r7.slow_all, 0), r7.non2xx, r7.errors)
+end
+
+if ONLY == "slow" then
+  local ok7, r7 = pcall(row7)
+  finish()
+  if not ok7 then
+    io.stderr:write(tostring(r7), "\n")
+    os.exit(1)
+  end
+  print(row7_line(r7))
+  print(row7_details(r7))
+  os.exit(0)
 end
 
 local ok, err = pcall(function()
@@ -290,6 +370,10 @@ local ok, err = pcall(function()
     lua_rps = median(field(lw, "rps")), lua_p99 = median(field(lw, "p99_ms")), lua_cpu = median(field(lw, "cpu_us")),
     node_rps = median(field(nw, "rps")), node_p99 = median(field(nw, "p99_ms")), node_cpu = median(field(nw, "cpu_us")),
     lua_non2xx = lw[1].non2xx, node_non2xx = nw[1].non2xx }
+  kill(lua_pid)
+  kill(node_pid)
+
+  results.row7 = row7()
 end)
 finish()
 if not ok then
@@ -317,11 +401,6 @@ local machine = {
 local r1, r2, r3, r5, r6 = results.row1, results.row2, results.row3, results.row5, results.row6
 local N1_CALLS = r1.n
 local function verdict(okay) return okay and "**met**" or "**missed**" end
-local function list(t, d)
-  local s = {}
-  for i, v in ipairs(t) do s[i] = fmt(v, d) end
-  return table.concat(s, ", ")
-end
 
 local o = {}
 local function w(s) o[#o + 1] = s or "" end
@@ -370,6 +449,7 @@ w(("| 5 | webhook listener under wrk (1 thread, 16 connections, %d s) | %s req/s
 w(("| 6 | %s calls in one process | RSS %s -> %s KiB: %+d KiB | - | - | < 1 MiB growth | %s |")
   :format(thousands(r6.calls), thousands(r6.rss_before_kb), thousands(r6.rss_after_kb), r6.growth_kb,
     verdict(r6.growth_kb < 1024)))
+w(row7_line(results.row7))
 w()
 w("## Details")
 w()
@@ -403,6 +483,7 @@ w(("Client instructions per record while paging (callgrind, 12,000 - 2,000 recor
 w(("Row 5: non-2xx answers: pipedrive %d, node %d. CPU/req is the server process's user+sys over the "
   .. "wrk run divided by the requests wrk completed.")
   :format(r5.lua_non2xx, r5.node_non2xx))
+w(row7_details(results.row7))
 w()
 w("## Commands")
 w()

@@ -10,9 +10,11 @@
  *
  *   local srv = httpd.listen{ host = "127.0.0.1", port = 0, handler = fn,
  *                             max_body = 1048576, connection_timeout = 10,
- *                             connection_limit = 256, log_errors = true }
+ *                             request_timeout = 10, connection_limit = 256,
+ *                             per_ip_limit = 32, log_errors = true }
  *   fn(req) -> status, headers, body      (req described at pd_httpd_dispatch)
  *   srv:port(), srv:host(), srv:step(seconds), srv:run(), srv:stop(), srv:close()
+ *   srv:counters() -> { open, timed_out, evicted, refused, bad_request }
  *   httpd.now()                           monotonic seconds (clock.h, the same as core.now)
  *
  * The sandbox's fault injection is a build of its own: httpd_faults.c defines
@@ -44,6 +46,7 @@
 #include <sys/socket.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
+#include <unistd.h>
 #include <microhttpd.h>
 
 #if MHD_VERSION < 0x00097206
@@ -57,6 +60,8 @@
 #define PD_HTTPD_RESP_HEADERS_MAX (64u * 1024u)
 /* Cap on the copied request headers; MHD's own memory pool limit is lower. */
 #define PD_HTTPD_REQ_HEADERS_MAX (256u * 1024u)
+/* A request_timeout of 0 (no deadline) stands for this many seconds. */
+#define PD_HTTPD_NO_DEADLINE 1e15
 /* The build: pipedrive.httpd unless httpd_faults.c asked for the sandbox's
  * (its own metatable name, so both modules can live in one Lua state). */
 #ifndef PD_HTTPD_FAULTS
@@ -70,6 +75,21 @@
 #endif
 
 struct pd_hreq;
+
+/* One TCP connection, from MHD's "started" to its "closed" notification (the
+ * socket context). While a request is still arriving (its head or its body)
+ * the connection sits in the server's deadline list, oldest first: all share
+ * one request_timeout, so the list is ordered by deadline too. A complete
+ * request leaves the list; when it is over, a kept-alive connection joins
+ * again at the tail with a new deadline for its next request. */
+typedef struct pd_hconn {
+  struct MHD_Connection *conn;
+  int fd;
+  int linked;  /* in the deadline list */
+  int killed;  /* shut down by us (deadline or eviction); MHD closes it next */
+  double deadline;
+  struct pd_hconn *prev, *next;
+} pd_hconn;
 
 PD_EXPORT int PD_HTTPD_LUAOPEN(lua_State *L);
 
@@ -87,6 +107,12 @@ typedef struct pd_httpd {
   int stop_requested;
   int in_step;
   int close_pending;
+  /* hostile-traffic limits (see pd_httpd_accept_cb and pd_httpd_sweep) */
+  double request_timeout;  /* seconds for a whole request, head and body; 0: none */
+  unsigned conn_limit;     /* connections at once, in total */
+  pd_hconn *oldest, *newest; /* the deadline list: requests still arriving */
+  unsigned open;           /* tracked connections not yet shut down by us */
+  unsigned long timed_out, evicted, refused, bad_request;
 #if PD_HTTPD_FAULTS
   struct pd_hreq *held;   /* suspended connections with an answer due, unordered */
   int held_count;
@@ -148,6 +174,177 @@ typedef struct pd_slow {
 
 /* ---------------------------------------------------------------- MHD side */
 
+/* Refuses a request the server will not hand to Lua (bad framing, a NUL in the
+ * path): a short answer and "Connection: close", so whatever follows on the
+ * connection is never read as another request. */
+static enum MHD_Result pd_httpd_refuse(pd_httpd *s, struct MHD_Connection *conn, unsigned status,
+                                       const char *text) {
+  struct MHD_Response *r;
+  enum MHD_Result ok;
+  s->bad_request++;
+  r = MHD_create_response_from_buffer(strlen(text), (void *)(uintptr_t)text, MHD_RESPMEM_MUST_COPY);
+  if (!r) return MHD_NO;
+  MHD_add_response_header(r, "Content-Type", "text/plain; charset=utf-8");
+  MHD_add_response_header(r, "Connection", "close");
+  ok = MHD_queue_response(conn, status, r);
+  MHD_destroy_response(r);
+  return ok;
+}
+
+/* ------------------------------------------------ connections and deadlines */
+
+/* Takes a connection out of the deadline list (no-op when it is not in it). */
+static void pd_httpd_unlink(pd_httpd *s, pd_hconn *c) {
+  if (!c->linked) return;
+  if (c->prev) c->prev->next = c->next;
+  else s->oldest = c->next;
+  if (c->next) c->next->prev = c->prev;
+  else s->newest = c->prev;
+  c->prev = c->next = NULL;
+  c->linked = 0;
+}
+
+/* Starts the clock for the connection's next request: the whole request must
+ * be in by now + request_timeout, however the bytes trickle in (MHD's own
+ * timeout is an idle timer that each byte restarts). */
+static void pd_httpd_arm(pd_httpd *s, pd_hconn *c) {
+  pd_httpd_unlink(s, c);
+  if (c->killed) return;
+  c->deadline = s->request_timeout > 0 ? pd_clock_mono() + s->request_timeout : PD_HTTPD_NO_DEADLINE;
+  c->prev = s->newest;
+  c->next = NULL;
+  if (s->newest) s->newest->next = c;
+  else s->oldest = c;
+  s->newest = c;
+  c->linked = 1;
+}
+
+/* Ends a connection from outside MHD's callbacks' control flow: shutdown(2)
+ * (not close: MHD owns the descriptor) makes MHD's next read see the end and
+ * close the connection itself, freeing everything through its callbacks. */
+static void pd_httpd_kill(pd_httpd *s, pd_hconn *c) {
+  pd_httpd_unlink(s, c);
+  if (c->killed) return;
+  c->killed = 1;
+  s->open--;
+  if (c->fd >= 0) shutdown(c->fd, SHUT_RDWR);
+}
+
+/* The socket context MHD keeps for a connection (NULL if it has none). */
+static pd_hconn *pd_httpd_conn_of(struct MHD_Connection *conn) {
+  const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+  return ci ? (pd_hconn *)ci->socket_context : NULL;
+}
+
+/* MHD's connection notifications: a record per TCP connection, in the
+ * deadline list from the start. A connection we cannot track is shut down at
+ * once rather than left without a deadline. Touches no Lua. */
+static void pd_httpd_notify_cb(void *cls, struct MHD_Connection *conn, void **socket_context,
+                               enum MHD_ConnectionNotificationCode toe) {
+  pd_httpd *s = (pd_httpd *)cls;
+  pd_hconn *c = (pd_hconn *)*socket_context;
+  if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    c = (pd_hconn *)calloc(1, sizeof *c);
+    if (!c) {
+      if (ci) shutdown(ci->connect_fd, SHUT_RDWR);
+      return;
+    }
+    c->conn = conn;
+    c->fd = ci ? (int)ci->connect_fd : -1;
+    s->open++;
+    pd_httpd_arm(s, c);
+    *socket_context = c;
+    return;
+  }
+  if (!c) return;
+  pd_httpd_unlink(s, c);
+  if (!c->killed) s->open--;
+  free(c);
+  *socket_context = NULL;
+}
+
+/* Accept policy, before MHD takes a new connection: within connection_limit
+ * it is accepted; at the limit the oldest connection whose request is still
+ * arriving (most likely a slow client: a real delivery takes milliseconds) is
+ * shut down to make room; when every connection is busy with a complete
+ * request the newcomer is refused (MHD closes its socket). The per-address
+ * cap is MHD's own (MHD_OPTION_PER_IP_CONNECTION_LIMIT). */
+static enum MHD_Result pd_httpd_accept_cb(void *cls, const struct sockaddr *addr, socklen_t addrlen) {
+  pd_httpd *s = (pd_httpd *)cls;
+  (void)addr;
+  (void)addrlen;
+  if (s->open < s->conn_limit) return MHD_YES;
+  if (!s->oldest) {
+    s->refused++;
+    return MHD_NO;
+  }
+  s->evicted++;
+  pd_httpd_kill(s, s->oldest);
+  return MHD_YES;
+}
+
+/* Shuts down every connection whose request is not complete by its deadline;
+ * returns how many. */
+static int pd_httpd_sweep(pd_httpd *s) {
+  double now = pd_clock_mono();
+  int n = 0;
+  while (s->oldest && s->oldest->deadline <= now) {
+    pd_httpd_kill(s, s->oldest);
+    s->timed_out++;
+    n++;
+  }
+  return n;
+}
+
+/* Counts Content-Length and Transfer-Encoding headers and checks their
+ * values (MHD_get_connection_values callback). */
+typedef struct pd_hframing {
+  int cl, te, bad;
+} pd_hframing;
+
+static enum MHD_Result pd_httpd_framing_cb(void *cls, enum MHD_ValueKind kind, const char *key,
+                                           const char *value) {
+  pd_hframing *f = (pd_hframing *)cls;
+  const char *p;
+  (void)kind;
+  if (!key) return MHD_YES;
+  if (strcasecmp(key, "Content-Length") == 0) {
+    f->cl++;
+    if (!value || !*value) f->bad = 1;
+    for (p = value; p && *p; p++)
+      if (*p < '0' || *p > '9') f->bad = 1;
+  } else if (strcasecmp(key, "Transfer-Encoding") == 0) {
+    f->te++;
+    if (!value || strcasecmp(value, "chunked") != 0) f->bad = 1;
+  }
+  return MHD_YES;
+}
+
+/* Why a request's framing is refused, or NULL when it is unambiguous: one
+ * Content-Length of digits, or one "Transfer-Encoding: chunked", never both.
+ * Two lengths (equal or not), a length beside chunked, or another coding are
+ * what request smuggling is made of: a proxy in front may read them the
+ * other way, so the request is refused before any Lua runs. */
+static const char *pd_httpd_framing_error(struct MHD_Connection *conn) {
+  pd_hframing f = { 0, 0, 0 };
+  MHD_get_connection_values(conn, MHD_HEADER_KIND, pd_httpd_framing_cb, &f);
+  if (f.cl > 1) return "more than one Content-Length\n";
+  if (f.te > 1) return "more than one Transfer-Encoding\n";
+  if (f.cl && f.te) return "Content-Length with Transfer-Encoding\n";
+  if (f.bad) return "malformed Content-Length or Transfer-Encoding\n";
+  return NULL;
+}
+
+/* True when the raw request target's path (before '?') holds an encoded NUL:
+ * MHD's decoded path would end there, so "/%00xyz" would pass for "/". */
+static int pd_httpd_path_has_nul(const char *uri) {
+  const char *p;
+  for (p = uri; *p && *p != '?'; p++)
+    if (p[0] == '%' && p[1] == '0' && p[2] == '0') return 1;
+  return 0;
+}
+
 /* MHD calls this before it parses (and percent-decodes) the target; keeping
  * a copy is the only way to hand Lua the raw path and query string. */
 static void *pd_httpd_uri_cb(void *cls, const char *uri, struct MHD_Connection *conn) {
@@ -173,9 +370,10 @@ static void *pd_httpd_uri_cb(void *cls, const char *uri, struct MHD_Connection *
 static void pd_httpd_done_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
                              enum MHD_RequestTerminationCode toe) {
   pd_hreq *rq = (pd_hreq *)*con_cls;
-  (void)cls;
-  (void)conn;
-  (void)toe;
+  pd_httpd *s = (pd_httpd *)cls;
+  pd_hconn *hc = conn ? pd_httpd_conn_of(conn) : NULL;
+  /* The next request on a kept-alive connection gets a deadline of its own. */
+  if (hc && toe == MHD_REQUEST_TERMINATED_COMPLETED_OK) pd_httpd_arm(s, hc);
   if (!rq) return;
 #if PD_HTTPD_FAULTS
   if (rq->held_resp) MHD_destroy_response(rq->held_resp); /* the daemon stopped while it was held */
@@ -573,6 +771,7 @@ static enum MHD_Result pd_httpd_access_cb(void *cls, struct MHD_Connection *conn
                                           size_t *upload_data_size, void **con_cls) {
   pd_httpd *s = (pd_httpd *)cls;
   pd_hreq *rq = (pd_hreq *)*con_cls;
+  pd_hconn *hc;
 
   if (!rq) return MHD_NO;
 #if PD_HTTPD_FAULTS
@@ -585,8 +784,20 @@ static enum MHD_Result pd_httpd_access_cb(void *cls, struct MHD_Connection *conn
   }
 #endif
   if (!rq->started) {
-    const char *cl, *expect;
+    const char *cl, *expect, *why;
     rq->started = 1;
+    /* Refused before anything is read or run: the connection then closes. */
+    if (pd_httpd_path_has_nul(rq->uri)) {
+      hc = pd_httpd_conn_of(conn);
+      if (hc) pd_httpd_unlink(s, hc);
+      return pd_httpd_refuse(s, conn, 400, "NUL in the request path\n");
+    }
+    why = pd_httpd_framing_error(conn);
+    if (why) {
+      hc = pd_httpd_conn_of(conn);
+      if (hc) pd_httpd_unlink(s, hc);
+      return pd_httpd_refuse(s, conn, 400, why);
+    }
     /* A client that waits for "100 Continue" can be turned away before it
      * sends anything; others get their 413 once their body has been read. */
     cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
@@ -617,6 +828,10 @@ static enum MHD_Result pd_httpd_access_cb(void *cls, struct MHD_Connection *conn
     pd_buf_add(&rq->body, upload_data, n);
     return MHD_YES;
   }
+  /* The request is complete: its deadline is met (a held answer or a slow
+   * reader is MHD's idle timeout's business from here). */
+  hc = pd_httpd_conn_of(conn);
+  if (hc) pd_httpd_unlink(s, hc);
   if (rq->too_large) return pd_httpd_reply_text(conn, 413, "request body too large\n");
   if (pd_buf_failed(&rq->body)) return pd_httpd_reply_text(conn, 500, "out of memory\n");
   return pd_httpd_call_lua(s, conn, rq, url, method, version);
@@ -684,7 +899,7 @@ static lua_Integer pd_httpd_opt_int(lua_State *L, const char *name, lua_Integer 
 static int pd_httpd_listen(lua_State *L) {
   pd_httpd *s;
   const char *host;
-  lua_Integer port, timeout, limit, max_body;
+  lua_Integer port, timeout, limit, max_body, request_timeout, per_ip;
   struct sockaddr_in sa4;
   struct sockaddr_in6 sa6;
   struct sockaddr *sa;
@@ -705,6 +920,9 @@ static int pd_httpd_listen(lua_State *L) {
   max_body = pd_httpd_opt_int(L, "max_body", 1048576, (lua_Integer)INT_MAX);
   timeout = pd_httpd_opt_int(L, "connection_timeout", 10, 86400);
   limit = pd_httpd_opt_int(L, "connection_limit", 256, 65536);
+  request_timeout = pd_httpd_opt_int(L, "request_timeout", 10, 86400);
+  per_ip = pd_httpd_opt_int(L, "per_ip_limit", 32, 65536);
+  if (limit < 1) return luaL_error(L, "httpd.listen: 'connection_limit' must be at least 1");
   lua_getfield(L, 1, "handler");
   if (!lua_isfunction(L, -1)) return luaL_error(L, "httpd.listen: 'handler' must be a function");
   lua_getfield(L, 1, "log_errors");
@@ -732,6 +950,8 @@ static int pd_httpd_listen(lua_State *L) {
   memset(s, 0, sizeof *s);
   s->handler_ref = LUA_NOREF;
   s->max_body = (size_t)max_body;
+  s->request_timeout = (double)request_timeout;
+  s->conn_limit = (unsigned)limit;
   s->log_errors = log_errors;
   s->ipv6 = sa->sa_family == AF_INET6;
   snprintf(s->host, sizeof s->host, "%s", host);
@@ -741,9 +961,13 @@ static int pd_httpd_listen(lua_State *L) {
   s->handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 
   errno = 0;
-  s->daemon = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, pd_httpd_access_cb, s,
+  /* MHD's own total cap leaves room for connections we shut down (evicted
+   * or late) that MHD has not closed yet; ours is enforced by accept_cb. */
+  s->daemon = MHD_start_daemon(flags, (uint16_t)port, pd_httpd_accept_cb, s, pd_httpd_access_cb, s,
                                MHD_OPTION_SOCK_ADDR, sa,
-                               MHD_OPTION_CONNECTION_LIMIT, (unsigned int)limit,
+                               MHD_OPTION_CONNECTION_LIMIT, (unsigned int)(2 * limit + 16),
+                               MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)per_ip,
+                               MHD_OPTION_NOTIFY_CONNECTION, pd_httpd_notify_cb, (void *)s,
                                MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)timeout,
                                MHD_OPTION_URI_LOG_CALLBACK, pd_httpd_uri_cb, (void *)s,
                                MHD_OPTION_NOTIFY_COMPLETED, pd_httpd_done_cb, (void *)s,
@@ -808,6 +1032,14 @@ static int pd_httpd_serve(lua_State *L, pd_httpd *s, int32_t ms) {
   enum MHD_Result r;
   s->in_step = 1;
   s->L = L;
+  /* Connections past their deadline go first; MHD closes them in this pass.
+   * The wait ends no later than the next deadline. */
+  pd_httpd_sweep(s);
+  if (s->oldest) {
+    double next = s->oldest->deadline - pd_clock_mono();
+    if (next < 0) next = 0;
+    if (ms < 0 || next * 1000 < (double)ms) ms = (int32_t)(next * 1000) + 1;
+  }
 #if PD_HTTPD_FAULTS
   {
     double next = pd_httpd_resume_due(s);
@@ -818,6 +1050,7 @@ static int pd_httpd_serve(lua_State *L, pd_httpd *s, int32_t ms) {
 #else
   r = MHD_run_wait(s->daemon, ms);
 #endif
+  if (r == MHD_YES && pd_httpd_sweep(s) > 0) r = MHD_run(s->daemon);
   s->L = NULL;
   s->in_step = 0;
   if (s->close_pending) pd_httpd_release(L, s);
@@ -860,6 +1093,27 @@ static int pd_httpd_stop(lua_State *L) {
   return 0;
 }
 
+/* srv:counters() -> { open (connections now), timed_out (shut down at their
+ * request deadline), evicted (shut down to make room at connection_limit),
+ * refused (turned away at connection_limit), bad_request (framing or path
+ * refused with 400) }: what an operator needs to see an attack. MHD's
+ * per-address refusals are not counted (MHD does not report them). */
+static int pd_httpd_counters(lua_State *L) {
+  pd_httpd *s = pd_httpd_check(L);
+  lua_createtable(L, 0, 5);
+  lua_pushinteger(L, (lua_Integer)s->open);
+  lua_setfield(L, -2, "open");
+  lua_pushinteger(L, (lua_Integer)s->timed_out);
+  lua_setfield(L, -2, "timed_out");
+  lua_pushinteger(L, (lua_Integer)s->evicted);
+  lua_setfield(L, -2, "evicted");
+  lua_pushinteger(L, (lua_Integer)s->refused);
+  lua_setfield(L, -2, "refused");
+  lua_pushinteger(L, (lua_Integer)s->bad_request);
+  lua_setfield(L, -2, "bad_request");
+  return 1;
+}
+
 #if PD_HTTPD_FAULTS
 /* srv:stats([reset]) -> { held (answers held back now), peak_in_flight (most
  * requests in flight at once since the start or the last reset) }. */
@@ -896,7 +1150,7 @@ static void pd_httpd_describe(lua_State *L, const void *self) {
 
 static const luaL_Reg pd_httpd_methods[] = {
   {"port", pd_httpd_port}, {"host", pd_httpd_host}, {"step", pd_httpd_step}, {"run", pd_httpd_run},
-  {"stop", pd_httpd_stop},
+  {"stop", pd_httpd_stop}, {"counters", pd_httpd_counters},
 #if PD_HTTPD_FAULTS
   {"stats", pd_httpd_stats},
 #endif

@@ -15,8 +15,10 @@
  *   field 1   a response header name, 0xFE, its value (may hold CR/LF)
  *   rest      the raw request (0xFF bytes in it are kept)
  * Checks, in the handler: method, path, raw_path, query_string, version,
- * body and remote_addr are strings; raw_path holds no '?'; header names are
- * lower case; the body fits max_body. On the wire: the answer
+ * body and remote_addr are strings; raw_path holds no '?' and no encoded NUL
+ * (%00); header names are lower case; the body fits max_body; the framing is
+ * unambiguous (one Content-Length of digits or "Transfer-Encoding: chunked",
+ * never both: repeated headers arrive joined by ", "). On the wire: the answer
  * starts "HTTP/1.", and a header value holding CR or LF never splits the
  * response (the marker header after the line break must not appear). */
 #include "httpd_faults.c"
@@ -49,8 +51,21 @@ static int fz_handler(lua_State *L) {
   }
   lua_getfield(L, 1, "raw_path");
   FZ_CHECK(!strchr(lua_tostring(L, -1), '?'), "raw_path holds a '?'");
+  FZ_CHECK(!strstr(lua_tostring(L, -1), "%00"), "a path with an encoded NUL reached the handler");
   lua_getfield(L, 1, "body");
   FZ_CHECK(lua_rawlen(L, -1) <= FZ_MAX_BODY, "body over max_body reached the handler");
+  lua_getfield(L, 1, "headers");
+  lua_getfield(L, -1, "content-length");
+  lua_getfield(L, -2, "transfer-encoding");
+  if (lua_isstring(L, -2)) {
+    s = lua_tolstring(L, -2, &n);
+    FZ_CHECK(n > 0 && strspn(s, "0123456789") == n, "a request with Content-Length '%s' reached the handler", s);
+    FZ_CHECK(lua_isnil(L, -1), "Content-Length with Transfer-Encoding reached the handler");
+  }
+  if (lua_isstring(L, -1))
+    FZ_CHECK(strcasecmp(lua_tostring(L, -1), "chunked") == 0, "Transfer-Encoding '%s' reached the handler",
+             lua_tostring(L, -1));
+  lua_pop(L, 3);
   lua_getfield(L, 1, "headers");
   FZ_CHECK(lua_type(L, -1) == LUA_TTABLE, "req.headers");
   lua_pushnil(L);

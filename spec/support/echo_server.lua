@@ -1,6 +1,7 @@
 -- A tiny HTTP server for the transport specs, built on pipedrive.httpd and run
 -- as a separate process by support.process:
 --   lua5.4 spec/support/echo_server.lua --port-file F [--max-body N] [--host H]
+--     [--request-timeout S] [--connection-limit N] [--per-ip-limit N]   (httpd.listen's limits)
 --
 -- Every answer carries `x-echo-method` and `X-Mixed-Case` headers. Routes:
 --   /sleep?ms=N      wait N ms, then echo (for client timeouts)
@@ -9,6 +10,7 @@
 --   /error           the handler raises (the server answers 500)
 --   /bad-return      the handler returns a non-status (500)
 --   /stop            answer, then leave the serve loop and exit
+--   /counters        srv:counters() plus `calls` (handler calls before this one), as a Lua table
 --   anything else    200 and the request itself as a Lua table constructor:
 --                    "return { method = ..., path = ..., raw_path = ..., query_string = ...,
 --                    headers = {...}, body = ..., remote_addr = ..., remote_port = ... }"
@@ -39,7 +41,14 @@ end
 local function main()
   local o = proc.parse_args(arg)
   local srv
+  local calls = 0
   local function handler(req)
+    if req.path == "/counters" then
+      local c = srv.counters and srv:counters() or {} -- an older build has none
+      c.calls = calls
+      return 200, { ["content-type"] = "text/plain" }, "return " .. serialize(c)
+    end
+    calls = calls + 1
     local headers = { ["x-echo-method"] = req.method, ["X-Mixed-Case"] = "Yes", ["content-type"] = "text/plain" }
     local status = 200
     if req.path == "/sleep" then
@@ -62,6 +71,8 @@ local function main()
   srv, err = httpd.listen{
     host = o.host or "127.0.0.1", port = 0, handler = handler,
     max_body = tonumber(o.max_body) or 1048576, connection_timeout = 10,
+    request_timeout = tonumber(o.request_timeout), connection_limit = tonumber(o.connection_limit),
+    per_ip_limit = tonumber(o.per_ip_limit),
   }
   assert(srv, err)
   proc.announce(o.port_file, srv:port())

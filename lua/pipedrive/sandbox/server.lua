@@ -245,6 +245,9 @@ function M.main(argv)
                            enforce_rate = o.rate_limit ~= nil, latency = o.latency }
   local srv, lerr = httpd.listen{
     host = o.host, port = o.port, max_body = 16 * 1024 * 1024,
+    -- every client of a local simulator shares one address, and held answers (--latency)
+    -- keep their connections: no per-address cap here
+    per_ip_limit = 0,
     handler = function(req) return app:handle(req) end,
   }
   if not srv then

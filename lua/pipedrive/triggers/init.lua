@@ -225,7 +225,8 @@ end
 
 --- Starts listening (without serving yet): opts = { host = "127.0.0.1",
 -- port = 0 (any free port), path (default: the path of url, else "/"),
--- connection_timeout = 10, connection_limit = 256 }. Returns port, url
+-- connection_timeout = 10, connection_limit = 256, request_timeout = 10,
+-- per_ip_limit = 32: pipedrive.httpd's limits, README "Webhook triggers" }. Returns port, url
 -- (the url given to pd.triggers, or, when none was, this listener's own
 -- http://host:port/path, which enable() then subscribes) or nil, err.
 function Triggers:listen(opts)

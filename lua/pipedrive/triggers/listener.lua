@@ -36,6 +36,7 @@ function M.listen(st, opts, level)
   local srv, err = httpd.listen{
     host = host, port = opts.port or 0, max_body = st.max_body, log_errors = false,
     connection_timeout = opts.connection_timeout, connection_limit = opts.connection_limit,
+    request_timeout = opts.request_timeout, per_ip_limit = opts.per_ip_limit,
     handler = function(req)
       if req.path ~= path then return handler.reply(404, { error = "not found" }) end
       return handler.handle(st, req)
@@ -87,7 +88,9 @@ function M.serve(st, opts, level)
   if not st.server then
     local port, err = M.listen(st, { host = opts.host, port = opts.port, path = opts.path,
                                      connection_timeout = opts.connection_timeout,
-                                     connection_limit = opts.connection_limit }, level + 1)
+                                     connection_limit = opts.connection_limit,
+                                     request_timeout = opts.request_timeout,
+                                     per_ip_limit = opts.per_ip_limit }, level + 1)
     if not port then return nil, err end
     own = true
   end
