@@ -42,7 +42,7 @@ end
 
 -- Which field of a decoded token file is malformed, or nil when it is fine.
 local function malformed(t)
-  if type(t) ~= "table" then return "" end
+  if type(t) ~= "table" or t.access_token == nil then return "" end
   if not credential(t.access_token) then return "access_token" end
   if t.refresh_token ~= nil and not credential(t.refresh_token) then return "refresh_token" end
   for _, k in ipairs({ "token_type", "scope", "api_domain" }) do
