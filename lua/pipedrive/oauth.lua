@@ -103,11 +103,12 @@ function M.new(opts, send, oauth_url)
     return true
   end
 
-  -- A token the shared store holds that differs from ours (another process
-  -- saved it), or nil. Taken as is: it is theirs to have refreshed.
-  local function adopt_stored()
+  -- Takes the token the shared store holds when it differs from `had` (the
+  -- access token this call started with): another process, or another
+  -- coroutine of this client, saved it meanwhile. True when taken.
+  local function adopt_stored(had)
     local current = reload and reload()
-    if valid_token(current) and (not token or current.access_token ~= token.access_token) then
+    if valid_token(current) and current.access_token ~= had then
       token, generation, broken, revoked = copy(current), generation + 1, false, false
       return true
     end
@@ -179,8 +180,9 @@ function M.new(opts, send, oauth_url)
       -- Shared store: one refresh across every process and coroutine; whoever
       -- waited adopts the token the holder stored instead of refreshing with a
       -- refresh token that the holder's refresh has just rotated out.
+      local had = token and token.access_token
       return opts.lock(function()
-        if adopt_stored() then return true end
+        if adopt_stored(had) then return true end
         lock_holder = co
         local ok, r1, r2 = pcall(self.refresh)
         lock_holder = nil
@@ -211,7 +213,7 @@ function M.new(opts, send, oauth_url)
       if err.kind == "reauth_required" then
         -- Refused: maybe another process (not taking our lock) rotated it and saved
         -- the new token; else only a new login helps.
-        if adopt_stored() then return true end
+        if adopt_stored(token.access_token) then return true end
         broken = true
       end
       return nil, err
@@ -247,7 +249,7 @@ function M.new(opts, send, oauth_url)
   function self.authorization()
     -- Stuck without a usable token: another process may have logged in or
     -- refreshed since (read only in this state, so a broken client sends nothing).
-    if (broken or not token) and opts.reload then adopt_stored() end
+    if (broken or not token) and opts.reload then adopt_stored(token and token.access_token) end
     if broken then return fail("reauth_required", "the refresh token was refused: log in again") end
     if opts.load then
       -- a shared store may hold a newer token than ours (another process refreshed it)
