@@ -165,7 +165,8 @@ describe("pipedrive.token_file shared by processes", function()
     -- SIGXFSZ ignored, so write() fails with EFBIG like on a full disk).
     local out = lines(capture(user_cmd("trap '' XFSZ; ulimit -f 0;", path, long.url, 0.5, 0.2)))
     assert.is_true(#out >= 3, table.concat(out, "\n"))
-    assert.equal("err token_file pipedrive: token_file GET /api/v1/users: cannot save the token (kept in memory for this process only): "
+    assert.equal("err token_file pipedrive: token_file GET /api/v1/users: "
+      .. "cannot save the token (kept in memory for this process only): "
       .. path .. ": cannot write: File too large", out[1])
     for i = 2, #out - 1 do assert.equal("ok", out[i]) end -- the new token, from memory
     assert.equal(before.refreshes + 1, counts(long).refreshes) -- refreshed once, not on every call
