@@ -66,6 +66,7 @@ build = {
     ["pipedrive.redirect"] = "lua/pipedrive/redirect.lua",
     ["pipedrive.retry"] = "lua/pipedrive/retry.lua",
     ["pipedrive.scheduler"] = "lua/pipedrive/scheduler.lua",
+    ["pipedrive.token_file"] = "lua/pipedrive/token_file.lua",
     ["pipedrive.triggers"] = "lua/pipedrive/triggers/init.lua",
     ["pipedrive.triggers.callbacks"] = "lua/pipedrive/triggers/callbacks.lua",
     ["pipedrive.triggers.event"] = "lua/pipedrive/triggers/event.lua",

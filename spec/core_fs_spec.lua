@@ -248,3 +248,197 @@ describe("core.read_file", function()
     assert.equal(t, core.read_file(path, 65536))
   end)
 end)
+
+describe("core.open_private", function()
+  local function is_root() return capture("id -u"):match("^0%s") ~= nil end
+
+  -- Starts a child that runs `code` (with `core`, `arg[1]`) and reads its first
+  -- line (the child prints one when it holds what the test needs). Returns the
+  -- line and the pipe; closing the pipe waits for the child.
+  local function background(code, ...)
+    local script = os.tmpname()
+    spit(script, 'package.cpath = os.getenv("PD_CPATH")\nlocal core = require "pipedrive.core"\n' .. code)
+    local cwd = os.getenv("PWD") or "."
+    local cpath = package.cpath:gsub("[^;]+", function(e) return e:sub(1, 1) == "/" and e or cwd .. "/" .. e end)
+    local args = {}
+    for i, a in ipairs({ ... }) do args[i] = q(a) end
+    local p = assert(io.popen(("PD_CPATH=%s %s %s %s 2>&1"):format(q(cpath), LUA, q(script), table.concat(args, " "))))
+    local line = p:read("*l")
+    return line, p, script
+  end
+
+  it("opens and reads a trusted file (0600, ours, in a directory only we can write), again and again", function()
+    local path = tmp .. "/token.json"
+    assert(core.write_file_atomic(path, '{"access_token":"a"}', 384))
+    local f = assert(core.open_private(path))
+    assert.equal('{"access_token":"a"}', f:read())
+    assert.equal('{"access_token":"a"}', f:read(64))
+    assert.is_false(f:locked())
+    local s, msg = f:read(5)
+    assert.is_nil(s)
+    assert.truthy(msg:find("larger than 5 bytes", 1, true))
+    assert.equal("pipedrive.private_file (open)", tostring(f))
+    assert.is_true(f:close())
+    assert.is_true(f:close())
+    assert.equal("pipedrive.private_file (closed)", tostring(f))
+    assert.has_error(function() f:read() end)
+  end)
+
+  it("a missing file in a trusted directory is ENOENT; a relative path works", function()
+    local f, msg, errno = core.open_private(tmp .. "/nope")
+    assert.is_nil(f)
+    assert.equal(2, errno)
+    assert.truthy(msg:find("No such file", 1, true))
+    local out = child("cd " .. q(tmp) .. " && echo x > rel && chmod 600 rel", [[
+      local f = assert(core.open_private("rel"))
+      io.write(f:read())
+    ]])
+    assert.equal("x\n", out)
+  end)
+
+  it("refuses a symbolic link, even to a trusted file, without following it", function()
+    local real = tmp .. "/real.json"
+    assert(core.write_file_atomic(real, "secret", 384))
+    assert(sh("ln -s real.json " .. q(tmp .. "/link.json")))
+    local f, msg, errno = core.open_private(tmp .. "/link.json")
+    assert.is_nil(f)
+    assert.equal(40, errno) -- ELOOP
+    assert.truthy(msg:find("symbolic link", 1, true), msg)
+    assert.is_nil(msg:find("secret", 1, true))
+  end)
+
+  it("refuses a file others may read, naming the mode", function()
+    local path = tmp .. "/token.json"
+    for _, mode in ipairs({ "644", "640", "604", "611" }) do
+      assert(core.write_file_atomic(path, "x", tonumber(mode, 8)))
+      local f, msg, errno = core.open_private(path)
+      assert.is_nil(f, mode)
+      assert.equal(1, errno)
+      assert.equal(path .. " can be read by others (mode " .. mode .. "): chmod 600 it or remove it", msg)
+    end
+    assert(core.write_file_atomic(path, "x", 256)) -- 0400 is fine
+    assert(core.open_private(path)):close()
+  end)
+
+  it("refuses what is not a regular file, without blocking", function()
+    assert(sh("mkfifo -m 600 " .. q(tmp .. "/fifo") .. " && mkdir -m 700 " .. q(tmp .. "/d")))
+    for _, p in ipairs({ tmp .. "/fifo", tmp .. "/d", tmp .. "/", tmp .. "/d/..", tmp .. "/." }) do
+      local f, msg = core.open_private(p)
+      assert.is_nil(f, p)
+      assert.equal(p .. " is not a regular file", msg)
+    end
+    assert.has_error(function() core.open_private("") end)
+    assert.has_error(function() core.open_private("a\0b") end)
+  end)
+
+  it("refuses a directory others can write unless it is sticky", function()
+    local path = tmp .. "/token.json"
+    assert(core.write_file_atomic(path, "x", 384))
+    for _, mode in ipairs({ "777", "770", "702" }) do
+      assert(sh("chmod " .. mode .. " " .. q(tmp)))
+      local f, msg, errno = core.open_private(path)
+      assert.is_nil(f, mode)
+      assert.equal(1, errno)
+      assert.equal(("the directory %s of %s can be written by others (mode %s): chmod go-w it, or keep the token elsewhere")
+        :format(tmp, path, mode), msg)
+      -- also when the file does not exist yet: nothing may be created there
+      local _, _, e2 = core.open_private(tmp .. "/new.json")
+      assert.equal(1, e2)
+    end
+    assert(sh("chmod 1777 " .. q(tmp))) -- like /tmp: others cannot replace our file
+    assert(core.open_private(path)):close()
+    assert(sh("chmod 755 " .. q(tmp)))
+    assert(core.open_private(path)):close()
+  end)
+
+  it("refuses a file or a directory that belongs to another user (run as root)", function()
+    if not is_root() then
+      pending("needs root to give a file to another user")
+      return
+    end
+    local path = tmp .. "/token.json"
+    assert(core.write_file_atomic(path, "x", 384))
+    assert(sh("chown 65534 " .. q(path)))
+    local f, msg, errno = core.open_private(path)
+    assert.is_nil(f)
+    assert.equal(1, errno)
+    assert.equal(path .. " belongs to another user (uid 65534): refused; remove it to log in again", msg)
+    assert(sh("chown 0 " .. q(path) .. " && mkdir -m 700 " .. q(tmp .. "/theirs")))
+    assert(core.write_file_atomic(tmp .. "/theirs/t.json", "x", 384))
+    assert(sh("chown 65534 " .. q(tmp .. "/theirs")))
+    f, msg, errno = core.open_private(tmp .. "/theirs/t.json")
+    assert.is_nil(f)
+    assert.equal(1, errno)
+    local want = "the directory " .. tmp .. "/theirs of " .. tmp .. "/theirs/t.json belongs to another user (uid 65534)"
+    assert.truthy(msg:find(want, 1, true), msg)
+  end)
+
+  it("locks across processes: waits at most lock_timeout, then gets it once the holder is gone", function()
+    local path = tmp .. "/token.json"
+    assert(core.write_file_atomic(path, "A", 384))
+    local line, p, script = background([[
+      local f = assert(core.open_private(arg[1], 5))
+      assert(f:locked())
+      print("locked"); io.stdout:flush()
+      core.sleep(1.0)
+      f:close()
+      print("released"); io.stdout:flush()
+      core.sleep(0.5)
+    ]], path)
+    assert.equal("locked", line)
+    local t0 = core.now()
+    local f, msg, errno = core.open_private(path, 0.3)
+    local waited = core.now() - t0
+    assert.is_nil(f)
+    assert.equal(110, errno) -- ETIMEDOUT
+    assert.equal(path .. ": another process has held the lock for too long", msg)
+    assert.is_true(waited >= 0.29 and waited < 0.9, tostring(waited))
+    -- no timeout at all: one try
+    t0 = core.now()
+    assert.is_nil(core.open_private(path, 0))
+    assert.is_true(core.now() - t0 < 0.1)
+    -- without a lock the file opens at once
+    assert(core.open_private(path)):close()
+    -- a longer wait gets it when the holder closes
+    t0 = core.now()
+    f = assert(core.open_private(path, 5))
+    waited = core.now() - t0
+    assert.is_true(f:locked())
+    assert.is_true(waited > 0.3 and waited < 2, tostring(waited))
+    assert.equal("released", p:read("*l"))
+    f:close()
+    p:close()
+    os.remove(script)
+  end)
+
+  it("a lock taken while the file is replaced is on the new file", function()
+    local path = tmp .. "/token.json"
+    assert(core.write_file_atomic(path, "A", 384))
+    local line, p, script = background([[
+      local f = assert(core.open_private(arg[1], 5))
+      print("locked"); io.stdout:flush()
+      core.sleep(0.4)
+      assert(core.write_file_atomic(arg[1], "B", 384)) -- replaced while we hold the old file's lock
+      core.sleep(0.3)
+      f:close()
+    ]], path)
+    assert.equal("locked", line)
+    local f = assert(core.open_private(path, 5)) -- opens "A", waits, then finds the name is "B" now
+    assert.equal("B", f:read())
+    assert.is_true(f:locked())
+    -- and it excludes the others: a second process cannot take it now
+    local out = child("true", [[
+      local g, msg = core.open_private(arg[1], 0)
+      io.write(tostring(g), " ", tostring(msg))
+    ]], path)
+    assert.equal("nil " .. path .. ": another process has held the lock for too long", out)
+    f:close()
+    out = child("true", [[
+      local g = assert(core.open_private(arg[1], 0))
+      io.write(g:read())
+    ]], path)
+    assert.equal("B", out)
+    p:close()
+    os.remove(script)
+  end)
+end)

@@ -25,45 +25,8 @@ local M = {
 
 local default
 
-local function file_error(kind, message)
-  return nil, setmetatable({ kind = kind, message = message }, core.error_mt)
-end
-
---- A token store in a JSON file: returns { token, on_token, on_revoke } to
--- put in pipedrive.new's `oauth` table, or nil, err when the file exists but
--- cannot be trusted (others may read it, or it is not a saved token); then
--- nothing is overwritten. Writes are atomic (temporary file, then rename)
--- with mode 0600, so a crash never leaves half a token.
-function M.token_file(path)
-  if type(path) ~= "string" or path == "" then error("pipedrive.token_file: path must be a string", 2) end
-  local token
-  local info = core.file_info(path)
-  if info then
-    if not info.is_regular then return file_error("token_file", path .. " is not a regular file") end
-    if info.mode % 64 ~= 0 then
-      return file_error("token_file", ("%s can be read by others (mode %o): chmod 600 it or remove it")
-        :format(path, info.mode))
-    end
-    local text, rerr = core.read_file(path, 65536)
-    if not text then return file_error("token_file", rerr) end
-    local t = core.json_decode(text)
-    if type(t) ~= "table" or type(t.access_token) ~= "string" then
-      return file_error("token_file", path .. " does not hold a saved token (broken JSON?); remove it to log in again")
-    end
-    token = t
-  end
-  local store = { path = path, token = token }
-  function store.on_token(t)
-    local ok, werr = core.write_file_atomic(path, core.json_encode(t), 384)
-    if not ok then error("pipedrive.token_file: cannot save the token: " .. tostring(werr), 0) end
-    store.token = t
-  end
-  function store.on_revoke()
-    os.remove(path)
-    store.token = nil
-  end
-  return store
-end
+--- A token store in a JSON file, shared safely by processes: see pipedrive.token_file.
+M.token_file = require("pipedrive.token_file").open
 
 --- Sets the module-level default client; returns it.
 function M.configure(opts)

@@ -45,8 +45,11 @@ function M.new(opts, send, oauth_url)
     for k, v in pairs(opts) do o[k] = v end
     o.store, o.token = nil, o.token or store.token
     o.on_token, o.on_revoke = o.on_token or store.on_token, o.on_revoke or store.on_revoke
-    -- a store shared by processes (pipedrive.ngx.token_store) also gives load and lock
-    o.load, o.lock = store.load, store.lock
+    -- A store shared by processes also gives lock(fn) (one refresh at a time) and
+    -- load() (the newest token, read before every call: pipedrive.ngx.token_store)
+    -- or reload() (a token another process saved, read under the lock before a
+    -- refresh and after invalid_grant: pipedrive.token_file).
+    o.load, o.lock, o.reload = store.load, store.lock, store.reload
     opts = o
   end
   for _, k in ipairs({ "client_id", "client_secret" }) do
@@ -64,7 +67,7 @@ function M.new(opts, send, oauth_url)
     error("pipedrive.new: oauth.token must be a token table with an access_token", 3)
   end
   local known = { client_id = true, client_secret = true, redirect_uri = true, token = true, on_token = true,
-                  on_revoke = true, skew = true, scope = true, load = true, lock = true }
+                  on_revoke = true, skew = true, scope = true, load = true, lock = true, reload = true }
   for k in pairs(opts) do
     if not known[k] then error(("pipedrive.new: unknown oauth option '%s'"):format(tostring(k)), 3) end
   end
@@ -79,13 +82,37 @@ function M.new(opts, send, oauth_url)
   local lock_holder             -- the coroutine refreshing under a shared store's lock
   local revoked = false         -- set by revoke, for a clearer error afterwards
   local pending_states = {}
+  local reload = opts.reload or opts.load
   local self = {}
 
+  -- Takes a new token and hands it to on_token. A token that cannot be saved
+  -- (on_token returned nil, err) is still used by this client: true, or nil, err.
   local function publish(t)
     token = t
     generation = generation + 1
     broken, revoked = false, false
-    if opts.on_token then opts.on_token(copy(t)) end
+    if opts.on_token then
+      local ok, err = opts.on_token(copy(t))
+      if ok == nil and err ~= nil then
+        if getmetatable(err) ~= core.error_mt then
+          err = setmetatable({ kind = "token_save", message = tostring(err) }, core.error_mt)
+        end
+        return nil, err
+      end
+    end
+    return true
+  end
+
+  -- Takes the token the shared store holds when it differs from `had` (the
+  -- access token this call started with): another process, or another
+  -- coroutine of this client, saved it meanwhile. True when taken.
+  local function adopt_stored(had)
+    local current = reload and reload()
+    if valid_token(current) and current.access_token ~= had then
+      token, generation, broken, revoked = copy(current), generation + 1, false, false
+      return true
+    end
+    return false
   end
 
   local function token_call(fields)
@@ -139,7 +166,8 @@ function M.new(opts, send, oauth_url)
     if type(uri) ~= "string" then error("pipedrive.oauth.exchange: redirect_uri is required", 2) end
     local t, err = token_call{ grant_type = "authorization_code", code = code, redirect_uri = uri }
     if not t then return nil, err end
-    publish(t)
+    local saved, serr = publish(t)
+    if not saved then return nil, serr end
     return copy(t)
   end
 
@@ -149,15 +177,12 @@ function M.new(opts, send, oauth_url)
     if seen and seen ~= generation and token and not broken then return true end
     local co = coroutine.running() or "main"
     if opts.lock and lock_holder ~= co then
-      -- Shared store: one refresh across every process and coroutine (the lock waits
-      -- without blocking); whoever waited adopts the token the holder stored.
+      -- Shared store: one refresh across every process and coroutine; whoever
+      -- waited adopts the token the holder stored instead of refreshing with a
+      -- refresh token that the holder's refresh has just rotated out.
       local had = token and token.access_token
       return opts.lock(function()
-        local current = opts.load and opts.load()
-        if current and had and current.access_token ~= had then
-          token, generation, broken = current, generation + 1, false
-          return true
-        end
+        if adopt_stored(had) then return true end
         lock_holder = co
         local ok, r1, r2 = pcall(self.refresh)
         lock_holder = nil
@@ -185,11 +210,15 @@ function M.new(opts, send, oauth_url)
     refreshing = false
     if not ok then error(t, 0) end
     if not t then
-      if err.kind == "reauth_required" then broken = true end
+      if err.kind == "reauth_required" then
+        -- Refused: maybe another process (not taking our lock) rotated it and saved
+        -- the new token; else only a new login helps.
+        if adopt_stored(token.access_token) then return true end
+        broken = true
+      end
       return nil, err
     end
-    publish(t)
-    return true
+    return publish(t)
   end
 
   --- Revokes the refresh token (and with it the access token) at Pipedrive.
@@ -218,6 +247,9 @@ function M.new(opts, send, oauth_url)
   --- For the client: the Authorization header value and the token's
   -- generation, refreshing first when the token is about to expire.
   function self.authorization()
+    -- Stuck without a usable token: another process may have logged in or
+    -- refreshed since (read only in this state, so a broken client sends nothing).
+    if (broken or not token) and opts.reload then adopt_stored(token and token.access_token) end
     if broken then return fail("reauth_required", "the refresh token was refused: log in again") end
     if opts.load then
       -- a shared store may hold a newer token than ours (another process refreshed it)
