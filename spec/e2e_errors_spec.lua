@@ -125,6 +125,15 @@ describe("errors", function()
     assert.matches("query or fragment", raises(pipedrive.new, { api_token = "x", base_url = "https://h/?a=1" }))
     assert.matches("got 'ftp:'", raises(pipedrive.new, { api_token = "x", base_url = "ftp://h/" }))
     assert.matches("absolute https:// URL", raises(pipedrive.new, { api_token = "x", base_url = "api.pipedrive.com" }))
+    -- A base ending in the API's own prefix names the fix; another path (a proxy's prefix) stays.
+    msg = raises(pipedrive.new, { api_token = "x", base_url = "https://acme.pipedrive.com/api/v1/" })
+    assert.equal("pipedrive.new: base_url must not end in the API's path /api/v1 (the client adds /api/v1 and"
+      .. " /api/v2): use https://acme.pipedrive.com", msg:gsub("^.-:%d+: ", ""))
+    assert.matches("use https://h$", raises(pipedrive.new, { api_token = "x", base_url = "https://h/v1" }))
+    assert.matches("use https://h$", raises(pipedrive.new, { api_token = "x", base_url = "https://h/API/V2" }))
+    local proxied = pipedrive.new{ api_token = "x", base_url = "https://proxy.example/pipedrive/" }
+    assert.equal("https://proxy.example/pipedrive", proxied.base_url())
+    proxied.close()
     -- Loopback over plain http by any of its names; the base is what was parsed, without trailing slashes.
     for _, url in ipairs({ "http://127.0.0.1:9/", "http://LOCALHOST:9", "http://[::1]:9//" }) do
       local c = pipedrive.new{ api_token = "x", base_url = url }

@@ -250,7 +250,15 @@ function M.check_base_url(url, insecure)
     return nil, "base_url uses plain http to a host that is not loopback; use https, or insecure = true"
   end
   if u.query or u.fragment then return nil, "base_url must not have a query or fragment" end
-  return u.origin .. u.path:gsub("/+$", "")
+  local path = u.path:gsub("/+$", "")
+  -- The client adds /api/v1 and /api/v2 itself: a base ending in an API prefix
+  -- would send /api/v1/api/v2/deals. (Other paths stay allowed: a proxy's prefix.)
+  local lower = path:lower()
+  if lower:match("/api/v%d+$") or lower:match("^/v%d+$") or lower == "/api" then
+    return nil, ("base_url must not end in the API's path %s (the client adds /api/v1 and /api/v2): use %s")
+      :format(path, u.origin)
+  end
+  return u.origin .. path
 end
 
 return M
