@@ -108,7 +108,10 @@ local function read_event(st, req)
   end
   local ok, payload = pcall(core.json_decode, body)
   if not ok or payload == nil then return nil, reply(400, { error = "the body is not JSON" }) end
-  local ev, why = event.normalize(payload)
+  -- ids that the decoding may have rounded: read them again, exactly (rare: never for Pipedrive's own)
+  local exact
+  if event.needs_exact(payload) then exact = core.json_decode(body, { exact = true }) end
+  local ev, why = event.normalize(payload, exact)
   if not ev then return nil, reply(400, { error = why }) end
   return ev
 end
