@@ -258,14 +258,17 @@ local function fingerprint(s)
   return ("%08x%08x"):format(h1, h2)
 end
 
--- De-duplication keys are remembered (dedupe_max of them) and the parts come
--- from the request, so a long one is kept as its start and the fingerprint
--- of the whole: a key is at most MAX_KEY + 18 bytes whatever the body.
-local MAX_KEY = 200
-M.MAX_KEY = MAX_KEY
+-- De-duplication keys are remembered (dedupe_max of them) and their parts
+-- come from the request: a key longer than MAX_KEY is kept as its start and
+-- the fingerprint of the whole (at most MAX_KEY bytes), and one longer than
+-- MAX_KEY_TEXT refuses the event (Pipedrive's ids are short; fingerprinting
+-- a megabyte in Lua would cost more than the request is worth).
+local MAX_KEY, MAX_KEY_TEXT = 200, 4096
+M.MAX_KEY, M.MAX_KEY_TEXT = MAX_KEY, MAX_KEY_TEXT
 local function bounded_key(k)
   if #k <= MAX_KEY then return k end
-  return k:sub(1, MAX_KEY - 40) .. "#" .. fingerprint(k) .. "#" .. #k
+  if #k > MAX_KEY_TEXT then return nil, "the event's id or timestamp is too long" end
+  return k:sub(1, MAX_KEY - 30) .. "#" .. fingerprint(k) .. "#" .. #k
 end
 
 local function word(v)
@@ -302,7 +305,9 @@ local function normalize_v2(p, meta, x)
     key = table.concat({ tostring(xm.webhook_id), ev.object, tostring(ev.id), raw_action,
                          tostring(xm.timestamp) }, "|")
   end
-  ev.meta.dedupe_key = bounded_key("v2|" .. tostring(key))
+  local why
+  ev.meta.dedupe_key, why = bounded_key("v2|" .. tostring(key))
+  if not ev.meta.dedupe_key then return nil, why end
   return ev
 end
 
@@ -335,8 +340,10 @@ local function normalize_v1(p, meta, x)
   local text = {}
   canon(x.current, text)
   canon(x.previous, text)
-  ev.meta.dedupe_key = bounded_key(table.concat({ "v1", tostring(xm.webhook_id), object, tostring(ev.id),
+  local why
+  ev.meta.dedupe_key, why = bounded_key(table.concat({ "v1", tostring(xm.webhook_id), object, tostring(ev.id),
     action, tostring(value(xm.timestamp_micro) or value(xm.timestamp)), fingerprint(table.concat(text)) }, "|"))
+  if not ev.meta.dedupe_key then return nil, why end
   return ev
 end
 
