@@ -118,10 +118,12 @@ end
 M.to_id = to_id
 
 -- A number the default decoding may have rounded: a float, or an integer
--- at or beyond 2^53 (before Lua 5.3 every number is a double).
+-- at or beyond 2^53. Before Lua 5.3 every number is a double and a rounded
+-- one can look integral ("1.0000000000000000001" -> 1), so any number counts.
 local function inexact(v)
-  return type(v) == "number" and (compat.math_type(v) ~= "integer" or v >= 9007199254740992
-    or v <= -9007199254740992)
+  if type(v) ~= "number" then return false end
+  if not compat.has_integers then return true end
+  return compat.math_type(v) ~= "integer" or v >= 9007199254740992 or v <= -9007199254740992
 end
 
 local function to_int(v)
@@ -176,8 +178,8 @@ local function record(v)
 end
 
 --- Whether a decoded payload holds an id or meta value that the default
--- decoding may have rounded (1.5, a 35-digit id; before 5.3 anything past
--- 2^53): then the handler decodes the body again in json_decode's exact
+-- decoding may have rounded (1.5, a 35-digit id; before 5.3 any number):
+-- then the handler decodes the body again in json_decode's exact
 -- mode and gives that to normalize, so ids and de-duplication keys are exact.
 function M.needs_exact(p)
   if type(p) ~= "table" then return false end
