@@ -140,6 +140,18 @@ describe("issue 13 case 2: the webhook path's memory is bounded", function()
     assert.equal(2, n)
   end)
 
+  it("log lines quote at most 80 bytes of an id", function()
+    local lines = {}
+    local tr = make{ log = function(line) lines[#lines + 1] = line end }
+    tr:on("deal.added", function() end)
+    local long = ("9"):rep(100000)
+    assert.equal(200, post(tr, v2("deal", "create", '"x"', '"' .. long .. '"', 1)))
+    assert.equal(200, post(tr, v2("deal", "create", '"x"', '"' .. long .. '"', 1)))
+    assert.equal(2, #lines)
+    for _, line in ipairs(lines) do assert.is_true(#line < 200, line:sub(1, 200)) end
+    assert.matches(("9"):rep(80) .. "%.%.%.", lines[1])
+  end)
+
   it("5,000 varied events through the real listener keep its heap under a bound", function()
     local proc = require "support.process"
     local report = os.tmpname()
