@@ -158,6 +158,7 @@ typedef struct pd_jdec {
   size_t err_pos;       /* its 0-based byte offset */
   int err_ch;           /* offending byte, or -1 */
   int lenient;          /* PD_JSON_LENIENT: see pd_json_decode_mode */
+  int exact;            /* json_decode's { exact = true }: see pd_jdec_number */
 } pd_jdec;
 
 /* Records the first error and unwinds by returning 0 up the recursion; the
@@ -368,7 +369,10 @@ static int pd_jdec_float(pd_jdec *d, const unsigned char *tok, size_t n, double 
 }
 
 /* Integers stay integers when the token has no fraction or exponent and fits
- * lua_Integer; anything else (including integers beyond 64 bits) is a float. */
+ * lua_Integer; anything else (including integers beyond 64 bits) is a float.
+ * In exact mode (ids, de-duplication keys) a number is never rounded: one
+ * that is not an integer the Lua number type holds exactly (before 5.3:
+ * within 2^53) is pushed as its own text. */
 static int pd_jdec_number(pd_jdec *d) {
   const unsigned char *p = d->p, *e = d->end, *digits;
   int neg = 0, isfloat = 0;
@@ -414,6 +418,9 @@ static int pd_jdec_number(pd_jdec *d) {
       }
       u = u * 10 + dgt;
     }
+#if LUA_VERSION_NUM < 503
+    if (fits && d->exact && u > 9007199254740992ull) fits = 0;
+#endif
     if (fits) {
 #if LUA_VERSION_NUM >= 503
       /* -(u - 1) - 1 reaches LUA_MININTEGER without signed overflow */
@@ -424,6 +431,11 @@ static int pd_jdec_number(pd_jdec *d) {
       d->p = p;
       return 1;
     }
+  }
+  if (d->exact) {
+    lua_pushlstring(d->L, (const char *)d->p, (size_t)(p - d->p));
+    d->p = p;
+    return 1;
   }
   if (!pd_jdec_float(d, d->p, (size_t)(p - d->p), &v)) return pd_jdec_fail(d, d->p, "invalid number", 0);
   if (isinf(v) && !d->lenient) return pd_jdec_fail(d, d->p, "number out of range", 0);
@@ -612,6 +624,7 @@ static int pd_jdec_value(pd_jdec *d) {
  * surrogate escape becomes U+FFFD, bytes that are not UTF-8 are kept as
  * they are and a number beyond double range becomes +-HUGE_VAL, so one
  * stray value in a server's answer cannot hide the error code next to it.
+ * PD_JSON_EXACT is strict with numbers kept exact (see pd_jdec_number).
  * Everything else (grammar, depth) is the same. */
 static int pd_json_decode_mode(lua_State *L, const char *s, size_t n, int mode, char *err, size_t errlen) {
   pd_jdec d;
@@ -629,6 +642,7 @@ static int pd_json_decode_mode(lua_State *L, const char *s, size_t n, int mode, 
   d.mt_idx = base + 1;
   d.scratch_idx = base + 2;
   d.lenient = mode == PD_JSON_LENIENT;
+  d.exact = mode == PD_JSON_EXACT;
   ok = pd_jdec_value(&d);
   if (ok) {
     pd_jdec_ws(&d);
@@ -655,18 +669,28 @@ static int pd_json_decode_buf(lua_State *L, const char *s, size_t n, char *err, 
   return pd_json_decode_mode(L, s, n, PD_JSON_STRICT, err, errlen);
 }
 
-/* core.json_decode(s): malformed text is an expected runtime condition (it
- * comes from the network), so it is reported as nil, message; only a
- * non-string argument, which is a programming error, raises. */
+/* core.json_decode(s [, { exact = true }]): malformed text is an expected
+ * runtime condition (it comes from the network), so it is reported as nil,
+ * message; only a non-string argument or bad options, which are programming
+ * errors, raise. `exact` keeps numbers that would be rounded as their text
+ * (webhook ids: two distinct ids must never become one float). */
 static int pd_json_decode_l(lua_State *L) {
   char err[160];
   size_t n;
   const char *s;
+  int mode = PD_JSON_STRICT;
   if (lua_type(L, 1) != LUA_TSTRING)
     return pd_raise(L, "json_decode: expected a string, got %s", luaL_typename(L, 1));
+  if (!lua_isnoneornil(L, 2)) {
+    if (lua_type(L, 2) != LUA_TTABLE) return pd_raise(L, "json_decode: options must be a table { exact = true }");
+    lua_getfield(L, 2, "exact");
+    if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TBOOLEAN)
+      return pd_raise(L, "json_decode: options.exact must be a boolean");
+    if (lua_toboolean(L, -1)) mode = PD_JSON_EXACT;
+  }
   s = lua_tolstring(L, 1, &n);
   lua_settop(L, 1);
-  if (pd_json_decode_buf(L, s, n, err, sizeof err)) return 1;
+  if (pd_json_decode_mode(L, s, n, mode, err, sizeof err)) return 1;
   lua_pushnil(L);
   lua_pushfstring(L, "json_decode: %s", err);
   return 2;

@@ -11,6 +11,7 @@
  * for text only a few members are picked out of (OAuth token answers). */
 #define PD_JSON_STRICT 0
 #define PD_JSON_LENIENT 1
+#define PD_JSON_EXACT 2 /* strict, numbers a Lua number cannot hold exactly kept as their text */
 
 /* A table key being sorted for output (object keys, query parameters). */
 typedef struct pd_jkey {

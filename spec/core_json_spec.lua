@@ -101,6 +101,33 @@ describe("core.json_decode", function()
     assert.equal(123.0, decode("123" .. "." .. ("0"):rep(500)))
   end)
 
+  it("exact mode keeps numbers that would round as their text (webhook ids)", function()
+    local text = "[0, -1, 42, 9007199254740992, 9007199254740993, 9223372036854775807, 9223372036854775808,"
+      .. " 12345678901234567890123456789012345, 1.5, 42.0, 1e3, -0.0, 1e400, -9223372036854775808]"
+    local t = decode(text, { exact = true })
+    assert.same({ 0, -1, 42, 9007199254740992 }, { t[1], t[2], t[3], t[4] })
+    for i = 1, 4 do assert.equal("integer", compat.math_type(t[i])) end
+    if compat.has_integers then
+      assert.equal("integer", compat.math_type(t[5]))
+      assert.equal("9007199254740993", ("%d"):format(t[5]))
+      assert.equal(compat.maxinteger, t[6])
+      assert.equal(compat.mininteger, t[14])
+    else -- doubles: exact up to 2^53 only
+      assert.same({ "9007199254740993", "9223372036854775807", "-9223372036854775808" }, { t[5], t[6], t[14] })
+    end
+    assert.same({ "9223372036854775808", "12345678901234567890123456789012345", "1.5", "42.0", "1e3", "-0.0",
+                  "1e400" }, { t[7], t[8], t[9], t[10], t[11], t[12], t[13] })
+    -- the rest of the grammar is the same: strings, nesting, errors
+    assert.same({ a = { "1.5" }, b = "x" }, decode('{"a": [1.5], "b": "x"}', { exact = true }))
+    local v, msg = decode("[1.]", { exact = true })
+    assert.is_nil(v)
+    assert.matches("invalid number", msg, 1, true)
+    assert.equal(1.5, decode("1.5", { exact = false }))
+    assert.equal(1.5, decode("1.5", {}))
+    assert.matches("options", raises(decode, "1", "exact"))
+    assert.matches("exact must be a boolean", raises(decode, "1", { exact = 1 }))
+  end)
+
   it("refuses numbers JSON does not allow", function()
     for _, s in ipairs { "01", "-", "+1", ".5", "1.", "1e", "1e+", "0x10", "NaN", "Infinity", "-Infinity",
                          "1.5.2", "--1", "- 1", "1 2" } do

@@ -34,10 +34,20 @@ function M.remove(st, k, fn)
   if #list == 0 then st.handlers[k] = nil end
 end
 
+-- Every object and action word a callback can name (both versions): an
+-- event's words outside these can only match wildcard keys.
+local KNOWN_OBJECTS, KNOWN_ACTIONS = {}, {}
+for _, t in pairs(event.OBJECTS) do for w in pairs(t) do KNOWN_OBJECTS[w] = true end end
+for _, t in pairs(event.ACTIONS) do for w in pairs(t) do KNOWN_ACTIONS[w] = true end end
+
 -- The callbacks for an event, most specific key first, each once; the list
 -- is kept per object and action until on() or off() changes the callbacks
--- (callers never modify it).
+-- (callers never modify it). The words come from the request: any word no
+-- key can name is looked up as "?" (never a key), so the cache holds at most
+-- (objects + 1) x (actions + 1) lists whatever the traffic.
 function M.lookup(st, object, action)
+  if not KNOWN_OBJECTS[object] then object = "?" end
+  if not KNOWN_ACTIONS[action] then action = "?" end
   local cached = st.by_event[object]
   cached = cached and cached[action]
   if cached then return cached end

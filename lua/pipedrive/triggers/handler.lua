@@ -13,6 +13,14 @@ local M = {}
 
 local emit = state.emit
 
+-- An id for a log line: its text, cut at 80 bytes (ids come from the request,
+-- and a log line must not grow with the body).
+local function shown(v)
+  local t = tostring(v)
+  if #t > 80 then t = t:sub(1, 80) .. "..." end
+  return t
+end
+
 --- A JSON answer: status, headers, body.
 function M.reply(status, doc, extra)
   local headers = { ["content-type"] = "application/json", ["cache-control"] = "no-store" }
@@ -46,7 +54,7 @@ local function run_callbacks(st, ev, fns, key)
       if why ~= nil then
         failed = failed + 1
         emit(st, "error", ("callback for %s (id %s, attempt %s) failed: %s")
-          :format(ev.event, tostring(ev.id), tostring(ev.meta.attempt), tostring(why)))
+          :format(ev.event, shown(ev.id), tostring(ev.meta.attempt), tostring(why)))
       else
         done[fn] = true
       end
@@ -108,14 +116,17 @@ local function read_event(st, req)
   end
   local ok, payload = pcall(core.json_decode, body)
   if not ok or payload == nil then return nil, reply(400, { error = "the body is not JSON" }) end
-  local ev, why = event.normalize(payload)
+  -- ids that the decoding may have rounded: read them again, exactly (rare: never for Pipedrive's own)
+  local exact
+  if event.needs_exact(payload) then exact = core.json_decode(body, { exact = true }) end
+  local ev, why = event.normalize(payload, exact)
   if not ev then return nil, reply(400, { error = why }) end
   return ev
 end
 
 -- The answer to a redelivery of a handled event.
 local function duplicate(st, ev)
-  emit(st, "info", ("duplicate %s (id %s, attempt %s) acknowledged"):format(ev.event, tostring(ev.id),
+  emit(st, "info", ("duplicate %s (id %s, attempt %s) acknowledged"):format(ev.event, shown(ev.id),
     tostring(ev.meta.attempt)))
   return reply(200, { status = "duplicate" })
 end
@@ -177,7 +188,7 @@ local function run(st, ev, fns)
   local mok, merr = pcall(st.seen.mark, key, st.ttl)
   if not mok then emit(st, "error", "the seen store failed to remember an event: " .. tostring(merr)) end
   if st.log then -- info lines go nowhere without a log function: not even formatted
-    emit(st, "info", ("handled %s (id %s, attempt %s)"):format(ev.event, tostring(ev.id), tostring(ev.meta.attempt)))
+    emit(st, "info", ("handled %s (id %s, attempt %s)"):format(ev.event, shown(ev.id), tostring(ev.meta.attempt)))
   end
   return true
 end
@@ -210,7 +221,7 @@ local function handle(st, req, hopts)
   if not ev then return status, headers, body end
   local fns = callbacks.lookup(st, ev.object, ev.action)
   if #fns == 0 then
-    emit(st, "info", ("ignored %s (id %s): no callback"):format(ev.event, tostring(ev.id)))
+    emit(st, "info", ("ignored %s (id %s): no callback"):format(ev.event, shown(ev.id)))
     return reply(200, { status = "ignored" })
   end
   local verdict = claim(st, ev.meta.dedupe_key)
