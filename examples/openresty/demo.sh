@@ -30,7 +30,7 @@ stop() {
 trap 'stop' EXIT
 trap 'exit 0' INT TERM
 i=0
-while [ ! -s "$prefix/sandbox.port" ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
+while [ ! -s "$prefix/sandbox.port" ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i + 1)); done
 sb_url="http://127.0.0.1:$(cat "$prefix/sandbox.port")"
 echo "sandbox: $sb_url"
 
