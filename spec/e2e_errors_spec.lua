@@ -115,6 +115,27 @@ describe("errors", function()
     assert.matches("api must be", raises(pipedrive.new, { api_token = "x", api = "v3" }))
   end)
 
+  it("an OAuth token whose api_domain hides another host (user@host) sends nothing", function()
+    local token = { access_token = "at-1234567890", refresh_token = "rt-1234567890", token_type = "Bearer",
+                    expires_at = os.time() + 3600, api_domain = "http://localhost@evil.example" }
+    local hops = {}
+    local c = pipedrive.new{ oauth = { client_id = "c", client_secret = "s", redirect_uri = "http://127.0.0.1:1/cb",
+                                       store = { token = token, on_token = function() return true end } },
+                             oauth_url = sb.url, retries = false,
+                             log = function(e) if e.url then hops[#hops + 1] = e.url end end }
+    assert.equal("https://api.pipedrive.com", c.base_url())
+    local v, err = c.deals.list()
+    assert.is_nil(v)
+    assert.equal("reauth_required", err.kind)
+    assert.matches("api_domain is refused: it must not hold a user name or password", tostring(err))
+    assert.is_nil(tostring(err):find("evil", 1, true))
+    assert.same({}, hops)
+    c.close()
+    assert.matches("oauth_url: must not hold a user name", raises(pipedrive.new, {
+      oauth = { client_id = "c", client_secret = "s", redirect_uri = "http://127.0.0.1:1/cb" },
+      oauth_url = "http://127.0.0.1@evil.example" }))
+  end)
+
   it("pipedrive.new reads base_url as libcurl does: user information, queries and other schemes are refused", function()
     -- libcurl would connect to evil.example: the part before @ is a user name, not the host.
     local msg = raises(pipedrive.new, { api_token = "x", base_url = "http://localhost@evil.example" })

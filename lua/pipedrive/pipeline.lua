@@ -79,14 +79,23 @@ function Pipeline:credentials()
   if not value then return nil, generation end
   local host = self.base_url
   local domain = not self.explicit_base and auth.api_domain()
-  if domain then host = M.check_base_url(domain, self.insecure) or host end
+  if domain then
+    local checked, why = M.check_base_url(domain, self.insecure)
+    -- A token whose api_domain fails base_url's rules (user@host, plain http off
+    -- loopback...) sends nothing anywhere: the call fails, naming the rule only.
+    if not checked then
+      return nil, setmetatable({ kind = "reauth_required", message = "the OAuth token's api_domain is refused: "
+        .. why:gsub("^base_url ", "it ") .. "; log in again" }, core.error_mt)
+    end
+    host = checked
+  end
   return { authorization = value, accept = "application/json" }, host, generation
 end
 
---- The base URL calls go to now.
+--- The base URL calls go to now (an api_domain that fails the checks is not one).
 function Pipeline:current_base()
   local d = not self.explicit_base and self.auth and self.auth.api_domain()
-  return d or self.base_url
+  return d and M.check_base_url(d, self.insecure) or self.base_url
 end
 
 -- Records rate-limit figures `fig` (from info or err) for pd.rate_limit() and pacing.
