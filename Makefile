@@ -30,7 +30,7 @@ SANDBOX_HTTPD_SO = $(BUILD)/pipedrive/sandbox/httpd.so
 CORE_SRC = csrc/core.c $(filter-out csrc/core.c csrc/httpd.c csrc/httpd_faults.c,$(wildcard csrc/*.c)) $(wildcard csrc/*.h)
 HTTPD_HDR = csrc/pd.h csrc/compat.h csrc/buf.h csrc/clock.h
 
-.PHONY: FORCE all check-units operations docs test test-all demo oauth-demo openresty-demo triggers-demo lint clean rock deps asan asan-build valgrind fuzz fuzz-build fuzz-regress san-deps bench-faults
+.PHONY: FORCE all check-units operations docs test test-all demo more-demo oauth-demo openresty-demo triggers-demo lint clean rock deps asan asan-build valgrind fuzz fuzz-build fuzz-regress san-deps bench-faults
 
 all: $(CORE_SO) $(HTTPD_SO) $(SANDBOX_HTTPD_SO)
 
@@ -68,6 +68,10 @@ test-all:
 
 demo: all
 	LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='$(BUILD)/?.so;;' $(LUA) examples/demo.lua
+
+# examples/more_resources.lua (notes, products, fields, ...) against a local sandbox.
+more-demo: all
+	LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='$(BUILD)/?.so;;' $(LUA) examples/demo.lua more_resources
 
 triggers-demo: all
 	LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='$(BUILD)/?.so;;' $(LUA) examples/triggers.lua --demo

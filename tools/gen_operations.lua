@@ -364,11 +364,22 @@ function M.generate(root)
         res.functions[e.fname] = op
       else
         -- v2 serves the operation; v1 is its api = "v1" route. Parameters of
-        -- the v1 route that v2 lacks are sent only in v1.
+        -- one route that the other lacks are refused in the other version, and
+        -- required only in their own (required_in).
+        for pname, spec in pairs(op.params) do
+          if not e.op.params[pname] then
+            spec.v1 = false
+            spec.hint = "only Pipedrive's API v2 has it; drop api = 'v1' from pipedrive.new"
+            if spec.required then spec.required, spec.required_in = nil, "v2" end
+          elseif spec.required and not e.op.params[pname].required then
+            spec.required, spec.required_in = nil, "v2"
+          end
+        end
         for pname, spec in pairs(e.op.params) do
           if not op.params[pname] then
             spec.v2 = false
             spec.hint = "only Pipedrive's API v1 has it: pipedrive.new{ api = 'v1' }"
+            if spec.required then spec.required, spec.required_in = nil, "v1" end
             op.params[pname] = spec
           end
         end
@@ -385,30 +396,14 @@ function M.generate(root)
     end
     notes.count[version] = n
   end
-  -- v2-only parameters are not sent in v1.
-  for _, res in pairs(resources) do
-    for _, op in pairs(res.functions) do
-      if op.v1 and op.v2 then
-        for _, spec in pairs(op.params) do
-          if spec.v2 == nil and spec.v1 == nil then
-            -- present in v2's list; mark those absent from v1 after the fact is not possible
-            -- without the v1 list, so both keep the name (Pipedrive ignores unknown query keys).
-            spec.v1 = nil
-          end
-        end
-      end
-    end
-  end
   local files, names = {}, {}
   for rname, res in pairs(resources) do
     names[#names + 1] = rname
     local body = { object = res.object }
     for fname, op in pairs(res.functions) do
-      -- One path parameter (any name): it is the positional argument.
+      -- The serving route's one path parameter (any name) is the positional argument.
       local pp = {}
-      for pname, spec in pairs(op.params) do
-        if spec.path then pp[#pp + 1] = pname end
-      end
+      for pname in (op.v2 or op.v1).path:gmatch("{([^}]+)}") do pp[#pp + 1] = pname end
       if #pp == 1 and pp[1] ~= "id" then op.positional = pp[1] end
       if next(op.operation_id) == nil then op.operation_id = nil end
       body[fname] = op

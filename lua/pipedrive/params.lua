@@ -296,7 +296,7 @@ local function required(params)
   if not list then
     list = {}
     for name, spec in pairs(params) do
-      if spec.required then list[#list + 1] = name end
+      if spec.required or spec.required_in then list[#list + 1] = name end
     end
     table.sort(list)
     required_of[params] = list
@@ -311,7 +311,7 @@ end
 -- pipeline.lua uses it so that get(5) skips the general translation.
 function M.path_only(op)
   local req = required(op.params)
-  if #req ~= 1 or op.require_one then return nil end
+  if #req ~= 1 or op.require_one or op.params[req[1]].required_in then return nil end
   local name = req[1]
   local spec = op.params[name]
   if not spec.path or (spec.type ~= "id" and spec.type ~= "uuid") or spec.enum or spec.min or spec.max
@@ -414,7 +414,10 @@ function M.translate(op, version, args)
   end
   local req = required(params)
   for i = 1, #req do
-    if args[req[i]] == nil then return nil, ("field '%s' is required"):format(req[i]) end
+    local name = req[i]
+    if args[name] == nil and (params[name].required or params[name].required_in == version) then
+      return nil, ("field '%s' is required"):format(name)
+    end
   end
   if params.term and args.term and args.exact_match ~= true and (compat.utf8_len(args.term) or #args.term) < 2 then
     return nil, "field 'term' must have at least 2 characters (1 with exact_match = true)"

@@ -25,6 +25,8 @@
 --            | "object" | "contacts" (a string or an array of {value, primary, label})
 --   enum     = allowed values (for "list", each element)
 --   required = true
+--   required_in = "v1" | "v2": required in that version only (generated, where the
+--              two routes of one function differ)
 --   min_len  = minimum string length (search terms)
 --   v1, v2   = nil: same name in that version; "name": renamed; false: the version
 --              cannot express it (the error quotes `hint`); a function

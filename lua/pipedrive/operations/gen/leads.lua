@@ -106,7 +106,12 @@ return {
     kind = "search",
     operation_id = { v1 = "searchLeads", v2 = "searchLeads" },
     params = {
-      cursor = { ["in"] = "query", type = "string" },
+      cursor = {
+        hint = "only Pipedrive's API v2 has it; drop api = 'v1' from pipedrive.new",
+        ["in"] = "query",
+        type = "string",
+        v1 = false,
+      },
       exact_match = { ["in"] = "query", type = "boolean" },
       fields = { enum = { "custom_fields", "notes", "title" }, ["in"] = "query", type = "string" },
       include_fields = { enum = { "lead.was_seen" }, ["in"] = "query", type = "string" },

@@ -10,7 +10,13 @@ return {
         type = "boolean",
         v2 = false,
       },
-      field_name = { ["in"] = "body", required = true, type = "string" },
+      field_name = {
+        hint = "only Pipedrive's API v2 has it; drop api = 'v1' from pipedrive.new",
+        ["in"] = "body",
+        required_in = "v2",
+        type = "string",
+        v1 = false,
+      },
       field_type = {
         enum = { "varchar", "text", "double", "phone", "date", "daterange", "time", "timerange", "set", "enum", "varchar_auto", "address", "monetary", "org", "people", "user" },
         ["in"] = "body",
@@ -18,17 +24,19 @@ return {
         type = "string",
       },
       important_fields = {
+        hint = "only Pipedrive's API v2 has it; drop api = 'v1' from pipedrive.new",
         ["in"] = "body",
         schema = {
           properties = { enabled = { type = "boolean" }, stage_ids = { items = { type = "integer" }, type = "array" } },
           type = "object",
         },
         type = "object",
+        v1 = false,
       },
       name = {
         hint = "only Pipedrive's API v1 has it: pipedrive.new{ api = 'v1' }",
         ["in"] = "body",
-        required = true,
+        required_in = "v1",
         type = "string",
         v2 = false,
       },
@@ -41,11 +49,14 @@ return {
         type = "array",
       },
       required_fields = {
+        hint = "only Pipedrive's API v2 has it; drop api = 'v1' from pipedrive.new",
         ["in"] = "body",
         schema = { properties = { enabled = { type = "boolean" } }, type = "object" },
         type = "object",
+        v1 = false,
       },
       ui_visibility = {
+        hint = "only Pipedrive's API v2 has it; drop api = 'v1' from pipedrive.new",
         ["in"] = "body",
         schema = {
           properties = {
@@ -57,6 +68,7 @@ return {
           type = "object",
         },
         type = "object",
+        v1 = false,
       },
     },
     v1 = { cost = 10, method = "POST", paging = "none", path = "/api/v1/organizationFields" },
@@ -85,16 +97,24 @@ return {
     kind = "delete",
     operation_id = { v1 = "deleteOrganizationField", v2 = "deleteOrganizationField" },
     params = {
-      field_code = { ["in"] = "path", path = true, required = true, type = "string" },
+      field_code = {
+        hint = "only Pipedrive's API v2 has it; drop api = 'v1' from pipedrive.new",
+        ["in"] = "path",
+        path = true,
+        required_in = "v2",
+        type = "string",
+        v1 = false,
+      },
       id = {
         hint = "only Pipedrive's API v1 has it: pipedrive.new{ api = 'v1' }",
         ["in"] = "path",
         path = true,
-        required = true,
+        required_in = "v1",
         type = "id",
         v2 = false,
       },
     },
+    positional = "field_code",
     v1 = { cost = 6, method = "DELETE", paging = "none", path = "/api/v1/organizationFields/{id}" },
     v2 = { cost = 3, method = "DELETE", paging = "none", path = "/api/v2/organizationFields/{field_code}" },
   },
@@ -132,21 +152,31 @@ return {
     kind = "get",
     operation_id = { v1 = "getOrganizationField", v2 = "getOrganizationField" },
     params = {
-      field_code = { ["in"] = "path", path = true, required = true, type = "string" },
+      field_code = {
+        hint = "only Pipedrive's API v2 has it; drop api = 'v1' from pipedrive.new",
+        ["in"] = "path",
+        path = true,
+        required_in = "v2",
+        type = "string",
+        v1 = false,
+      },
       id = {
         hint = "only Pipedrive's API v1 has it: pipedrive.new{ api = 'v1' }",
         ["in"] = "path",
         path = true,
-        required = true,
+        required_in = "v1",
         type = "id",
         v2 = false,
       },
       include_fields = {
         enum = { "ui_visibility", "important_fields", "required_fields", "ui_visibility,important_fields", "ui_visibility,required_fields", "important_fields,required_fields", "ui_visibility,important_fields,required_fields" },
+        hint = "only Pipedrive's API v2 has it; drop api = 'v1' from pipedrive.new",
         ["in"] = "query",
         type = "string",
+        v1 = false,
       },
     },
+    positional = "field_code",
     v1 = { cost = 2, method = "GET", paging = "none", path = "/api/v1/organizationFields/{id}" },
     v2 = { cost = 1, method = "GET", paging = "none", path = "/api/v2/organizationFields/{field_code}" },
   },
@@ -154,11 +184,18 @@ return {
     kind = "list",
     operation_id = { v1 = "getOrganizationFields", v2 = "getOrganizationFields" },
     params = {
-      cursor = { ["in"] = "query", type = "string" },
-      include_fields = {
-        enum = { "ui_visibility", "important_fields", "required_fields", "ui_visibility,important_fields", "ui_visibility,required_fields", "important_fields,required_fields", "ui_visibility,important_fields,required_fields" },
+      cursor = {
+        hint = "only Pipedrive's API v2 has it; drop api = 'v1' from pipedrive.new",
         ["in"] = "query",
         type = "string",
+        v1 = false,
+      },
+      include_fields = {
+        enum = { "ui_visibility", "important_fields", "required_fields", "ui_visibility,important_fields", "ui_visibility,required_fields", "important_fields,required_fields", "ui_visibility,important_fields,required_fields" },
+        hint = "only Pipedrive's API v2 has it; drop api = 'v1' from pipedrive.new",
+        ["in"] = "query",
+        type = "string",
+        v1 = false,
       },
       limit = { ["in"] = "query", min = 1, type = "integer" },
       start = {
@@ -182,23 +219,37 @@ return {
         type = "boolean",
         v2 = false,
       },
-      field_code = { ["in"] = "path", path = true, required = true, type = "string" },
-      field_name = { ["in"] = "body", type = "string" },
+      field_code = {
+        hint = "only Pipedrive's API v2 has it; drop api = 'v1' from pipedrive.new",
+        ["in"] = "path",
+        path = true,
+        required_in = "v2",
+        type = "string",
+        v1 = false,
+      },
+      field_name = {
+        hint = "only Pipedrive's API v2 has it; drop api = 'v1' from pipedrive.new",
+        ["in"] = "body",
+        type = "string",
+        v1 = false,
+      },
       id = {
         hint = "only Pipedrive's API v1 has it: pipedrive.new{ api = 'v1' }",
         ["in"] = "path",
         path = true,
-        required = true,
+        required_in = "v1",
         type = "id",
         v2 = false,
       },
       important_fields = {
+        hint = "only Pipedrive's API v2 has it; drop api = 'v1' from pipedrive.new",
         ["in"] = "body",
         schema = {
           properties = { enabled = { type = "boolean" }, stage_ids = { items = { type = "integer" }, type = "array" } },
           type = "object",
         },
         type = "object",
+        v1 = false,
       },
       name = {
         hint = "only Pipedrive's API v1 has it: pipedrive.new{ api = 'v1' }",
@@ -214,11 +265,14 @@ return {
         v2 = false,
       },
       required_fields = {
+        hint = "only Pipedrive's API v2 has it; drop api = 'v1' from pipedrive.new",
         ["in"] = "body",
         schema = { properties = { enabled = { type = "boolean" } }, type = "object" },
         type = "object",
+        v1 = false,
       },
       ui_visibility = {
+        hint = "only Pipedrive's API v2 has it; drop api = 'v1' from pipedrive.new",
         ["in"] = "body",
         schema = {
           properties = {
@@ -230,8 +284,10 @@ return {
           type = "object",
         },
         type = "object",
+        v1 = false,
       },
     },
+    positional = "field_code",
     v1 = { cost = 10, method = "PUT", paging = "none", path = "/api/v1/organizationFields/{id}" },
     v2 = { cost = 5, method = "PATCH", paging = "none", path = "/api/v2/organizationFields/{field_code}" },
   },

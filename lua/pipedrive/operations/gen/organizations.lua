@@ -150,9 +150,20 @@ return {
     kind = "call",
     operation_id = { v1 = "getOrganizationFollowers", v2 = "getOrganizationFollowers" },
     params = {
-      cursor = { ["in"] = "query", type = "string" },
+      cursor = {
+        hint = "only Pipedrive's API v2 has it; drop api = 'v1' from pipedrive.new",
+        ["in"] = "query",
+        type = "string",
+        v1 = false,
+      },
       id = { ["in"] = "path", path = true, required = true, type = "id" },
-      limit = { ["in"] = "query", min = 1, type = "integer" },
+      limit = {
+        hint = "only Pipedrive's API v2 has it; drop api = 'v1' from pipedrive.new",
+        ["in"] = "query",
+        min = 1,
+        type = "integer",
+        v1 = false,
+      },
     },
     v1 = { cost = 20, method = "GET", paging = "none", path = "/api/v1/organizations/{id}/followers" },
     v2 = { cost = 10, method = "GET", paging = "cursor", path = "/api/v2/organizations/{id}/followers" },

@@ -144,7 +144,12 @@ return {
     kind = "call",
     operation_id = { v1 = "getProductFollowers", v2 = "getProductFollowers" },
     params = {
-      cursor = { ["in"] = "query", type = "string" },
+      cursor = {
+        hint = "only Pipedrive's API v2 has it; drop api = 'v1' from pipedrive.new",
+        ["in"] = "query",
+        type = "string",
+        v1 = false,
+      },
       id = { ["in"] = "path", path = true, required = true, type = "id" },
       limit = { ["in"] = "query", min = 1, type = "integer" },
       start = {
