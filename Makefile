@@ -30,7 +30,7 @@ SANDBOX_HTTPD_SO = $(BUILD)/pipedrive/sandbox/httpd.so
 CORE_SRC = csrc/core.c $(filter-out csrc/core.c csrc/httpd.c csrc/httpd_faults.c,$(wildcard csrc/*.c)) $(wildcard csrc/*.h)
 HTTPD_HDR = csrc/pd.h csrc/compat.h csrc/buf.h csrc/clock.h
 
-.PHONY: FORCE all check-units operations docs test test-all demo more-demo oauth-demo openresty-demo triggers-demo lint clean rock deps asan asan-build valgrind fuzz fuzz-build fuzz-regress san-deps bench-faults
+.PHONY: FORCE all check-units operations docs test test-all demo more-demo bench-startup oauth-demo openresty-demo triggers-demo lint clean rock deps asan asan-build valgrind fuzz fuzz-build fuzz-regress san-deps bench-faults
 
 all: $(CORE_SO) $(HTTPD_SO) $(SANDBOX_HTTPD_SO)
 
@@ -79,6 +79,11 @@ triggers-demo: all
 oauth-demo: all
 	sh examples/oauth_demo.sh
 
+# Start-up cost and per-call instructions (bench/RESULTS.md row 7); BASE=dir compares
+# with another checkout (lua/, bin/, build/), e.g. `git archive main lua bin` plus build/.
+bench-startup: all
+	$(LUA) bench/startup.lua $(BASE) .
+
 # The fault matrix once, counted (bench/RELIABILITY.md).
 bench-faults: all
 	$(LUA) bench/faults.lua
@@ -110,7 +115,7 @@ check-units:
 	done; exit $$fail
 
 lint: check-units
-	luacheck -q lua spec bin examples docs/gen $(wildcard bench)
+	luacheck -q lua spec bin examples docs/gen tools $(wildcard bench)
 	cppcheck -q --enable=warning,portability --error-exitcode=1 --std=c99 -I$(LUA_INCDIR) csrc
 
 # The source rocks pipedrive and pipedrive-sandbox, made from this checkout

@@ -312,7 +312,22 @@ local function serialize(v, indent)
       if type(x) == "table" then simple = false end
     end
     for i, x in ipairs(v) do parts[i] = serialize(x, indent .. "  ") end
-    if simple then return "{ " .. table.concat(parts, ", ") .. " }" end
+    if simple then
+      local one = "{ " .. table.concat(parts, ", ") .. " }"
+      if #one + #indent < 100 then return one end
+      -- a long list of scalars: wrapped, several per line
+      local lines, line = {}, ""
+      for _, p in ipairs(parts) do
+        if line ~= "" and #line + #p + #indent > 100 then
+          lines[#lines + 1] = line
+          line = ""
+        end
+        line = line .. p .. ", "
+      end
+      lines[#lines + 1] = line
+      for i, l in ipairs(lines) do lines[i] = indent .. "  " .. l:gsub(" $", "") end
+      return "{\n" .. table.concat(lines, "\n") .. "\n" .. indent .. "}"
+    end
     return "{\n" .. indent .. "  " .. table.concat(parts, ",\n" .. indent .. "  ") .. ",\n" .. indent .. "}"
   end
   local keys = {}
@@ -329,7 +344,7 @@ local function serialize(v, indent)
     parts[#parts + 1] = key .. " = " .. serialize(v[k], indent .. "  ")
   end
   local one = "{ " .. table.concat(parts, ", ") .. " }"
-  if #one + #indent < 110 and not one:find("\n") then return one end
+  if #one + #indent < 90 and not one:find("\n") then return one end
   return "{\n" .. indent .. "  " .. table.concat(parts, ",\n" .. indent .. "  ") .. ",\n" .. indent .. "}"
 end
 

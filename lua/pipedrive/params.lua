@@ -100,8 +100,9 @@ local function validate(schema, v, where, depth)
       local out = array()
       for i = 1, n do
         if v[i] == nil then return nil, ("field '%s' must be an array without holes"):format(where) end
-        local x, err = v[i], nil
+        local x = v[i]
         if schema.items then
+          local err
           x, err = validate(schema.items, x, ("%s[%d]"):format(where, i), depth + 1)
           if x == nil then return nil, err end
         end

@@ -101,7 +101,11 @@ return {
       org_id = { ["in"] = "query", type = "id" },
       owner_id = { ["in"] = "query", type = "id" },
       person_id = { ["in"] = "query", type = "id" },
-      sort_by = { enum = { "id", "update_time", "add_time", "due_date" }, ["in"] = "query", type = "string" },
+      sort_by = {
+        enum = { "id", "update_time", "add_time", "due_date" },
+        ["in"] = "query",
+        type = "string",
+      },
       sort_direction = { enum = { "asc", "desc" }, ["in"] = "query", type = "string" },
       updated_since = { ["in"] = "query", type = "string" },
       updated_until = { ["in"] = "query", type = "string" },

@@ -8,7 +8,12 @@ return {
       include_fields = { enum = { "ui_visibility" }, ["in"] = "query", type = "string" },
     },
     positional = "field_code",
-    v2 = { cost = 1, method = "GET", paging = "none", path = "/api/v2/activityFields/{field_code}" },
+    v2 = {
+      cost = 1,
+      method = "GET",
+      paging = "none",
+      path = "/api/v2/activityFields/{field_code}",
+    },
   },
   list = {
     kind = "list",

@@ -6,7 +6,13 @@ return {
     params = {
       color = { ["in"] = "body", type = "string" },
       icon_key = {
-        enum = { "task", "email", "meeting", "deadline", "call", "lunch", "calendar", "downarrow", "document", "smartphone", "camera", "scissors", "cogs", "bubble", "uparrow", "checkbox", "signpost", "shuffle", "addressbook", "linegraph", "picture", "car", "world", "search", "clip", "sound", "brush", "key", "padlock", "pricetag", "suitcase", "finish", "plane", "loop", "wifi", "truck", "cart", "bulb", "bell", "presentation" },
+        enum = {
+          "task", "email", "meeting", "deadline", "call", "lunch", "calendar", "downarrow", "document",
+          "smartphone", "camera", "scissors", "cogs", "bubble", "uparrow", "checkbox", "signpost",
+          "shuffle", "addressbook", "linegraph", "picture", "car", "world", "search", "clip", "sound",
+          "brush", "key", "padlock", "pricetag", "suitcase", "finish", "plane", "loop", "wifi",
+          "truck", "cart", "bulb", "bell", "presentation",
+        },
         ["in"] = "body",
         required = true,
         type = "string",
@@ -34,7 +40,13 @@ return {
     params = {
       color = { ["in"] = "body", type = "string" },
       icon_key = {
-        enum = { "task", "email", "meeting", "deadline", "call", "lunch", "calendar", "downarrow", "document", "smartphone", "camera", "scissors", "cogs", "bubble", "uparrow", "checkbox", "signpost", "shuffle", "addressbook", "linegraph", "picture", "car", "world", "search", "clip", "sound", "brush", "key", "padlock", "pricetag", "suitcase", "finish", "plane", "loop", "wifi", "truck", "cart", "bulb", "bell", "presentation" },
+        enum = {
+          "task", "email", "meeting", "deadline", "call", "lunch", "calendar", "downarrow", "document",
+          "smartphone", "camera", "scissors", "cogs", "bubble", "uparrow", "checkbox", "signpost",
+          "shuffle", "addressbook", "linegraph", "picture", "car", "world", "search", "clip", "sound",
+          "brush", "key", "padlock", "pricetag", "suitcase", "finish", "plane", "loop", "wifi",
+          "truck", "cart", "bulb", "bell", "presentation",
+        },
         ["in"] = "body",
         type = "string",
       },

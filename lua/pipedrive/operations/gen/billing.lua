@@ -4,7 +4,12 @@ return {
     kind = "call",
     operation_id = { v1 = "getCompanyAddons" },
     params = {},
-    v1 = { cost = 20, method = "GET", paging = "none", path = "/api/v1/billing/subscriptions/addons" },
+    v1 = {
+      cost = 20,
+      method = "GET",
+      paging = "none",
+      path = "/api/v1/billing/subscriptions/addons",
+    },
   },
   object = "billing",
 }

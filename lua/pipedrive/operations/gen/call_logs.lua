@@ -34,7 +34,12 @@ return {
       file = { ["in"] = "body", required = true, type = "file" },
       id = { ["in"] = "path", path = true, required = true, type = "string" },
     },
-    v1 = { cost = 10, method = "POST", paging = "none", path = "/api/v1/callLogs/{id}/recordings" },
+    v1 = {
+      cost = 10,
+      method = "POST",
+      paging = "none",
+      path = "/api/v1/callLogs/{id}/recordings",
+    },
   },
   delete = {
     kind = "delete",

@@ -64,9 +64,19 @@ return {
       message = { ["in"] = "body", required = true, type = "string" },
       reply_by = { ["in"] = "body", type = "string" },
       sender_id = { ["in"] = "body", required = true, type = "string" },
-      status = { enum = { "sent", "delivered", "read", "failed" }, ["in"] = "body", required = true, type = "string" },
+      status = {
+        enum = { "sent", "delivered", "read", "failed" },
+        ["in"] = "body",
+        required = true,
+        type = "string",
+      },
     },
-    v1 = { cost = 10, method = "POST", paging = "none", path = "/api/v1/channels/messages/receive" },
+    v1 = {
+      cost = 10,
+      method = "POST",
+      paging = "none",
+      path = "/api/v1/channels/messages/receive",
+    },
   },
   object = "channel",
 }

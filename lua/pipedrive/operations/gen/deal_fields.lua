@@ -24,7 +24,10 @@ return {
         v1 = false,
       },
       field_type = {
-        enum = { "varchar", "text", "double", "phone", "date", "daterange", "time", "timerange", "set", "enum", "varchar_auto", "address", "monetary", "org", "people", "user" },
+        enum = {
+          "varchar", "text", "double", "phone", "date", "daterange", "time", "timerange", "set",
+          "enum", "varchar_auto", "address", "monetary", "org", "people", "user",
+        },
         ["in"] = "body",
         required = true,
         type = "string",
@@ -33,7 +36,10 @@ return {
         hint = "only Pipedrive's API v2 has it; drop api = 'v1' from pipedrive.new",
         ["in"] = "body",
         schema = {
-          properties = { enabled = { type = "boolean" }, stage_ids = { items = { type = "integer" }, type = "array" } },
+          properties = {
+            enabled = { type = "boolean" },
+            stage_ids = { items = { type = "integer" }, type = "array" },
+          },
           type = "object",
         },
         type = "object",
@@ -49,7 +55,11 @@ return {
       options = {
         ["in"] = "body",
         schema = {
-          items = { properties = { label = { type = "string" } }, required = { "label" }, type = "object" },
+          items = {
+            properties = { label = { type = "string" } },
+            required = { "label" },
+            type = "object",
+          },
           type = "array",
         },
         type = "array",
@@ -101,7 +111,11 @@ return {
         ["in"] = "body",
         required = true,
         schema = {
-          items = { properties = { label = { type = "string" } }, required = { "label" }, type = "object" },
+          items = {
+            properties = { label = { type = "string" } },
+            required = { "label" },
+            type = "object",
+          },
           type = "array",
         },
         type = "array",
@@ -110,7 +124,12 @@ return {
       field_code = { ["in"] = "path", path = true, required = true, type = "string" },
     },
     positional = "field_code",
-    v2 = { cost = 5, method = "POST", paging = "none", path = "/api/v2/dealFields/{field_code}/options" },
+    v2 = {
+      cost = 5,
+      method = "POST",
+      paging = "none",
+      path = "/api/v2/dealFields/{field_code}/options",
+    },
   },
   delete = {
     kind = "delete",
@@ -135,7 +154,12 @@ return {
     },
     positional = "field_code",
     v1 = { cost = 6, method = "DELETE", paging = "none", path = "/api/v1/dealFields/{id}" },
-    v2 = { cost = 3, method = "DELETE", paging = "none", path = "/api/v2/dealFields/{field_code}" },
+    v2 = {
+      cost = 3,
+      method = "DELETE",
+      paging = "none",
+      path = "/api/v2/dealFields/{field_code}",
+    },
   },
   delete_many = {
     kind = "call",
@@ -151,7 +175,11 @@ return {
         ["in"] = "body",
         required = true,
         schema = {
-          items = { properties = { id = { type = "integer" } }, required = { "id" }, type = "object" },
+          items = {
+            properties = { id = { type = "integer" } },
+            required = { "id" },
+            type = "object",
+          },
           type = "array",
         },
         type = "array",
@@ -160,7 +188,12 @@ return {
       field_code = { ["in"] = "path", path = true, required = true, type = "string" },
     },
     positional = "field_code",
-    v2 = { cost = 3, method = "DELETE", paging = "none", path = "/api/v2/dealFields/{field_code}/options" },
+    v2 = {
+      cost = 3,
+      method = "DELETE",
+      paging = "none",
+      path = "/api/v2/dealFields/{field_code}/options",
+    },
   },
   get = {
     kind = "get",
@@ -183,7 +216,11 @@ return {
         v2 = false,
       },
       include_fields = {
-        enum = { "ui_visibility", "important_fields", "required_fields", "ui_visibility,important_fields", "ui_visibility,required_fields", "important_fields,required_fields", "ui_visibility,important_fields,required_fields" },
+        enum = {
+          "ui_visibility", "important_fields", "required_fields", "ui_visibility,important_fields",
+          "ui_visibility,required_fields", "important_fields,required_fields",
+          "ui_visibility,important_fields,required_fields",
+        },
         hint = "only Pipedrive's API v2 has it; drop api = 'v1' from pipedrive.new",
         ["in"] = "query",
         type = "string",
@@ -192,7 +229,12 @@ return {
     },
     positional = "field_code",
     v1 = { cost = 2, method = "GET", paging = "none", path = "/api/v1/dealFields/{id}" },
-    v2 = { cost = 1, method = "GET", paging = "none", path = "/api/v2/dealFields/{field_code}" },
+    v2 = {
+      cost = 1,
+      method = "GET",
+      paging = "none",
+      path = "/api/v2/dealFields/{field_code}",
+    },
   },
   list = {
     kind = "list",
@@ -205,7 +247,11 @@ return {
         v1 = false,
       },
       include_fields = {
-        enum = { "ui_visibility", "important_fields", "required_fields", "ui_visibility,important_fields", "ui_visibility,required_fields", "important_fields,required_fields", "ui_visibility,important_fields,required_fields" },
+        enum = {
+          "ui_visibility", "important_fields", "required_fields", "ui_visibility,important_fields",
+          "ui_visibility,required_fields", "important_fields,required_fields",
+          "ui_visibility,important_fields,required_fields",
+        },
         hint = "only Pipedrive's API v2 has it; drop api = 'v1' from pipedrive.new",
         ["in"] = "query",
         type = "string",
@@ -265,7 +311,10 @@ return {
         hint = "only Pipedrive's API v2 has it; drop api = 'v1' from pipedrive.new",
         ["in"] = "body",
         schema = {
-          properties = { enabled = { type = "boolean" }, stage_ids = { items = { type = "integer" }, type = "array" } },
+          properties = {
+            enabled = { type = "boolean" },
+            stage_ids = { items = { type = "integer" }, type = "array" },
+          },
           type = "object",
         },
         type = "object",
@@ -322,7 +371,12 @@ return {
     },
     positional = "field_code",
     v1 = { cost = 10, method = "PUT", paging = "none", path = "/api/v1/dealFields/{id}" },
-    v2 = { cost = 5, method = "PATCH", paging = "none", path = "/api/v2/dealFields/{field_code}" },
+    v2 = {
+      cost = 5,
+      method = "PATCH",
+      paging = "none",
+      path = "/api/v2/dealFields/{field_code}",
+    },
   },
   update_options = {
     kind = "call",
@@ -345,6 +399,11 @@ return {
       field_code = { ["in"] = "path", path = true, required = true, type = "string" },
     },
     positional = "field_code",
-    v2 = { cost = 5, method = "PATCH", paging = "none", path = "/api/v2/dealFields/{field_code}/options" },
+    v2 = {
+      cost = 5,
+      method = "PATCH",
+      paging = "none",
+      path = "/api/v2/dealFields/{field_code}/options",
+    },
   },
 }

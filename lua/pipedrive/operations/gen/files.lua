@@ -27,7 +27,12 @@ return {
         type = "string",
       },
       item_id = { ["in"] = "body", required = true, type = "integer" },
-      item_type = { enum = { "deal", "organization", "person" }, ["in"] = "body", required = true, type = "string" },
+      item_type = {
+        enum = { "deal", "organization", "person" },
+        ["in"] = "body",
+        required = true,
+        type = "string",
+      },
       remote_location = { enum = { "googledrive" }, ["in"] = "body", required = true, type = "string" },
       title = { ["in"] = "body", required = true, type = "string" },
     },
@@ -38,7 +43,12 @@ return {
     operation_id = { v1 = "linkFileToItem" },
     params = {
       item_id = { ["in"] = "body", required = true, type = "integer" },
-      item_type = { enum = { "deal", "organization", "person" }, ["in"] = "body", required = true, type = "string" },
+      item_type = {
+        enum = { "deal", "organization", "person" },
+        ["in"] = "body",
+        required = true,
+        type = "string",
+      },
       remote_id = { ["in"] = "body", required = true, type = "string" },
       remote_location = { enum = { "googledrive" }, ["in"] = "body", required = true, type = "string" },
     },

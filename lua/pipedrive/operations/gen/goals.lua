@@ -38,7 +38,9 @@ return {
       ["period.start"] = { ["in"] = "query", type = "date" },
       title = { ["in"] = "query", type = "string" },
       ["type.name"] = {
-        enum = { "deals_won", "deals_progressed", "activities_completed", "activities_added", "deals_started" },
+        enum = {
+          "deals_won", "deals_progressed", "activities_completed", "activities_added", "deals_started",
+        },
         ["in"] = "query",
         type = "string",
       },
@@ -67,7 +69,11 @@ return {
       duration = { ["in"] = "body", type = "object" },
       expected_outcome = { ["in"] = "body", type = "object" },
       id = { ["in"] = "path", path = true, required = true, type = "string" },
-      interval = { enum = { "weekly", "monthly", "quarterly", "yearly" }, ["in"] = "body", type = "string" },
+      interval = {
+        enum = { "weekly", "monthly", "quarterly", "yearly" },
+        ["in"] = "body",
+        type = "string",
+      },
       title = { ["in"] = "body", type = "string" },
       type = { ["in"] = "body", type = "object" },
     },

@@ -7,13 +7,22 @@ return {
       cursor = { ["in"] = "query", type = "string" },
       exact_match = { ["in"] = "query", type = "boolean" },
       fields = {
-        enum = { "address", "code", "custom_fields", "email", "name", "notes", "phone", "title", "description" },
+        enum = {
+          "address", "code", "custom_fields", "email", "name", "notes", "phone", "title",
+          "description",
+        },
         ["in"] = "query",
         type = "string",
       },
-      include_fields = { enum = { "deal.cc_email", "person.picture", "product.price" }, ["in"] = "query", type = "string" },
+      include_fields = {
+        enum = { "deal.cc_email", "person.picture", "product.price" },
+        ["in"] = "query",
+        type = "string",
+      },
       item_types = {
-        enum = { "deal", "person", "organization", "product", "lead", "file", "mail_attachment", "project" },
+        enum = {
+          "deal", "person", "organization", "product", "lead", "file", "mail_attachment", "project",
+        },
         ["in"] = "query",
         type = "string",
       },

@@ -5,7 +5,9 @@ return {
     operation_id = { v1 = "addLeadLabel" },
     params = {
       color = {
-        enum = { "blue", "brown", "dark-gray", "gray", "green", "orange", "pink", "purple", "red", "yellow" },
+        enum = {
+          "blue", "brown", "dark-gray", "gray", "green", "orange", "pink", "purple", "red", "yellow",
+        },
         ["in"] = "body",
         required = true,
         type = "string",
@@ -32,7 +34,9 @@ return {
     operation_id = { v1 = "updateLeadLabel" },
     params = {
       color = {
-        enum = { "blue", "brown", "dark-gray", "gray", "green", "orange", "pink", "purple", "red", "yellow" },
+        enum = {
+          "blue", "brown", "dark-gray", "gray", "green", "orange", "pink", "purple", "red", "yellow",
+        },
         ["in"] = "body",
         type = "string",
       },

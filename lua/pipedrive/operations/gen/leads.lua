@@ -7,7 +7,11 @@ return {
       channel = { ["in"] = "body", type = "integer" },
       channel_id = { ["in"] = "body", type = "string" },
       expected_close_date = { ["in"] = "body", type = "date" },
-      label_ids = { ["in"] = "body", schema = { items = { type = "string" }, type = "array" }, type = "array" },
+      label_ids = {
+        ["in"] = "body",
+        schema = { items = { type = "string" }, type = "array" },
+        type = "array",
+      },
       organization_id = { ["in"] = "body", type = "integer" },
       origin_id = { ["in"] = "body", type = "string" },
       owner_id = { ["in"] = "body", type = "integer" },
@@ -35,7 +39,12 @@ return {
       pipeline_id = { ["in"] = "body", type = "integer" },
       stage_id = { ["in"] = "body", type = "integer" },
     },
-    v2 = { cost = 40, method = "POST", paging = "none", path = "/api/v2/leads/{id}/convert/deal" },
+    v2 = {
+      cost = 40,
+      method = "POST",
+      paging = "none",
+      path = "/api/v2/leads/{id}/convert/deal",
+    },
   },
   convert_status = {
     kind = "call",
@@ -44,7 +53,12 @@ return {
       conversion_id = { ["in"] = "path", path = true, required = true, type = "uuid" },
       id = { ["in"] = "path", path = true, required = true, type = "uuid" },
     },
-    v2 = { cost = 1, method = "GET", paging = "none", path = "/api/v2/leads/{id}/convert/status/{conversion_id}" },
+    v2 = {
+      cost = 1,
+      method = "GET",
+      paging = "none",
+      path = "/api/v2/leads/{id}/convert/status/{conversion_id}",
+    },
   },
   delete = {
     kind = "delete",
@@ -68,7 +82,10 @@ return {
       owner_id = { ["in"] = "query", type = "id" },
       person_id = { ["in"] = "query", type = "id" },
       sort = {
-        enum = { "id", "title", "owner_id", "creator_id", "was_seen", "expected_close_date", "next_activity_id", "add_time", "update_time" },
+        enum = {
+          "id", "title", "owner_id", "creator_id", "was_seen", "expected_close_date",
+          "next_activity_id", "add_time", "update_time",
+        },
         ["in"] = "query",
         type = "string",
       },
@@ -87,7 +104,10 @@ return {
       owner_id = { ["in"] = "query", type = "id" },
       person_id = { ["in"] = "query", type = "id" },
       sort = {
-        enum = { "id", "title", "owner_id", "creator_id", "was_seen", "expected_close_date", "next_activity_id", "add_time", "update_time" },
+        enum = {
+          "id", "title", "owner_id", "creator_id", "was_seen", "expected_close_date",
+          "next_activity_id", "add_time", "update_time",
+        },
         ["in"] = "query",
         type = "string",
       },
@@ -99,7 +119,12 @@ return {
     kind = "call",
     operation_id = { v1 = "getLeadUsers" },
     params = { id = { ["in"] = "path", path = true, required = true, type = "string" } },
-    v1 = { cost = 10, method = "GET", paging = "none", path = "/api/v1/leads/{id}/permittedUsers" },
+    v1 = {
+      cost = 10,
+      method = "GET",
+      paging = "none",
+      path = "/api/v1/leads/{id}/permittedUsers",
+    },
   },
   object = "lead",
   search = {
@@ -138,7 +163,11 @@ return {
       expected_close_date = { ["in"] = "body", type = "date" },
       id = { ["in"] = "path", path = true, required = true, type = "uuid" },
       is_archived = { ["in"] = "body", type = "boolean" },
-      label_ids = { ["in"] = "body", schema = { items = { type = "string" }, type = "array" }, type = "array" },
+      label_ids = {
+        ["in"] = "body",
+        schema = { items = { type = "string" }, type = "array" },
+        type = "array",
+      },
       organization_id = { ["in"] = "body", type = "integer" },
       owner_id = { ["in"] = "body", type = "integer" },
       person_id = { ["in"] = "body", type = "integer" },

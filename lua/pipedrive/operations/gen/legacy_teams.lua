@@ -7,7 +7,11 @@ return {
       description = { ["in"] = "body", type = "string" },
       manager_id = { ["in"] = "body", required = true, type = "integer" },
       name = { ["in"] = "body", required = true, type = "string" },
-      users = { ["in"] = "body", schema = { items = { type = "integer" }, type = "array" }, type = "array" },
+      users = {
+        ["in"] = "body",
+        schema = { items = { type = "integer" }, type = "array" },
+        type = "array",
+      },
     },
     v1 = { cost = 10, method = "POST", paging = "none", path = "/api/v1/legacyTeams" },
   },
@@ -23,7 +27,12 @@ return {
         type = "array",
       },
     },
-    v1 = { cost = 10, method = "POST", paging = "none", path = "/api/v1/legacyTeams/{id}/users" },
+    v1 = {
+      cost = 10,
+      method = "POST",
+      paging = "none",
+      path = "/api/v1/legacyTeams/{id}/users",
+    },
   },
   delete_users = {
     kind = "call",
@@ -37,7 +46,12 @@ return {
         type = "array",
       },
     },
-    v1 = { cost = 10, method = "DELETE", paging = "none", path = "/api/v1/legacyTeams/{id}/users" },
+    v1 = {
+      cost = 10,
+      method = "DELETE",
+      paging = "none",
+      path = "/api/v1/legacyTeams/{id}/users",
+    },
   },
   get = {
     kind = "get",
@@ -53,16 +67,29 @@ return {
     operation_id = { v1 = "getUserTeams" },
     params = {
       id = { ["in"] = "path", path = true, required = true, type = "id" },
-      order_by = { enum = { "id", "name", "manager_id", "active_flag" }, ["in"] = "query", type = "string" },
+      order_by = {
+        enum = { "id", "name", "manager_id", "active_flag" },
+        ["in"] = "query",
+        type = "string",
+      },
       skip_users = { enum = { "0", "1" }, ["in"] = "query", type = "number" },
     },
-    v1 = { cost = 20, method = "GET", paging = "none", path = "/api/v1/legacyTeams/user/{id}" },
+    v1 = {
+      cost = 20,
+      method = "GET",
+      paging = "none",
+      path = "/api/v1/legacyTeams/user/{id}",
+    },
   },
   list = {
     kind = "list",
     operation_id = { v1 = "getTeams" },
     params = {
-      order_by = { enum = { "id", "name", "manager_id", "active_flag" }, ["in"] = "query", type = "string" },
+      order_by = {
+        enum = { "id", "name", "manager_id", "active_flag" },
+        ["in"] = "query",
+        type = "string",
+      },
       skip_users = { enum = { "0", "1" }, ["in"] = "query", type = "number" },
     },
     v1 = { cost = 20, method = "GET", paging = "none", path = "/api/v1/legacyTeams" },
@@ -71,7 +98,12 @@ return {
     kind = "call",
     operation_id = { v1 = "getTeamUsers" },
     params = { id = { ["in"] = "path", path = true, required = true, type = "id" } },
-    v1 = { cost = 20, method = "GET", paging = "none", path = "/api/v1/legacyTeams/{id}/users" },
+    v1 = {
+      cost = 20,
+      method = "GET",
+      paging = "none",
+      path = "/api/v1/legacyTeams/{id}/users",
+    },
   },
   object = "legacy_team",
   update = {
@@ -84,7 +116,11 @@ return {
       id = { ["in"] = "path", path = true, required = true, type = "id" },
       manager_id = { ["in"] = "body", type = "integer" },
       name = { ["in"] = "body", type = "string" },
-      users = { ["in"] = "body", schema = { items = { type = "integer" }, type = "array" }, type = "array" },
+      users = {
+        ["in"] = "body",
+        schema = { items = { type = "integer" }, type = "array" },
+        type = "array",
+      },
     },
     v1 = { cost = 10, method = "PUT", paging = "none", path = "/api/v1/legacyTeams/{id}" },
   },

@@ -4,7 +4,12 @@ return {
     kind = "call",
     operation_id = { v1 = "deleteMailThread" },
     params = { id = { ["in"] = "path", path = true, required = true, type = "id" } },
-    v1 = { cost = 6, method = "DELETE", paging = "none", path = "/api/v1/mailbox/mailThreads/{id}" },
+    v1 = {
+      cost = 6,
+      method = "DELETE",
+      paging = "none",
+      path = "/api/v1/mailbox/mailThreads/{id}",
+    },
   },
   get_mail_message = {
     kind = "call",
@@ -13,29 +18,54 @@ return {
       id = { ["in"] = "path", path = true, required = true, type = "id" },
       include_body = { enum = { "0", "1" }, ["in"] = "query", type = "number" },
     },
-    v1 = { cost = 2, method = "GET", paging = "none", path = "/api/v1/mailbox/mailMessages/{id}" },
+    v1 = {
+      cost = 2,
+      method = "GET",
+      paging = "none",
+      path = "/api/v1/mailbox/mailMessages/{id}",
+    },
   },
   get_mail_thread = {
     kind = "call",
     operation_id = { v1 = "getMailThread" },
     params = { id = { ["in"] = "path", path = true, required = true, type = "id" } },
-    v1 = { cost = 20, method = "GET", paging = "none", path = "/api/v1/mailbox/mailThreads/{id}" },
+    v1 = {
+      cost = 20,
+      method = "GET",
+      paging = "none",
+      path = "/api/v1/mailbox/mailThreads/{id}",
+    },
   },
   list_mail_threads = {
     kind = "call",
     operation_id = { v1 = "getMailThreads" },
     params = {
-      folder = { enum = { "inbox", "drafts", "sent", "archive" }, ["in"] = "query", required = true, type = "string" },
+      folder = {
+        enum = { "inbox", "drafts", "sent", "archive" },
+        ["in"] = "query",
+        required = true,
+        type = "string",
+      },
       limit = { ["in"] = "query", min = 1, type = "integer" },
       start = { ["in"] = "query", type = "integer" },
     },
-    v1 = { cost = 20, method = "GET", paging = "offset", path = "/api/v1/mailbox/mailThreads" },
+    v1 = {
+      cost = 20,
+      method = "GET",
+      paging = "offset",
+      path = "/api/v1/mailbox/mailThreads",
+    },
   },
   list_mail_threads_mail_messages = {
     kind = "call",
     operation_id = { v1 = "getMailThreadMessages" },
     params = { id = { ["in"] = "path", path = true, required = true, type = "id" } },
-    v1 = { cost = 20, method = "GET", paging = "none", path = "/api/v1/mailbox/mailThreads/{id}/mailMessages" },
+    v1 = {
+      cost = 20,
+      method = "GET",
+      paging = "none",
+      path = "/api/v1/mailbox/mailThreads/{id}/mailMessages",
+    },
   },
   object = "mailbox",
   update_mail_thread = {
@@ -49,6 +79,11 @@ return {
       read_flag = { enum = { "0", "1" }, ["in"] = "body", type = "number" },
       shared_flag = { enum = { "0", "1" }, ["in"] = "body", type = "number" },
     },
-    v1 = { cost = 10, method = "PUT", paging = "none", path = "/api/v1/mailbox/mailThreads/{id}" },
+    v1 = {
+      cost = 10,
+      method = "PUT",
+      paging = "none",
+      path = "/api/v1/mailbox/mailThreads/{id}",
+    },
   },
 }

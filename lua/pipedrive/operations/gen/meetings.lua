@@ -9,13 +9,23 @@ return {
       user_id = { ["in"] = "body", required = true, type = "integer" },
       user_provider_id = { ["in"] = "body", required = true, type = "string" },
     },
-    v1 = { cost = 10, method = "POST", paging = "none", path = "/api/v1/meetings/userProviderLinks" },
+    v1 = {
+      cost = 10,
+      method = "POST",
+      paging = "none",
+      path = "/api/v1/meetings/userProviderLinks",
+    },
   },
   delete_user_provider_link = {
     kind = "call",
     operation_id = { v1 = "deleteUserProviderLink" },
     params = { id = { ["in"] = "path", path = true, required = true, type = "uuid" } },
-    v1 = { cost = 6, method = "DELETE", paging = "none", path = "/api/v1/meetings/userProviderLinks/{id}" },
+    v1 = {
+      cost = 6,
+      method = "DELETE",
+      paging = "none",
+      path = "/api/v1/meetings/userProviderLinks/{id}",
+    },
   },
   object = "meeting",
 }

@@ -44,7 +44,12 @@ return {
       commentId = { ["in"] = "path", path = true, required = true, type = "uuid" },
       id = { ["in"] = "path", path = true, required = true, type = "id" },
     },
-    v1 = { cost = 6, method = "DELETE", paging = "none", path = "/api/v1/notes/{id}/comments/{commentId}" },
+    v1 = {
+      cost = 6,
+      method = "DELETE",
+      paging = "none",
+      path = "/api/v1/notes/{id}/comments/{commentId}",
+    },
   },
   get = {
     kind = "get",
@@ -59,7 +64,12 @@ return {
       commentId = { ["in"] = "path", path = true, required = true, type = "uuid" },
       id = { ["in"] = "path", path = true, required = true, type = "id" },
     },
-    v1 = { cost = 2, method = "GET", paging = "none", path = "/api/v1/notes/{id}/comments/{commentId}" },
+    v1 = {
+      cost = 2,
+      method = "GET",
+      paging = "none",
+      path = "/api/v1/notes/{id}/comments/{commentId}",
+    },
   },
   list = {
     kind = "list",
@@ -95,7 +105,12 @@ return {
       limit = { ["in"] = "query", min = 1, type = "integer" },
       start = { ["in"] = "query", type = "integer" },
     },
-    v1 = { cost = 20, method = "GET", paging = "offset", path = "/api/v1/notes/{id}/comments" },
+    v1 = {
+      cost = 20,
+      method = "GET",
+      paging = "offset",
+      path = "/api/v1/notes/{id}/comments",
+    },
   },
   object = "note",
   update = {
@@ -129,6 +144,11 @@ return {
       content = { ["in"] = "body", required = true, type = "string" },
       id = { ["in"] = "path", path = true, required = true, type = "id" },
     },
-    v1 = { cost = 10, method = "PUT", paging = "none", path = "/api/v1/notes/{id}/comments/{commentId}" },
+    v1 = {
+      cost = 10,
+      method = "PUT",
+      paging = "none",
+      path = "/api/v1/notes/{id}/comments/{commentId}",
+    },
   },
 }

@@ -7,15 +7,30 @@ return {
       org_id = { ["in"] = "body", type = "integer" },
       rel_linked_org_id = { ["in"] = "body", required = true, type = "integer" },
       rel_owner_org_id = { ["in"] = "body", required = true, type = "integer" },
-      type = { enum = { "parent", "related" }, ["in"] = "body", required = true, type = "string" },
+      type = {
+        enum = { "parent", "related" },
+        ["in"] = "body",
+        required = true,
+        type = "string",
+      },
     },
-    v1 = { cost = 10, method = "POST", paging = "none", path = "/api/v1/organizationRelationships" },
+    v1 = {
+      cost = 10,
+      method = "POST",
+      paging = "none",
+      path = "/api/v1/organizationRelationships",
+    },
   },
   delete = {
     kind = "delete",
     operation_id = { v1 = "deleteOrganizationRelationship" },
     params = { id = { ["in"] = "path", path = true, required = true, type = "id" } },
-    v1 = { cost = 6, method = "DELETE", paging = "none", path = "/api/v1/organizationRelationships/{id}" },
+    v1 = {
+      cost = 6,
+      method = "DELETE",
+      paging = "none",
+      path = "/api/v1/organizationRelationships/{id}",
+    },
   },
   get = {
     kind = "get",
@@ -24,13 +39,23 @@ return {
       id = { ["in"] = "path", path = true, required = true, type = "id" },
       org_id = { ["in"] = "query", type = "id" },
     },
-    v1 = { cost = 2, method = "GET", paging = "none", path = "/api/v1/organizationRelationships/{id}" },
+    v1 = {
+      cost = 2,
+      method = "GET",
+      paging = "none",
+      path = "/api/v1/organizationRelationships/{id}",
+    },
   },
   list = {
     kind = "list",
     operation_id = { v1 = "getOrganizationRelationships" },
     params = { org_id = { ["in"] = "query", required = true, type = "id" } },
-    v1 = { cost = 20, method = "GET", paging = "none", path = "/api/v1/organizationRelationships" },
+    v1 = {
+      cost = 20,
+      method = "GET",
+      paging = "none",
+      path = "/api/v1/organizationRelationships",
+    },
   },
   object = "organization_relationship",
   update = {
@@ -43,6 +68,11 @@ return {
       rel_owner_org_id = { ["in"] = "body", type = "integer" },
       type = { enum = { "parent", "related" }, ["in"] = "body", type = "string" },
     },
-    v1 = { cost = 10, method = "PUT", paging = "none", path = "/api/v1/organizationRelationships/{id}" },
+    v1 = {
+      cost = 10,
+      method = "PUT",
+      paging = "none",
+      path = "/api/v1/organizationRelationships/{id}",
+    },
   },
 }

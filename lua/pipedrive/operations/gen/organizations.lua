@@ -28,7 +28,11 @@ return {
       custom_fields = { ["in"] = "body", type = "object" },
       employee_count = { ["in"] = "body", type = "integer" },
       industry = { ["in"] = "body", type = "integer" },
-      label_ids = { ["in"] = "body", schema = { items = { type = "integer" }, type = "array" }, type = "array" },
+      label_ids = {
+        ["in"] = "body",
+        schema = { items = { type = "integer" }, type = "array" },
+        type = "array",
+      },
       linkedin = { ["in"] = "body", type = "string" },
       name = { ["in"] = "body", required = true, type = "string" },
       owner_id = { ["in"] = "body", type = "integer" },
@@ -44,8 +48,18 @@ return {
       id = { ["in"] = "path", path = true, required = true, type = "id" },
       user_id = { ["in"] = "body", required = true, type = "integer" },
     },
-    v1 = { cost = 10, method = "POST", paging = "none", path = "/api/v1/organizations/{id}/followers" },
-    v2 = { cost = 5, method = "POST", paging = "none", path = "/api/v2/organizations/{id}/followers" },
+    v1 = {
+      cost = 10,
+      method = "POST",
+      paging = "none",
+      path = "/api/v1/organizations/{id}/followers",
+    },
+    v2 = {
+      cost = 5,
+      method = "POST",
+      paging = "none",
+      path = "/api/v2/organizations/{id}/followers",
+    },
   },
   delete = {
     kind = "delete",
@@ -80,7 +94,13 @@ return {
       custom_fields = { ["in"] = "query", type = "string" },
       id = { ["in"] = "path", path = true, required = true, type = "id" },
       include_fields = {
-        enum = { "next_activity_id", "last_activity_id", "open_deals_count", "related_open_deals_count", "closed_deals_count", "related_closed_deals_count", "email_messages_count", "people_count", "activities_count", "done_activities_count", "undone_activities_count", "files_count", "notes_count", "followers_count", "won_deals_count", "related_won_deals_count", "lost_deals_count", "related_lost_deals_count", "smart_bcc_email" },
+        enum = {
+          "next_activity_id", "last_activity_id", "open_deals_count", "related_open_deals_count",
+          "closed_deals_count", "related_closed_deals_count", "email_messages_count", "people_count",
+          "activities_count", "done_activities_count", "undone_activities_count", "files_count",
+          "notes_count", "followers_count", "won_deals_count", "related_won_deals_count",
+          "lost_deals_count", "related_lost_deals_count", "smart_bcc_email",
+        },
         ["in"] = "query",
         type = "string",
       },
@@ -98,7 +118,13 @@ return {
       filter_id = { ["in"] = "query", type = "id" },
       ids = { ["in"] = "query", type = "string" },
       include_fields = {
-        enum = { "next_activity_id", "last_activity_id", "open_deals_count", "related_open_deals_count", "closed_deals_count", "related_closed_deals_count", "email_messages_count", "people_count", "activities_count", "done_activities_count", "undone_activities_count", "files_count", "notes_count", "followers_count", "won_deals_count", "related_won_deals_count", "lost_deals_count", "related_lost_deals_count", "smart_bcc_email" },
+        enum = {
+          "next_activity_id", "last_activity_id", "open_deals_count", "related_open_deals_count",
+          "closed_deals_count", "related_closed_deals_count", "email_messages_count", "people_count",
+          "activities_count", "done_activities_count", "undone_activities_count", "files_count",
+          "notes_count", "followers_count", "won_deals_count", "related_won_deals_count",
+          "lost_deals_count", "related_lost_deals_count", "smart_bcc_email",
+        },
         ["in"] = "query",
         type = "string",
       },
@@ -121,7 +147,12 @@ return {
       id = { ["in"] = "path", path = true, required = true, type = "id" },
       limit = { ["in"] = "query", min = 1, type = "integer" },
     },
-    v1 = { cost = 20, method = "GET", paging = "cursor", path = "/api/v1/organizations/{id}/changelog" },
+    v1 = {
+      cost = 20,
+      method = "GET",
+      paging = "cursor",
+      path = "/api/v1/organizations/{id}/changelog",
+    },
   },
   list_files = {
     kind = "call",
@@ -132,7 +163,12 @@ return {
       sort = { ["in"] = "query", type = "string" },
       start = { ["in"] = "query", type = "integer" },
     },
-    v1 = { cost = 20, method = "GET", paging = "offset", path = "/api/v1/organizations/{id}/files" },
+    v1 = {
+      cost = 20,
+      method = "GET",
+      paging = "offset",
+      path = "/api/v1/organizations/{id}/files",
+    },
   },
   list_flow = {
     kind = "call",
@@ -144,7 +180,12 @@ return {
       limit = { ["in"] = "query", min = 1, type = "integer" },
       start = { ["in"] = "query", type = "integer" },
     },
-    v1 = { cost = 40, method = "GET", paging = "offset", path = "/api/v1/organizations/{id}/flow" },
+    v1 = {
+      cost = 40,
+      method = "GET",
+      paging = "offset",
+      path = "/api/v1/organizations/{id}/flow",
+    },
   },
   list_followers = {
     kind = "call",
@@ -165,8 +206,18 @@ return {
         v1 = false,
       },
     },
-    v1 = { cost = 20, method = "GET", paging = "none", path = "/api/v1/organizations/{id}/followers" },
-    v2 = { cost = 10, method = "GET", paging = "cursor", path = "/api/v2/organizations/{id}/followers" },
+    v1 = {
+      cost = 20,
+      method = "GET",
+      paging = "none",
+      path = "/api/v1/organizations/{id}/followers",
+    },
+    v2 = {
+      cost = 10,
+      method = "GET",
+      paging = "cursor",
+      path = "/api/v2/organizations/{id}/followers",
+    },
   },
   list_followers_changelog = {
     kind = "call",
@@ -176,7 +227,12 @@ return {
       id = { ["in"] = "path", path = true, required = true, type = "id" },
       limit = { ["in"] = "query", min = 1, type = "integer" },
     },
-    v2 = { cost = 10, method = "GET", paging = "cursor", path = "/api/v2/organizations/{id}/followers/changelog" },
+    v2 = {
+      cost = 10,
+      method = "GET",
+      paging = "cursor",
+      path = "/api/v2/organizations/{id}/followers/changelog",
+    },
   },
   list_mail_messages = {
     kind = "call",
@@ -187,13 +243,23 @@ return {
       limit = { ["in"] = "query", min = 1, type = "integer" },
       start = { ["in"] = "query", type = "integer" },
     },
-    v1 = { cost = 20, method = "GET", paging = "offset", path = "/api/v1/organizations/{id}/mailMessages" },
+    v1 = {
+      cost = 20,
+      method = "GET",
+      paging = "offset",
+      path = "/api/v1/organizations/{id}/mailMessages",
+    },
   },
   list_permitted_users = {
     kind = "call",
     operation_id = { v1 = "getOrganizationUsers" },
     params = { id = { ["in"] = "path", path = true, required = true, type = "id" } },
-    v1 = { cost = 10, method = "GET", paging = "none", path = "/api/v1/organizations/{id}/permittedUsers" },
+    v1 = {
+      cost = 10,
+      method = "GET",
+      paging = "none",
+      path = "/api/v1/organizations/{id}/permittedUsers",
+    },
   },
   merge = {
     kind = "call",
@@ -202,7 +268,12 @@ return {
       id = { ["in"] = "path", path = true, required = true, type = "id" },
       merge_with_id = { ["in"] = "body", required = true, type = "integer" },
     },
-    v1 = { cost = 40, method = "PUT", paging = "none", path = "/api/v1/organizations/{id}/merge" },
+    v1 = {
+      cost = 40,
+      method = "PUT",
+      paging = "none",
+      path = "/api/v1/organizations/{id}/merge",
+    },
   },
   object = "organization",
   search = {
@@ -211,11 +282,20 @@ return {
     params = {
       cursor = { ["in"] = "query", type = "string" },
       exact_match = { ["in"] = "query", type = "boolean" },
-      fields = { enum = { "address", "custom_fields", "notes", "name" }, ["in"] = "query", type = "string" },
+      fields = {
+        enum = { "address", "custom_fields", "notes", "name" },
+        ["in"] = "query",
+        type = "string",
+      },
       limit = { ["in"] = "query", min = 1, type = "integer" },
       term = { ["in"] = "query", required = true, type = "string" },
     },
-    v2 = { cost = 20, method = "GET", paging = "cursor", path = "/api/v2/organizations/search" },
+    v2 = {
+      cost = 20,
+      method = "GET",
+      paging = "cursor",
+      path = "/api/v2/organizations/search",
+    },
   },
   update = {
     kind = "update",
@@ -245,7 +325,11 @@ return {
       employee_count = { ["in"] = "body", type = "integer" },
       id = { ["in"] = "path", path = true, required = true, type = "id" },
       industry = { ["in"] = "body", type = "integer" },
-      label_ids = { ["in"] = "body", schema = { items = { type = "integer" }, type = "array" }, type = "array" },
+      label_ids = {
+        ["in"] = "body",
+        schema = { items = { type = "integer" }, type = "array" },
+        type = "array",
+      },
       linkedin = { ["in"] = "body", type = "string" },
       name = { ["in"] = "body", type = "string" },
       owner_id = { ["in"] = "body", type = "integer" },

@@ -26,7 +26,12 @@ return {
       limit = { ["in"] = "query", min = 1, type = "integer" },
       start = { ["in"] = "query", type = "integer" },
     },
-    v1 = { cost = 20, method = "GET", paging = "offset", path = "/api/v1/permissionSets/{id}/assignments" },
+    v1 = {
+      cost = 20,
+      method = "GET",
+      paging = "offset",
+      path = "/api/v1/permissionSets/{id}/assignments",
+    },
   },
   object = "permission_set",
 }

@@ -18,7 +18,10 @@ return {
         v1 = false,
       },
       field_type = {
-        enum = { "varchar", "text", "double", "phone", "date", "daterange", "time", "timerange", "set", "enum", "varchar_auto", "address", "monetary", "org", "people", "user" },
+        enum = {
+          "varchar", "text", "double", "phone", "date", "daterange", "time", "timerange", "set",
+          "enum", "varchar_auto", "address", "monetary", "org", "people", "user",
+        },
         ["in"] = "body",
         required = true,
         type = "string",
@@ -27,7 +30,10 @@ return {
         hint = "only Pipedrive's API v2 has it; drop api = 'v1' from pipedrive.new",
         ["in"] = "body",
         schema = {
-          properties = { enabled = { type = "boolean" }, stage_ids = { items = { type = "integer" }, type = "array" } },
+          properties = {
+            enabled = { type = "boolean" },
+            stage_ids = { items = { type = "integer" }, type = "array" },
+          },
           type = "object",
         },
         type = "object",
@@ -43,7 +49,11 @@ return {
       options = {
         ["in"] = "body",
         schema = {
-          items = { properties = { label = { type = "string" } }, required = { "label" }, type = "object" },
+          items = {
+            properties = { label = { type = "string" } },
+            required = { "label" },
+            type = "object",
+          },
           type = "array",
         },
         type = "array",
@@ -62,7 +72,10 @@ return {
           properties = {
             add_visible_flag = { type = "boolean" },
             details_visible_flag = { type = "boolean" },
-            show_in_add_deal_dialog = { properties = { order = { type = "integer" }, show = { type = "boolean" } }, type = "object" },
+            show_in_add_deal_dialog = {
+              properties = { order = { type = "integer" }, show = { type = "boolean" } },
+              type = "object",
+            },
           },
           type = "object",
         },
@@ -81,7 +94,11 @@ return {
         ["in"] = "body",
         required = true,
         schema = {
-          items = { properties = { label = { type = "string" } }, required = { "label" }, type = "object" },
+          items = {
+            properties = { label = { type = "string" } },
+            required = { "label" },
+            type = "object",
+          },
           type = "array",
         },
         type = "array",
@@ -90,7 +107,12 @@ return {
       field_code = { ["in"] = "path", path = true, required = true, type = "string" },
     },
     positional = "field_code",
-    v2 = { cost = 5, method = "POST", paging = "none", path = "/api/v2/personFields/{field_code}/options" },
+    v2 = {
+      cost = 5,
+      method = "POST",
+      paging = "none",
+      path = "/api/v2/personFields/{field_code}/options",
+    },
   },
   delete = {
     kind = "delete",
@@ -115,7 +137,12 @@ return {
     },
     positional = "field_code",
     v1 = { cost = 6, method = "DELETE", paging = "none", path = "/api/v1/personFields/{id}" },
-    v2 = { cost = 3, method = "DELETE", paging = "none", path = "/api/v2/personFields/{field_code}" },
+    v2 = {
+      cost = 3,
+      method = "DELETE",
+      paging = "none",
+      path = "/api/v2/personFields/{field_code}",
+    },
   },
   delete_many = {
     kind = "call",
@@ -131,7 +158,11 @@ return {
         ["in"] = "body",
         required = true,
         schema = {
-          items = { properties = { id = { type = "integer" } }, required = { "id" }, type = "object" },
+          items = {
+            properties = { id = { type = "integer" } },
+            required = { "id" },
+            type = "object",
+          },
           type = "array",
         },
         type = "array",
@@ -140,7 +171,12 @@ return {
       field_code = { ["in"] = "path", path = true, required = true, type = "string" },
     },
     positional = "field_code",
-    v2 = { cost = 3, method = "DELETE", paging = "none", path = "/api/v2/personFields/{field_code}/options" },
+    v2 = {
+      cost = 3,
+      method = "DELETE",
+      paging = "none",
+      path = "/api/v2/personFields/{field_code}/options",
+    },
   },
   get = {
     kind = "get",
@@ -163,7 +199,11 @@ return {
         v2 = false,
       },
       include_fields = {
-        enum = { "ui_visibility", "important_fields", "required_fields", "ui_visibility,important_fields", "ui_visibility,required_fields", "important_fields,required_fields", "ui_visibility,important_fields,required_fields" },
+        enum = {
+          "ui_visibility", "important_fields", "required_fields", "ui_visibility,important_fields",
+          "ui_visibility,required_fields", "important_fields,required_fields",
+          "ui_visibility,important_fields,required_fields",
+        },
         hint = "only Pipedrive's API v2 has it; drop api = 'v1' from pipedrive.new",
         ["in"] = "query",
         type = "string",
@@ -172,7 +212,12 @@ return {
     },
     positional = "field_code",
     v1 = { cost = 2, method = "GET", paging = "none", path = "/api/v1/personFields/{id}" },
-    v2 = { cost = 1, method = "GET", paging = "none", path = "/api/v2/personFields/{field_code}" },
+    v2 = {
+      cost = 1,
+      method = "GET",
+      paging = "none",
+      path = "/api/v2/personFields/{field_code}",
+    },
   },
   list = {
     kind = "list",
@@ -185,7 +230,11 @@ return {
         v1 = false,
       },
       include_fields = {
-        enum = { "ui_visibility", "important_fields", "required_fields", "ui_visibility,important_fields", "ui_visibility,required_fields", "important_fields,required_fields", "ui_visibility,important_fields,required_fields" },
+        enum = {
+          "ui_visibility", "important_fields", "required_fields", "ui_visibility,important_fields",
+          "ui_visibility,required_fields", "important_fields,required_fields",
+          "ui_visibility,important_fields,required_fields",
+        },
         hint = "only Pipedrive's API v2 has it; drop api = 'v1' from pipedrive.new",
         ["in"] = "query",
         type = "string",
@@ -239,7 +288,10 @@ return {
         hint = "only Pipedrive's API v2 has it; drop api = 'v1' from pipedrive.new",
         ["in"] = "body",
         schema = {
-          properties = { enabled = { type = "boolean" }, stage_ids = { items = { type = "integer" }, type = "array" } },
+          properties = {
+            enabled = { type = "boolean" },
+            stage_ids = { items = { type = "integer" }, type = "array" },
+          },
           type = "object",
         },
         type = "object",
@@ -272,7 +324,10 @@ return {
           properties = {
             add_visible_flag = { type = "boolean" },
             details_visible_flag = { type = "boolean" },
-            show_in_add_deal_dialog = { properties = { order = { type = "integer" }, show = { type = "boolean" } }, type = "object" },
+            show_in_add_deal_dialog = {
+              properties = { order = { type = "integer" }, show = { type = "boolean" } },
+              type = "object",
+            },
           },
           type = "object",
         },
@@ -282,7 +337,12 @@ return {
     },
     positional = "field_code",
     v1 = { cost = 10, method = "PUT", paging = "none", path = "/api/v1/personFields/{id}" },
-    v2 = { cost = 5, method = "PATCH", paging = "none", path = "/api/v2/personFields/{field_code}" },
+    v2 = {
+      cost = 5,
+      method = "PATCH",
+      paging = "none",
+      path = "/api/v2/personFields/{field_code}",
+    },
   },
   update_options = {
     kind = "call",
@@ -305,6 +365,11 @@ return {
       field_code = { ["in"] = "path", path = true, required = true, type = "string" },
     },
     positional = "field_code",
-    v2 = { cost = 5, method = "PATCH", paging = "none", path = "/api/v2/personFields/{field_code}/options" },
+    v2 = {
+      cost = 5,
+      method = "PATCH",
+      paging = "none",
+      path = "/api/v2/personFields/{field_code}/options",
+    },
   },
 }

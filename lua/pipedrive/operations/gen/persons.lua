@@ -11,7 +11,11 @@ return {
         ["in"] = "body",
         schema = {
           items = {
-            properties = { label = { type = "string" }, primary = { type = "boolean" }, value = { type = "string" } },
+            properties = {
+              label = { type = "string" },
+              primary = { type = "boolean" },
+              value = { type = "string" },
+            },
             type = "object",
           },
           type = "array",
@@ -22,7 +26,11 @@ return {
         ["in"] = "body",
         schema = {
           items = {
-            properties = { label = { type = "string" }, primary = { type = "boolean" }, value = { type = "string" } },
+            properties = {
+              label = { type = "string" },
+              primary = { type = "boolean" },
+              value = { type = "string" },
+            },
             type = "object",
           },
           type = "array",
@@ -30,8 +38,16 @@ return {
         type = "array",
       },
       job_title = { ["in"] = "body", type = "string" },
-      label_ids = { ["in"] = "body", schema = { items = { type = "integer" }, type = "array" }, type = "array" },
-      marketing_status = { enum = { "no_consent", "unsubscribed", "subscribed", "archived" }, ["in"] = "body", type = "string" },
+      label_ids = {
+        ["in"] = "body",
+        schema = { items = { type = "integer" }, type = "array" },
+        type = "array",
+      },
+      marketing_status = {
+        enum = { "no_consent", "unsubscribed", "subscribed", "archived" },
+        ["in"] = "body",
+        type = "string",
+      },
       name = { ["in"] = "body", type = "string" },
       notes = { ["in"] = "body", type = "string" },
       org_id = { ["in"] = "body", type = "integer" },
@@ -40,7 +56,11 @@ return {
         ["in"] = "body",
         schema = {
           items = {
-            properties = { label = { type = "string" }, primary = { type = "boolean" }, value = { type = "string" } },
+            properties = {
+              label = { type = "string" },
+              primary = { type = "boolean" },
+              value = { type = "string" },
+            },
             type = "object",
           },
           type = "array",
@@ -77,8 +97,18 @@ return {
       id = { ["in"] = "path", path = true, required = true, type = "id" },
       user_id = { ["in"] = "body", required = true, type = "integer" },
     },
-    v1 = { cost = 10, method = "POST", paging = "none", path = "/api/v1/persons/{id}/followers" },
-    v2 = { cost = 5, method = "POST", paging = "none", path = "/api/v2/persons/{id}/followers" },
+    v1 = {
+      cost = 10,
+      method = "POST",
+      paging = "none",
+      path = "/api/v1/persons/{id}/followers",
+    },
+    v2 = {
+      cost = 5,
+      method = "POST",
+      paging = "none",
+      path = "/api/v2/persons/{id}/followers",
+    },
   },
   add_picture = {
     kind = "call",
@@ -92,7 +122,12 @@ return {
       file = { ["in"] = "body", required = true, type = "file" },
       id = { ["in"] = "path", path = true, required = true, type = "id" },
     },
-    v1 = { cost = 10, method = "POST", paging = "none", path = "/api/v1/persons/{id}/picture" },
+    v1 = {
+      cost = 10,
+      method = "POST",
+      paging = "none",
+      path = "/api/v1/persons/{id}/picture",
+    },
   },
   delete = {
     kind = "delete",
@@ -107,14 +142,29 @@ return {
       follower_id = { ["in"] = "path", path = true, required = true, type = "id" },
       id = { ["in"] = "path", path = true, required = true, type = "id" },
     },
-    v1 = { cost = 6, method = "DELETE", paging = "none", path = "/api/v1/persons/{id}/followers/{follower_id}" },
-    v2 = { cost = 3, method = "DELETE", paging = "none", path = "/api/v2/persons/{id}/followers/{follower_id}" },
+    v1 = {
+      cost = 6,
+      method = "DELETE",
+      paging = "none",
+      path = "/api/v1/persons/{id}/followers/{follower_id}",
+    },
+    v2 = {
+      cost = 3,
+      method = "DELETE",
+      paging = "none",
+      path = "/api/v2/persons/{id}/followers/{follower_id}",
+    },
   },
   delete_picture = {
     kind = "call",
     operation_id = { v1 = "deletePersonPicture" },
     params = { id = { ["in"] = "path", path = true, required = true, type = "id" } },
-    v1 = { cost = 6, method = "DELETE", paging = "none", path = "/api/v1/persons/{id}/picture" },
+    v1 = {
+      cost = 6,
+      method = "DELETE",
+      paging = "none",
+      path = "/api/v1/persons/{id}/picture",
+    },
   },
   get = {
     kind = "get",
@@ -123,7 +173,15 @@ return {
       custom_fields = { ["in"] = "query", type = "string" },
       id = { ["in"] = "path", path = true, required = true, type = "id" },
       include_fields = {
-        enum = { "next_activity_id", "last_activity_id", "open_deals_count", "related_open_deals_count", "closed_deals_count", "related_closed_deals_count", "participant_open_deals_count", "participant_closed_deals_count", "email_messages_count", "activities_count", "done_activities_count", "undone_activities_count", "files_count", "notes_count", "followers_count", "won_deals_count", "related_won_deals_count", "lost_deals_count", "related_lost_deals_count", "last_incoming_mail_time", "last_outgoing_mail_time", "marketing_status", "doi_status", "smart_bcc_email" },
+        enum = {
+          "next_activity_id", "last_activity_id", "open_deals_count", "related_open_deals_count",
+          "closed_deals_count", "related_closed_deals_count", "participant_open_deals_count",
+          "participant_closed_deals_count", "email_messages_count", "activities_count",
+          "done_activities_count", "undone_activities_count", "files_count", "notes_count",
+          "followers_count", "won_deals_count", "related_won_deals_count", "lost_deals_count",
+          "related_lost_deals_count", "last_incoming_mail_time", "last_outgoing_mail_time",
+          "marketing_status", "doi_status", "smart_bcc_email",
+        },
         ["in"] = "query",
         type = "string",
       },
@@ -142,7 +200,15 @@ return {
       filter_id = { ["in"] = "query", type = "id" },
       ids = { ["in"] = "query", type = "string" },
       include_fields = {
-        enum = { "next_activity_id", "last_activity_id", "open_deals_count", "related_open_deals_count", "closed_deals_count", "related_closed_deals_count", "participant_open_deals_count", "participant_closed_deals_count", "email_messages_count", "activities_count", "done_activities_count", "undone_activities_count", "files_count", "notes_count", "followers_count", "won_deals_count", "related_won_deals_count", "lost_deals_count", "related_lost_deals_count", "last_incoming_mail_time", "last_outgoing_mail_time", "marketing_status", "doi_status", "smart_bcc_email" },
+        enum = {
+          "next_activity_id", "last_activity_id", "open_deals_count", "related_open_deals_count",
+          "closed_deals_count", "related_closed_deals_count", "participant_open_deals_count",
+          "participant_closed_deals_count", "email_messages_count", "activities_count",
+          "done_activities_count", "undone_activities_count", "files_count", "notes_count",
+          "followers_count", "won_deals_count", "related_won_deals_count", "lost_deals_count",
+          "related_lost_deals_count", "last_incoming_mail_time", "last_outgoing_mail_time",
+          "marketing_status", "doi_status", "smart_bcc_email",
+        },
         ["in"] = "query",
         type = "string",
       },
@@ -166,7 +232,12 @@ return {
       id = { ["in"] = "path", path = true, required = true, type = "id" },
       limit = { ["in"] = "query", min = 1, type = "integer" },
     },
-    v1 = { cost = 20, method = "GET", paging = "cursor", path = "/api/v1/persons/{id}/changelog" },
+    v1 = {
+      cost = 20,
+      method = "GET",
+      paging = "cursor",
+      path = "/api/v1/persons/{id}/changelog",
+    },
   },
   list_files = {
     kind = "call",
@@ -210,8 +281,18 @@ return {
         v1 = false,
       },
     },
-    v1 = { cost = 20, method = "GET", paging = "none", path = "/api/v1/persons/{id}/followers" },
-    v2 = { cost = 10, method = "GET", paging = "cursor", path = "/api/v2/persons/{id}/followers" },
+    v1 = {
+      cost = 20,
+      method = "GET",
+      paging = "none",
+      path = "/api/v1/persons/{id}/followers",
+    },
+    v2 = {
+      cost = 10,
+      method = "GET",
+      paging = "cursor",
+      path = "/api/v2/persons/{id}/followers",
+    },
   },
   list_followers_changelog = {
     kind = "call",
@@ -221,7 +302,12 @@ return {
       id = { ["in"] = "path", path = true, required = true, type = "id" },
       limit = { ["in"] = "query", min = 1, type = "integer" },
     },
-    v2 = { cost = 10, method = "GET", paging = "cursor", path = "/api/v2/persons/{id}/followers/changelog" },
+    v2 = {
+      cost = 10,
+      method = "GET",
+      paging = "cursor",
+      path = "/api/v2/persons/{id}/followers/changelog",
+    },
   },
   list_mail_messages = {
     kind = "call",
@@ -232,13 +318,23 @@ return {
       limit = { ["in"] = "query", min = 1, type = "integer" },
       start = { ["in"] = "query", type = "integer" },
     },
-    v1 = { cost = 20, method = "GET", paging = "offset", path = "/api/v1/persons/{id}/mailMessages" },
+    v1 = {
+      cost = 20,
+      method = "GET",
+      paging = "offset",
+      path = "/api/v1/persons/{id}/mailMessages",
+    },
   },
   list_permitted_users = {
     kind = "call",
     operation_id = { v1 = "getPersonUsers" },
     params = { id = { ["in"] = "path", path = true, required = true, type = "id" } },
-    v1 = { cost = 10, method = "GET", paging = "none", path = "/api/v1/persons/{id}/permittedUsers" },
+    v1 = {
+      cost = 10,
+      method = "GET",
+      paging = "none",
+      path = "/api/v1/persons/{id}/permittedUsers",
+    },
   },
   list_picture = {
     kind = "call",
@@ -254,7 +350,12 @@ return {
       limit = { ["in"] = "query", min = 1, type = "integer" },
       start = { ["in"] = "query", type = "integer" },
     },
-    v1 = { cost = 20, method = "GET", paging = "offset", path = "/api/v1/persons/{id}/products" },
+    v1 = {
+      cost = 20,
+      method = "GET",
+      paging = "offset",
+      path = "/api/v1/persons/{id}/products",
+    },
   },
   merge = {
     kind = "call",
@@ -272,7 +373,11 @@ return {
     params = {
       cursor = { ["in"] = "query", type = "string" },
       exact_match = { ["in"] = "query", type = "boolean" },
-      fields = { enum = { "custom_fields", "email", "notes", "phone", "name" }, ["in"] = "query", type = "string" },
+      fields = {
+        enum = { "custom_fields", "email", "notes", "phone", "name" },
+        ["in"] = "query",
+        type = "string",
+      },
       include_fields = { enum = { "person.picture" }, ["in"] = "query", type = "string" },
       limit = { ["in"] = "query", min = 1, type = "integer" },
       organization_id = { ["in"] = "query", type = "id" },
@@ -290,7 +395,11 @@ return {
         ["in"] = "body",
         schema = {
           items = {
-            properties = { label = { type = "string" }, primary = { type = "boolean" }, value = { type = "string" } },
+            properties = {
+              label = { type = "string" },
+              primary = { type = "boolean" },
+              value = { type = "string" },
+            },
             type = "object",
           },
           type = "array",
@@ -302,7 +411,11 @@ return {
         ["in"] = "body",
         schema = {
           items = {
-            properties = { label = { type = "string" }, primary = { type = "boolean" }, value = { type = "string" } },
+            properties = {
+              label = { type = "string" },
+              primary = { type = "boolean" },
+              value = { type = "string" },
+            },
             type = "object",
           },
           type = "array",
@@ -310,8 +423,16 @@ return {
         type = "array",
       },
       job_title = { ["in"] = "body", type = "string" },
-      label_ids = { ["in"] = "body", schema = { items = { type = "integer" }, type = "array" }, type = "array" },
-      marketing_status = { enum = { "no_consent", "unsubscribed", "subscribed", "archived" }, ["in"] = "body", type = "string" },
+      label_ids = {
+        ["in"] = "body",
+        schema = { items = { type = "integer" }, type = "array" },
+        type = "array",
+      },
+      marketing_status = {
+        enum = { "no_consent", "unsubscribed", "subscribed", "archived" },
+        ["in"] = "body",
+        type = "string",
+      },
       name = { ["in"] = "body", type = "string" },
       notes = { ["in"] = "body", type = "string" },
       org_id = { ["in"] = "body", type = "integer" },
@@ -320,7 +441,11 @@ return {
         ["in"] = "body",
         schema = {
           items = {
-            properties = { label = { type = "string" }, primary = { type = "boolean" }, value = { type = "string" } },
+            properties = {
+              label = { type = "string" },
+              primary = { type = "boolean" },
+              value = { type = "string" },
+            },
             type = "object",
           },
           type = "array",

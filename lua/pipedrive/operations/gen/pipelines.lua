@@ -41,7 +41,12 @@ return {
       start_date = { ["in"] = "query", required = true, type = "date" },
       user_id = { ["in"] = "query", type = "id" },
     },
-    v1 = { cost = 40, method = "GET", paging = "none", path = "/api/v1/pipelines/{id}/conversion_statistics" },
+    v1 = {
+      cost = 40,
+      method = "GET",
+      paging = "none",
+      path = "/api/v1/pipelines/{id}/conversion_statistics",
+    },
   },
   list_deals = {
     kind = "call",
@@ -57,7 +62,12 @@ return {
       totals_convert_currency = { ["in"] = "query", type = "string" },
       user_id = { ["in"] = "query", type = "id" },
     },
-    v1 = { cost = 20, method = "GET", paging = "offset", path = "/api/v1/pipelines/{id}/deals" },
+    v1 = {
+      cost = 20,
+      method = "GET",
+      paging = "offset",
+      path = "/api/v1/pipelines/{id}/deals",
+    },
   },
   list_movement_statistics = {
     kind = "call",
@@ -68,7 +78,12 @@ return {
       start_date = { ["in"] = "query", required = true, type = "date" },
       user_id = { ["in"] = "query", type = "id" },
     },
-    v1 = { cost = 40, method = "GET", paging = "none", path = "/api/v1/pipelines/{id}/movement_statistics" },
+    v1 = {
+      cost = 40,
+      method = "GET",
+      paging = "none",
+      path = "/api/v1/pipelines/{id}/movement_statistics",
+    },
   },
   object = "pipeline",
   update = {

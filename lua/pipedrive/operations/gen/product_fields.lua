@@ -12,7 +12,10 @@ return {
         v1 = false,
       },
       field_type = {
-        enum = { "varchar", "text", "double", "phone", "date", "daterange", "time", "timerange", "set", "enum", "varchar_auto", "address", "monetary", "org", "people", "user" },
+        enum = {
+          "varchar", "text", "double", "phone", "date", "daterange", "time", "timerange", "set",
+          "enum", "varchar_auto", "address", "monetary", "org", "people", "user",
+        },
         ["in"] = "body",
         required = true,
         type = "string",
@@ -27,7 +30,11 @@ return {
       options = {
         ["in"] = "body",
         schema = {
-          items = { properties = { label = { type = "string" } }, required = { "label" }, type = "object" },
+          items = {
+            properties = { label = { type = "string" } },
+            required = { "label" },
+            type = "object",
+          },
           type = "array",
         },
         type = "array",
@@ -36,7 +43,10 @@ return {
         hint = "only Pipedrive's API v2 has it; drop api = 'v1' from pipedrive.new",
         ["in"] = "body",
         schema = {
-          properties = { add_visible_flag = { type = "boolean" }, details_visible_flag = { type = "boolean" } },
+          properties = {
+            add_visible_flag = { type = "boolean" },
+            details_visible_flag = { type = "boolean" },
+          },
           type = "object",
         },
         type = "object",
@@ -54,7 +64,11 @@ return {
         ["in"] = "body",
         required = true,
         schema = {
-          items = { properties = { label = { type = "string" } }, required = { "label" }, type = "object" },
+          items = {
+            properties = { label = { type = "string" } },
+            required = { "label" },
+            type = "object",
+          },
           type = "array",
         },
         type = "array",
@@ -63,7 +77,12 @@ return {
       field_code = { ["in"] = "path", path = true, required = true, type = "string" },
     },
     positional = "field_code",
-    v2 = { cost = 5, method = "POST", paging = "none", path = "/api/v2/productFields/{field_code}/options" },
+    v2 = {
+      cost = 5,
+      method = "POST",
+      paging = "none",
+      path = "/api/v2/productFields/{field_code}/options",
+    },
   },
   delete = {
     kind = "delete",
@@ -88,7 +107,12 @@ return {
     },
     positional = "field_code",
     v1 = { cost = 6, method = "DELETE", paging = "none", path = "/api/v1/productFields/{id}" },
-    v2 = { cost = 3, method = "DELETE", paging = "none", path = "/api/v2/productFields/{field_code}" },
+    v2 = {
+      cost = 3,
+      method = "DELETE",
+      paging = "none",
+      path = "/api/v2/productFields/{field_code}",
+    },
   },
   delete_many = {
     kind = "call",
@@ -104,7 +128,11 @@ return {
         ["in"] = "body",
         required = true,
         schema = {
-          items = { properties = { id = { type = "integer" } }, required = { "id" }, type = "object" },
+          items = {
+            properties = { id = { type = "integer" } },
+            required = { "id" },
+            type = "object",
+          },
           type = "array",
         },
         type = "array",
@@ -113,7 +141,12 @@ return {
       field_code = { ["in"] = "path", path = true, required = true, type = "string" },
     },
     positional = "field_code",
-    v2 = { cost = 3, method = "DELETE", paging = "none", path = "/api/v2/productFields/{field_code}/options" },
+    v2 = {
+      cost = 3,
+      method = "DELETE",
+      paging = "none",
+      path = "/api/v2/productFields/{field_code}/options",
+    },
   },
   get = {
     kind = "get",
@@ -145,7 +178,12 @@ return {
     },
     positional = "field_code",
     v1 = { cost = 2, method = "GET", paging = "none", path = "/api/v1/productFields/{id}" },
-    v2 = { cost = 1, method = "GET", paging = "none", path = "/api/v2/productFields/{field_code}" },
+    v2 = {
+      cost = 1,
+      method = "GET",
+      paging = "none",
+      path = "/api/v2/productFields/{field_code}",
+    },
   },
   list = {
     kind = "list",
@@ -219,7 +257,10 @@ return {
         hint = "only Pipedrive's API v2 has it; drop api = 'v1' from pipedrive.new",
         ["in"] = "body",
         schema = {
-          properties = { add_visible_flag = { type = "boolean" }, details_visible_flag = { type = "boolean" } },
+          properties = {
+            add_visible_flag = { type = "boolean" },
+            details_visible_flag = { type = "boolean" },
+          },
           type = "object",
         },
         type = "object",
@@ -228,7 +269,12 @@ return {
     },
     positional = "field_code",
     v1 = { cost = 10, method = "PUT", paging = "none", path = "/api/v1/productFields/{id}" },
-    v2 = { cost = 5, method = "PATCH", paging = "none", path = "/api/v2/productFields/{field_code}" },
+    v2 = {
+      cost = 5,
+      method = "PATCH",
+      paging = "none",
+      path = "/api/v2/productFields/{field_code}",
+    },
   },
   update_options = {
     kind = "call",
@@ -251,6 +297,11 @@ return {
       field_code = { ["in"] = "path", path = true, required = true, type = "string" },
     },
     positional = "field_code",
-    v2 = { cost = 5, method = "PATCH", paging = "none", path = "/api/v2/productFields/{field_code}/options" },
+    v2 = {
+      cost = 5,
+      method = "PATCH",
+      paging = "none",
+      path = "/api/v2/productFields/{field_code}/options",
+    },
   },
 }

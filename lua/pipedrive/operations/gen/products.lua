@@ -17,7 +17,11 @@ return {
       is_linkable = { ["in"] = "body", type = "boolean" },
       name = { ["in"] = "body", required = true, type = "string" },
       owner_id = { ["in"] = "body", type = "integer" },
-      prices = { ["in"] = "body", schema = { items = { type = "object" }, type = "array" }, type = "array" },
+      prices = {
+        ["in"] = "body",
+        schema = { items = { type = "object" }, type = "array" },
+        type = "array",
+      },
       tax = { ["in"] = "body", type = "number" },
       unit = { ["in"] = "body", type = "string" },
       visible_to = { enum = { "1", "3", "5", "7" }, ["in"] = "body", type = "number" },
@@ -31,8 +35,18 @@ return {
       id = { ["in"] = "path", path = true, required = true, type = "id" },
       user_id = { ["in"] = "body", required = true, type = "integer" },
     },
-    v1 = { cost = 10, method = "POST", paging = "none", path = "/api/v1/products/{id}/followers" },
-    v2 = { cost = 5, method = "POST", paging = "none", path = "/api/v2/products/{id}/followers" },
+    v1 = {
+      cost = 10,
+      method = "POST",
+      paging = "none",
+      path = "/api/v1/products/{id}/followers",
+    },
+    v2 = {
+      cost = 5,
+      method = "POST",
+      paging = "none",
+      path = "/api/v2/products/{id}/followers",
+    },
   },
   add_image = {
     kind = "call",
@@ -42,7 +56,12 @@ return {
       data = { ["in"] = "body", required = true, type = "file" },
       id = { ["in"] = "path", path = true, required = true, type = "id" },
     },
-    v2 = { cost = 20, method = "POST", paging = "none", path = "/api/v2/products/{id}/images" },
+    v2 = {
+      cost = 20,
+      method = "POST",
+      paging = "none",
+      path = "/api/v2/products/{id}/images",
+    },
   },
   add_variation = {
     kind = "call",
@@ -50,9 +69,18 @@ return {
     params = {
       id = { ["in"] = "path", path = true, required = true, type = "id" },
       name = { ["in"] = "body", required = true, type = "string" },
-      prices = { ["in"] = "body", schema = { items = { type = "object" }, type = "array" }, type = "array" },
+      prices = {
+        ["in"] = "body",
+        schema = { items = { type = "object" }, type = "array" },
+        type = "array",
+      },
     },
-    v2 = { cost = 5, method = "POST", paging = "none", path = "/api/v2/products/{id}/variations" },
+    v2 = {
+      cost = 5,
+      method = "POST",
+      paging = "none",
+      path = "/api/v2/products/{id}/variations",
+    },
   },
   delete = {
     kind = "delete",
@@ -67,14 +95,29 @@ return {
       follower_id = { ["in"] = "path", path = true, required = true, type = "id" },
       id = { ["in"] = "path", path = true, required = true, type = "id" },
     },
-    v1 = { cost = 6, method = "DELETE", paging = "none", path = "/api/v1/products/{id}/followers/{follower_id}" },
-    v2 = { cost = 3, method = "DELETE", paging = "none", path = "/api/v2/products/{id}/followers/{follower_id}" },
+    v1 = {
+      cost = 6,
+      method = "DELETE",
+      paging = "none",
+      path = "/api/v1/products/{id}/followers/{follower_id}",
+    },
+    v2 = {
+      cost = 3,
+      method = "DELETE",
+      paging = "none",
+      path = "/api/v2/products/{id}/followers/{follower_id}",
+    },
   },
   delete_images = {
     kind = "call",
     operation_id = { v2 = "deleteProductImage" },
     params = { id = { ["in"] = "path", path = true, required = true, type = "id" } },
-    v2 = { cost = 6, method = "DELETE", paging = "none", path = "/api/v2/products/{id}/images" },
+    v2 = {
+      cost = 6,
+      method = "DELETE",
+      paging = "none",
+      path = "/api/v2/products/{id}/images",
+    },
   },
   delete_variation = {
     kind = "call",
@@ -94,7 +137,12 @@ return {
     kind = "call",
     operation_id = { v2 = "duplicateProduct" },
     params = { id = { ["in"] = "path", path = true, required = true, type = "id" } },
-    v2 = { cost = 5, method = "POST", paging = "none", path = "/api/v2/products/{id}/duplicate" },
+    v2 = {
+      cost = 5,
+      method = "POST",
+      paging = "none",
+      path = "/api/v2/products/{id}/duplicate",
+    },
   },
   get = {
     kind = "get",
@@ -112,7 +160,11 @@ return {
       ids = { ["in"] = "query", type = "string" },
       limit = { ["in"] = "query", min = 1, type = "integer" },
       owner_id = { ["in"] = "query", type = "id" },
-      sort_by = { enum = { "id", "name", "add_time", "update_time" }, ["in"] = "query", type = "string" },
+      sort_by = {
+        enum = { "id", "name", "add_time", "update_time" },
+        ["in"] = "query",
+        type = "string",
+      },
       sort_direction = { enum = { "asc", "desc" }, ["in"] = "query", type = "string" },
       updated_since = { ["in"] = "query", type = "string" },
     },
@@ -125,9 +177,18 @@ return {
       id = { ["in"] = "path", path = true, required = true, type = "id" },
       limit = { ["in"] = "query", min = 1, type = "integer" },
       start = { ["in"] = "query", type = "integer" },
-      status = { enum = { "open", "won", "lost", "deleted", "all_not_deleted" }, ["in"] = "query", type = "string" },
+      status = {
+        enum = { "open", "won", "lost", "deleted", "all_not_deleted" },
+        ["in"] = "query",
+        type = "string",
+      },
     },
-    v1 = { cost = 20, method = "GET", paging = "offset", path = "/api/v1/products/{id}/deals" },
+    v1 = {
+      cost = 20,
+      method = "GET",
+      paging = "offset",
+      path = "/api/v1/products/{id}/deals",
+    },
   },
   list_files = {
     kind = "call",
@@ -138,7 +199,12 @@ return {
       sort = { ["in"] = "query", type = "string" },
       start = { ["in"] = "query", type = "integer" },
     },
-    v1 = { cost = 20, method = "GET", paging = "offset", path = "/api/v1/products/{id}/files" },
+    v1 = {
+      cost = 20,
+      method = "GET",
+      paging = "offset",
+      path = "/api/v1/products/{id}/files",
+    },
   },
   list_followers = {
     kind = "call",
@@ -159,8 +225,18 @@ return {
         v2 = false,
       },
     },
-    v1 = { cost = 20, method = "GET", paging = "offset", path = "/api/v1/products/{id}/followers" },
-    v2 = { cost = 10, method = "GET", paging = "cursor", path = "/api/v2/products/{id}/followers" },
+    v1 = {
+      cost = 20,
+      method = "GET",
+      paging = "offset",
+      path = "/api/v1/products/{id}/followers",
+    },
+    v2 = {
+      cost = 10,
+      method = "GET",
+      paging = "cursor",
+      path = "/api/v2/products/{id}/followers",
+    },
   },
   list_followers_changelog = {
     kind = "call",
@@ -170,7 +246,12 @@ return {
       id = { ["in"] = "path", path = true, required = true, type = "id" },
       limit = { ["in"] = "query", min = 1, type = "integer" },
     },
-    v2 = { cost = 10, method = "GET", paging = "cursor", path = "/api/v2/products/{id}/followers/changelog" },
+    v2 = {
+      cost = 10,
+      method = "GET",
+      paging = "cursor",
+      path = "/api/v2/products/{id}/followers/changelog",
+    },
   },
   list_images = {
     kind = "call",
@@ -182,7 +263,12 @@ return {
     kind = "call",
     operation_id = { v1 = "getProductUsers" },
     params = { id = { ["in"] = "path", path = true, required = true, type = "id" } },
-    v1 = { cost = 10, method = "GET", paging = "none", path = "/api/v1/products/{id}/permittedUsers" },
+    v1 = {
+      cost = 10,
+      method = "GET",
+      paging = "none",
+      path = "/api/v1/products/{id}/permittedUsers",
+    },
   },
   list_variations = {
     kind = "call",
@@ -192,7 +278,12 @@ return {
       id = { ["in"] = "path", path = true, required = true, type = "id" },
       limit = { ["in"] = "query", min = 1, type = "integer" },
     },
-    v2 = { cost = 10, method = "GET", paging = "cursor", path = "/api/v2/products/{id}/variations" },
+    v2 = {
+      cost = 10,
+      method = "GET",
+      paging = "cursor",
+      path = "/api/v2/products/{id}/variations",
+    },
   },
   object = "product",
   search = {
@@ -226,7 +317,11 @@ return {
       is_linkable = { ["in"] = "body", type = "boolean" },
       name = { ["in"] = "body", type = "string" },
       owner_id = { ["in"] = "body", type = "integer" },
-      prices = { ["in"] = "body", schema = { items = { type = "object" }, type = "array" }, type = "array" },
+      prices = {
+        ["in"] = "body",
+        schema = { items = { type = "object" }, type = "array" },
+        type = "array",
+      },
       tax = { ["in"] = "body", type = "number" },
       unit = { ["in"] = "body", type = "string" },
       visible_to = { enum = { "1", "3", "5", "7" }, ["in"] = "body", type = "number" },
@@ -249,7 +344,11 @@ return {
     params = {
       id = { ["in"] = "path", path = true, required = true, type = "id" },
       name = { ["in"] = "body", type = "string" },
-      prices = { ["in"] = "body", schema = { items = { type = "object" }, type = "array" }, type = "array" },
+      prices = {
+        ["in"] = "body",
+        schema = { items = { type = "object" }, type = "array" },
+        type = "array",
+      },
       product_variation_id = { ["in"] = "path", path = true, required = true, type = "id" },
     },
     v2 = {

@@ -6,7 +6,10 @@ return {
     params = {
       field_name = { ["in"] = "body", required = true, type = "string" },
       field_type = {
-        enum = { "varchar", "text", "double", "phone", "date", "daterange", "time", "timerange", "set", "enum", "varchar_auto", "address", "monetary", "org", "people", "user" },
+        enum = {
+          "varchar", "text", "double", "phone", "date", "daterange", "time", "timerange", "set",
+          "enum", "varchar_auto", "address", "monetary", "org", "people", "user",
+        },
         ["in"] = "body",
         required = true,
         type = "string",
@@ -14,7 +17,10 @@ return {
       important_fields = {
         ["in"] = "body",
         schema = {
-          properties = { enabled = { type = "boolean" }, stage_ids = { items = { type = "integer" }, type = "array" } },
+          properties = {
+            enabled = { type = "boolean" },
+            stage_ids = { items = { type = "integer" }, type = "array" },
+          },
           type = "object",
         },
         type = "object",
@@ -22,7 +28,11 @@ return {
       options = {
         ["in"] = "body",
         schema = {
-          items = { properties = { label = { type = "string" } }, required = { "label" }, type = "object" },
+          items = {
+            properties = { label = { type = "string" } },
+            required = { "label" },
+            type = "object",
+          },
           type = "array",
         },
         type = "array",
@@ -35,7 +45,10 @@ return {
       ui_visibility = {
         ["in"] = "body",
         schema = {
-          properties = { add_visible_flag = { type = "boolean" }, details_visible_flag = { type = "boolean" } },
+          properties = {
+            add_visible_flag = { type = "boolean" },
+            details_visible_flag = { type = "boolean" },
+          },
           type = "object",
         },
         type = "object",
@@ -51,7 +64,11 @@ return {
         ["in"] = "body",
         required = true,
         schema = {
-          items = { properties = { label = { type = "string" } }, required = { "label" }, type = "object" },
+          items = {
+            properties = { label = { type = "string" } },
+            required = { "label" },
+            type = "object",
+          },
           type = "array",
         },
         type = "array",
@@ -60,14 +77,24 @@ return {
       field_code = { ["in"] = "path", path = true, required = true, type = "string" },
     },
     positional = "field_code",
-    v2 = { cost = 5, method = "POST", paging = "none", path = "/api/v2/projectFields/{field_code}/options" },
+    v2 = {
+      cost = 5,
+      method = "POST",
+      paging = "none",
+      path = "/api/v2/projectFields/{field_code}/options",
+    },
   },
   delete = {
     kind = "delete",
     operation_id = { v2 = "deleteProjectField" },
     params = { field_code = { ["in"] = "path", path = true, required = true, type = "string" } },
     positional = "field_code",
-    v2 = { cost = 3, method = "DELETE", paging = "none", path = "/api/v2/projectFields/{field_code}" },
+    v2 = {
+      cost = 3,
+      method = "DELETE",
+      paging = "none",
+      path = "/api/v2/projectFields/{field_code}",
+    },
   },
   delete_options = {
     kind = "call",
@@ -77,7 +104,11 @@ return {
         ["in"] = "body",
         required = true,
         schema = {
-          items = { properties = { id = { type = "integer" } }, required = { "id" }, type = "object" },
+          items = {
+            properties = { id = { type = "integer" } },
+            required = { "id" },
+            type = "object",
+          },
           type = "array",
         },
         type = "array",
@@ -86,14 +117,24 @@ return {
       field_code = { ["in"] = "path", path = true, required = true, type = "string" },
     },
     positional = "field_code",
-    v2 = { cost = 3, method = "DELETE", paging = "none", path = "/api/v2/projectFields/{field_code}/options" },
+    v2 = {
+      cost = 3,
+      method = "DELETE",
+      paging = "none",
+      path = "/api/v2/projectFields/{field_code}/options",
+    },
   },
   get = {
     kind = "get",
     operation_id = { v2 = "getProjectField" },
     params = { field_code = { ["in"] = "path", path = true, required = true, type = "string" } },
     positional = "field_code",
-    v2 = { cost = 1, method = "GET", paging = "none", path = "/api/v2/projectFields/{field_code}" },
+    v2 = {
+      cost = 1,
+      method = "GET",
+      paging = "none",
+      path = "/api/v2/projectFields/{field_code}",
+    },
   },
   list = {
     kind = "list",
@@ -114,7 +155,10 @@ return {
       important_fields = {
         ["in"] = "body",
         schema = {
-          properties = { enabled = { type = "boolean" }, stage_ids = { items = { type = "integer" }, type = "array" } },
+          properties = {
+            enabled = { type = "boolean" },
+            stage_ids = { items = { type = "integer" }, type = "array" },
+          },
           type = "object",
         },
         type = "object",
@@ -127,14 +171,22 @@ return {
       ui_visibility = {
         ["in"] = "body",
         schema = {
-          properties = { add_visible_flag = { type = "boolean" }, details_visible_flag = { type = "boolean" } },
+          properties = {
+            add_visible_flag = { type = "boolean" },
+            details_visible_flag = { type = "boolean" },
+          },
           type = "object",
         },
         type = "object",
       },
     },
     positional = "field_code",
-    v2 = { cost = 5, method = "PATCH", paging = "none", path = "/api/v2/projectFields/{field_code}" },
+    v2 = {
+      cost = 5,
+      method = "PATCH",
+      paging = "none",
+      path = "/api/v2/projectFields/{field_code}",
+    },
   },
   update_options = {
     kind = "call",
@@ -157,6 +209,11 @@ return {
       field_code = { ["in"] = "path", path = true, required = true, type = "string" },
     },
     positional = "field_code",
-    v2 = { cost = 5, method = "PATCH", paging = "none", path = "/api/v2/projectFields/{field_code}/options" },
+    v2 = {
+      cost = 5,
+      method = "PATCH",
+      paging = "none",
+      path = "/api/v2/projectFields/{field_code}/options",
+    },
   },
 }

@@ -11,7 +11,11 @@ return {
         type = "object",
         v1 = false,
       },
-      deal_ids = { ["in"] = "body", schema = { items = { type = "integer" }, type = "array" }, type = "array" },
+      deal_ids = {
+        ["in"] = "body",
+        schema = { items = { type = "integer" }, type = "array" },
+        type = "array",
+      },
       description = { ["in"] = "body", type = "string" },
       end_date = { ["in"] = "body", type = "date" },
       health_status = { ["in"] = "body", type = "integer" },
@@ -69,8 +73,18 @@ return {
     kind = "call",
     operation_id = { v1 = "archiveProject", v2 = "archiveProject" },
     params = { id = { ["in"] = "path", path = true, required = true, type = "id" } },
-    v1 = { cost = 10, method = "POST", paging = "none", path = "/api/v1/projects/{id}/archive" },
-    v2 = { cost = 3, method = "POST", paging = "none", path = "/api/v2/projects/{id}/archive" },
+    v1 = {
+      cost = 10,
+      method = "POST",
+      paging = "none",
+      path = "/api/v1/projects/{id}/archive",
+    },
+    v2 = {
+      cost = 3,
+      method = "POST",
+      paging = "none",
+      path = "/api/v2/projects/{id}/archive",
+    },
   },
   delete = {
     kind = "delete",
@@ -139,7 +153,12 @@ return {
     kind = "call",
     operation_id = { v1 = "getProjectActivities" },
     params = { id = { ["in"] = "path", path = true, required = true, type = "id" } },
-    v1 = { cost = 20, method = "GET", paging = "none", path = "/api/v1/projects/{id}/activities" },
+    v1 = {
+      cost = 20,
+      method = "GET",
+      paging = "none",
+      path = "/api/v1/projects/{id}/activities",
+    },
   },
   list_archived = {
     kind = "call",
@@ -167,7 +186,12 @@ return {
       id = { ["in"] = "path", path = true, required = true, type = "id" },
       limit = { ["in"] = "query", min = 1, type = "integer" },
     },
-    v2 = { cost = 10, method = "GET", paging = "cursor", path = "/api/v2/projects/{id}/changelog" },
+    v2 = {
+      cost = 10,
+      method = "GET",
+      paging = "cursor",
+      path = "/api/v2/projects/{id}/changelog",
+    },
   },
   list_groups = {
     kind = "call",
@@ -179,7 +203,12 @@ return {
     kind = "call",
     operation_id = { v2 = "getProjectUsers" },
     params = { id = { ["in"] = "path", path = true, required = true, type = "id" } },
-    v2 = { cost = 5, method = "GET", paging = "none", path = "/api/v2/projects/{id}/permittedUsers" },
+    v2 = {
+      cost = 5,
+      method = "GET",
+      paging = "none",
+      path = "/api/v2/projects/{id}/permittedUsers",
+    },
   },
   list_phases = {
     kind = "call",
@@ -206,7 +235,11 @@ return {
     params = {
       cursor = { ["in"] = "query", type = "string" },
       exact_match = { ["in"] = "query", type = "boolean" },
-      fields = { enum = { "custom_fields", "notes", "title", "description" }, ["in"] = "query", type = "string" },
+      fields = {
+        enum = { "custom_fields", "notes", "title", "description" },
+        ["in"] = "query",
+        type = "string",
+      },
       limit = { ["in"] = "query", min = 1, type = "integer" },
       organization_id = { ["in"] = "query", type = "id" },
       person_id = { ["in"] = "query", type = "id" },
@@ -225,7 +258,11 @@ return {
         type = "object",
         v1 = false,
       },
-      deal_ids = { ["in"] = "body", schema = { items = { type = "integer" }, type = "array" }, type = "array" },
+      deal_ids = {
+        ["in"] = "body",
+        schema = { items = { type = "integer" }, type = "array" },
+        type = "array",
+      },
       description = { ["in"] = "body", type = "string" },
       end_date = { ["in"] = "body", type = "date" },
       health_status = { ["in"] = "body", type = "integer" },
@@ -310,6 +347,11 @@ return {
       phase_id = { ["in"] = "body", type = "number" },
       taskId = { ["in"] = "path", path = true, required = true, type = "id" },
     },
-    v1 = { cost = 10, method = "PUT", paging = "none", path = "/api/v1/projects/{id}/plan/tasks/{taskId}" },
+    v1 = {
+      cost = 10,
+      method = "PUT",
+      paging = "none",
+      path = "/api/v1/projects/{id}/plan/tasks/{taskId}",
+    },
   },
 }

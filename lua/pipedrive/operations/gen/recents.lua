@@ -5,7 +5,10 @@ return {
     operation_id = { v1 = "getRecents" },
     params = {
       items = {
-        enum = { "activity", "activityType", "deal", "file", "filter", "note", "person", "organization", "pipeline", "product", "stage", "user" },
+        enum = {
+          "activity", "activityType", "deal", "file", "filter", "note", "person", "organization",
+          "pipeline", "product", "stage", "user",
+        },
         ["in"] = "query",
         type = "string",
       },

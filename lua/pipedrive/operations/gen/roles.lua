@@ -16,7 +16,12 @@ return {
       id = { ["in"] = "path", path = true, required = true, type = "id" },
       user_id = { ["in"] = "body", required = true, type = "integer" },
     },
-    v1 = { cost = 10, method = "POST", paging = "none", path = "/api/v1/roles/{id}/assignments" },
+    v1 = {
+      cost = 10,
+      method = "POST",
+      paging = "none",
+      path = "/api/v1/roles/{id}/assignments",
+    },
   },
   add_setting = {
     kind = "call",
@@ -24,12 +29,20 @@ return {
     params = {
       id = { ["in"] = "path", path = true, required = true, type = "id" },
       setting_key = {
-        enum = { "deal_default_visibility", "lead_default_visibility", "org_default_visibility", "person_default_visibility", "product_default_visibility" },
+        enum = {
+          "deal_default_visibility", "lead_default_visibility", "org_default_visibility",
+          "person_default_visibility", "product_default_visibility",
+        },
         ["in"] = "body",
         required = true,
         type = "string",
       },
-      value = { enum = { "1", "3", "5", "7" }, ["in"] = "body", required = true, type = "integer" },
+      value = {
+        enum = { "1", "3", "5", "7" },
+        ["in"] = "body",
+        required = true,
+        type = "integer",
+      },
     },
     v1 = { cost = 10, method = "POST", paging = "none", path = "/api/v1/roles/{id}/settings" },
   },
@@ -46,7 +59,12 @@ return {
       id = { ["in"] = "path", path = true, required = true, type = "id" },
       user_id = { ["in"] = "body", required = true, type = "integer" },
     },
-    v1 = { cost = 6, method = "DELETE", paging = "none", path = "/api/v1/roles/{id}/assignments" },
+    v1 = {
+      cost = 6,
+      method = "DELETE",
+      paging = "none",
+      path = "/api/v1/roles/{id}/assignments",
+    },
   },
   get = {
     kind = "get",
@@ -71,7 +89,12 @@ return {
       limit = { ["in"] = "query", min = 1, type = "integer" },
       start = { ["in"] = "query", type = "integer" },
     },
-    v1 = { cost = 10, method = "GET", paging = "offset", path = "/api/v1/roles/{id}/assignments" },
+    v1 = {
+      cost = 10,
+      method = "GET",
+      paging = "offset",
+      path = "/api/v1/roles/{id}/assignments",
+    },
   },
   list_pipelines = {
     kind = "call",

@@ -31,7 +31,11 @@ return {
       cursor = { ["in"] = "query", type = "string" },
       limit = { ["in"] = "query", min = 1, type = "integer" },
       pipeline_id = { ["in"] = "query", type = "id" },
-      sort_by = { enum = { "id", "update_time", "add_time", "order_nr" }, ["in"] = "query", type = "string" },
+      sort_by = {
+        enum = { "id", "update_time", "add_time", "order_nr" },
+        ["in"] = "query",
+        type = "string",
+      },
       sort_direction = { enum = { "asc", "desc" }, ["in"] = "query", type = "string" },
     },
     v2 = { cost = 5, method = "GET", paging = "cursor", path = "/api/v2/stages" },

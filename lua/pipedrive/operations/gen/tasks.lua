@@ -5,7 +5,11 @@ return {
     operation_id = { v1 = "addTask", v2 = "addTask" },
     params = {
       assignee_id = { ["in"] = "body", type = "integer" },
-      assignee_ids = { ["in"] = "body", schema = { items = { type = "integer" }, type = "array" }, type = "array" },
+      assignee_ids = {
+        ["in"] = "body",
+        schema = { items = { type = "integer" }, type = "array" },
+        type = "array",
+      },
       description = { ["in"] = "body", type = "string" },
       done = { enum = { "0", "1" }, ["in"] = "body", type = "integer" },
       due_date = { ["in"] = "body", type = "date" },
@@ -87,7 +91,11 @@ return {
     operation_id = { v1 = "updateTask", v2 = "updateTask" },
     params = {
       assignee_id = { ["in"] = "body", type = "integer" },
-      assignee_ids = { ["in"] = "body", schema = { items = { type = "integer" }, type = "array" }, type = "array" },
+      assignee_ids = {
+        ["in"] = "body",
+        schema = { items = { type = "integer" }, type = "array" },
+        type = "array",
+      },
       description = { ["in"] = "body", type = "string" },
       done = { enum = { "0", "1" }, ["in"] = "body", type = "integer" },
       due_date = { ["in"] = "body", type = "date" },

@@ -11,7 +11,10 @@ return {
             properties = {
               admin = { type = "boolean" },
               app = {
-                enum = { "global", "sales", "campaigns", "projects", "account_settings", "partnership", "nova" },
+                enum = {
+                  "global", "sales", "campaigns", "projects", "account_settings", "partnership",
+                  "nova",
+                },
                 type = "string",
               },
               permission_set_id = { type = "string" },
@@ -69,7 +72,12 @@ return {
       },
     },
     v1 = { cost = 20, method = "GET", paging = "none", path = "/api/v1/users/{id}/followers" },
-    v2 = { cost = 10, method = "GET", paging = "cursor", path = "/api/v2/users/{id}/followers" },
+    v2 = {
+      cost = 10,
+      method = "GET",
+      paging = "cursor",
+      path = "/api/v2/users/{id}/followers",
+    },
   },
   list_me = {
     kind = "call",
@@ -81,7 +89,12 @@ return {
     kind = "call",
     operation_id = { v1 = "getUserPermissions" },
     params = { id = { ["in"] = "path", path = true, required = true, type = "id" } },
-    v1 = { cost = 10, method = "GET", paging = "none", path = "/api/v1/users/{id}/permissions" },
+    v1 = {
+      cost = 10,
+      method = "GET",
+      paging = "none",
+      path = "/api/v1/users/{id}/permissions",
+    },
   },
   list_role_assignments = {
     kind = "call",
@@ -91,13 +104,23 @@ return {
       limit = { ["in"] = "query", min = 1, type = "integer" },
       start = { ["in"] = "query", type = "integer" },
     },
-    v1 = { cost = 10, method = "GET", paging = "offset", path = "/api/v1/users/{id}/roleAssignments" },
+    v1 = {
+      cost = 10,
+      method = "GET",
+      paging = "offset",
+      path = "/api/v1/users/{id}/roleAssignments",
+    },
   },
   list_role_settings = {
     kind = "call",
     operation_id = { v1 = "getUserRoleSettings" },
     params = { id = { ["in"] = "path", path = true, required = true, type = "id" } },
-    v1 = { cost = 10, method = "GET", paging = "none", path = "/api/v1/users/{id}/roleSettings" },
+    v1 = {
+      cost = 10,
+      method = "GET",
+      paging = "none",
+      path = "/api/v1/users/{id}/roleSettings",
+    },
   },
   object = "user",
   update = {

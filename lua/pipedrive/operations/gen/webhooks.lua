@@ -4,9 +4,17 @@ return {
     kind = "add",
     operation_id = { v1 = "addWebhook" },
     params = {
-      event_action = { enum = { "create", "change", "delete", "*" }, ["in"] = "body", required = true, type = "string" },
+      event_action = {
+        enum = { "create", "change", "delete", "*" },
+        ["in"] = "body",
+        required = true,
+        type = "string",
+      },
       event_object = {
-        enum = { "activity", "deal", "lead", "note", "organization", "person", "pipeline", "product", "stage", "user", "*" },
+        enum = {
+          "activity", "deal", "lead", "note", "organization", "person", "pipeline", "product", "stage",
+          "user", "*",
+        },
         ["in"] = "body",
         required = true,
         type = "string",
