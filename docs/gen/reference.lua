@@ -327,6 +327,17 @@ local function function_section(ctx, rname, fname, op, out)
     out[#out + 1] = ""
   end
   out[#out + 1] = "Endpoint: " .. route_line(op) .. "."
+  if op.operation_id then
+    local ids, seen = {}, {}
+    for _, v in ipairs(VERSIONS) do
+      local id = op.operation_id[v]
+      if id and not seen[id] then
+        seen[id] = true
+        ids[#ids + 1] = code(id) .. " (" .. v .. ")"
+      end
+    end
+    out[#out + 1] = "operationId (for `pd.call`): " .. table.concat(ids, ", ") .. "."
+  end
   if not op.v2 then out[#out + 1] = kind_text(overlay, "v1_only", "text") or "" end
   out[#out + 1] = ""
   local vars = { resource = rname, fn = fname, object = ctx.ops[rname].object or "record" }
