@@ -99,4 +99,68 @@ describe("the generated operations", function()
     assert.equal("/api/v1/deals", operations.deals.list.v1.path)
     assert.equal("/api/v1/leads/archived", operations.leads.list_archived.v1.path)
   end)
+
+  it("check arguments from the schema: nested bodies, arrays, enums, files, per-version requirements", function()
+    local params = require "pipedrive.params"
+    local core = require "pipedrive.core"
+    local bulk = operations.deals.add_products_bulk
+    local out, msg = params.translate(bulk, "v2", { id = 5, data = { { product_id = "x" } } })
+    assert.is_nil(out)
+    assert.equal("field 'data[1].product_id' must be an integer, got 'x'", msg)
+    out, msg = params.translate(bulk, "v2", { id = 5, data = { { product_id = 1, item_price = 2, quantity = 1,
+      billing_frequency = "yearly" } } })
+    assert.is_nil(out)
+    assert.matches("field 'data[1].billing_frequency' must be one of one-time, annually", msg, 1, true)
+    out = assert(params.translate(bulk, "v2", { id = 5, data = { { product_id = 1, item_price = 2, quantity = 1 } } }))
+    assert.equal(1, out.data[1].product_id)
+    assert.equal("[{\"item_price\":2,\"product_id\":1,\"quantity\":1}]", core.json_encode(out.data))
+    -- an array body is the argument `body`, sent as the whole body
+    local opt = operations.deal_fields.add_option
+    out = assert(params.translate(opt, "v2", { field_code = "abc", body = { { label = "x" } } }))
+    assert.equal("x", out[1].label)
+    -- a path parameter only one version has is required in that version only
+    local get = operations.deal_fields.get
+    assert(params.translate(get, "v2", { field_code = "abc" }))
+    out, msg = params.translate(get, "v1", { field_code = "abc" })
+    assert.is_nil(out)
+    assert.matches("field 'field_code' is not available in API v1", msg, 1, true)
+    assert.equal("field 'id' is required", select(2, params.translate(get, "v1", {})))
+    -- files: { path = ... } or { data = ..., filename = ... }
+    local add_file = operations.files.add
+    assert.is_true(add_file.multipart)
+    assert(params.translate(add_file, "v1", { file = { data = "hello", filename = "a.txt" } }))
+    out, msg = params.translate(add_file, "v1", { file = "a.txt" })
+    assert.is_nil(out)
+    assert.matches("field 'file' must be { path = string } or { data = string, filename = string }", msg, 1, true)
+    -- a query parameter of a call that sends a body goes to route.query
+    local fadd = operations.filters.add
+    local r
+    out, r = params.translate(fadd, "v1", { name = "F", type = "deals", conditions = { glue = "and" },
+                                            include_field_code = true })
+    assert(out, r)
+    assert.same({ include_field_code = true }, r.query)
+    assert.is_nil(out.include_field_code)
+    assert.equal("F", out.name)
+  end)
+
+  it("reach every operation by operationId through pd.call, and raise on an unknown one", function()
+    local pipedrive = require "pipedrive"
+    local seen = {}
+    local pd = pipedrive.new{ api_token = "t", base_url = "http://127.0.0.1:9", transport = function(req)
+      seen[#seen + 1] = req.method .. " " .. req.url
+      return { status = 200, headers = { ["content-type"] = "application/json" }, body = '{"success":true,"data":[]}' }
+    end }
+    assert(pd.call("getDealFollowers", { id = 5 }))
+    assert(pd.deals.list_followers(5))
+    assert(pd:call("getNotes", { limit = 2 }))
+    assert.same({ "GET http://127.0.0.1:9/api/v2/deals/5/followers", "GET http://127.0.0.1:9/api/v2/deals/5/followers",
+                  "GET http://127.0.0.1:9/api/v1/notes?limit=2" }, seen)
+    local ok, err = pcall(pd.call, "noSuchOperation", {})
+    assert.is_false(ok)
+    assert.matches("pipedrive.call: unknown operationId 'noSuchOperation'", err, 1, true)
+    ok, err = pcall(pd.notes.add, {})
+    assert.is_false(ok)
+    assert.matches("pipedrive.notes.add: field 'content' is required", err, 1, true)
+    pd.close()
+  end)
 end)

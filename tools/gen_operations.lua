@@ -302,7 +302,10 @@ local function serialize(v, indent)
   indent = indent or ""
   local t = type(v)
   if t == "string" then return ("%q"):format(v):gsub("\\\n", "\\n") end
-  if t == "number" then return tostring(math.tointeger(v) or v) end
+  if t == "number" then
+    if v == math.floor(v) and math.abs(v) < 2 ^ 53 then return ("%d"):format(v) end
+    return tostring(v)
+  end
   if t == "boolean" then return tostring(v) end
   assert(t == "table", "cannot serialize " .. t)
   if #v > 0 then

@@ -372,21 +372,15 @@ function M.translate(op, version, args)
       local value, err = check(k, spec, v)
       if value == nil then return nil, err end
       local map = spec[version]
-      if spec.path then
+      if map == false then
+        return nil, ("field '%s' is not available in API %s: %s"):format(k, version, spec.hint or "")
+      elseif spec.path then
         route.path_params[k] = value
       elseif spec.whole then
-        if map == false then
-          return nil, ("field '%s' is not available in API %s: %s"):format(k, version, spec.hint or "")
-        end
         route.whole = value
       elseif spec["in"] == "query" and M.sends_body(op, version) then
-        if map == false then
-          return nil, ("field '%s' is not available in API %s: %s"):format(k, version, spec.hint or "")
-        end
         route.query = route.query or {}
         route.query[k] = value
-      elseif map == false then
-        return nil, ("field '%s' is not available in API %s: %s"):format(k, version, spec.hint or "")
       elseif type(map) == "function" then
         if value == null then
           err = put(out, k, null, k)
