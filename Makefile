@@ -30,7 +30,7 @@ SANDBOX_HTTPD_SO = $(BUILD)/pipedrive/sandbox/httpd.so
 CORE_SRC = csrc/core.c $(filter-out csrc/core.c csrc/httpd.c csrc/httpd_faults.c,$(wildcard csrc/*.c)) $(wildcard csrc/*.h)
 HTTPD_HDR = csrc/pd.h csrc/compat.h csrc/buf.h csrc/clock.h
 
-.PHONY: FORCE all check-units docs test test-all demo oauth-demo openresty-demo triggers-demo lint clean rock deps asan asan-build valgrind fuzz fuzz-build fuzz-regress san-deps bench-faults
+.PHONY: FORCE all check-units operations docs test test-all demo more-demo bench-startup oauth-demo openresty-demo triggers-demo lint clean rock deps asan asan-build valgrind fuzz fuzz-build fuzz-regress san-deps bench-faults
 
 all: $(CORE_SO) $(HTTPD_SO) $(SANDBOX_HTTPD_SO)
 
@@ -69,11 +69,20 @@ test-all:
 demo: all
 	LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='$(BUILD)/?.so;;' $(LUA) examples/demo.lua
 
+# examples/more_resources.lua (notes, products, fields, ...) against a local sandbox.
+more-demo: all
+	LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='$(BUILD)/?.so;;' $(LUA) examples/demo.lua more_resources
+
 triggers-demo: all
 	LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='$(BUILD)/?.so;;' $(LUA) examples/triggers.lua --demo
 
 oauth-demo: all
 	sh examples/oauth_demo.sh
+
+# Start-up cost and per-call instructions (bench/RESULTS.md row 7); BASE=dir compares
+# with another checkout (lua/, bin/, build/), e.g. `git archive main lua bin` plus build/.
+bench-startup: all
+	$(LUA) bench/startup.lua $(BASE) .
 
 # The fault matrix once, counted (bench/RELIABILITY.md).
 bench-faults: all
@@ -84,7 +93,13 @@ openresty-demo: all
 	@$(MAKE) --no-print-directory -s LUA=luajit all
 	sh examples/openresty/demo.sh
 
-# docs/REFERENCE.md from lua/pipedrive/operations.lua, openapi/*.yaml and docs/gen/
+# lua/pipedrive/operations/{gen/*,index,ids}.lua and the rockspec's module list
+# from openapi/openapi-v2.yaml and openapi-v1.yaml (spec/operations_gen_spec.lua
+# fails when the committed output is stale).
+operations:
+	lua5.4 tools/gen_operations.lua .
+
+# docs/REFERENCE.md from lua/pipedrive/operations/, openapi/*.yaml and docs/gen/
 # (spec/docs_reference_spec.lua fails when the committed file is stale).
 docs:
 	lua5.4 docs/gen/gen_reference.lua docs/REFERENCE.md
@@ -100,7 +115,7 @@ check-units:
 	done; exit $$fail
 
 lint: check-units
-	luacheck -q lua spec bin examples docs/gen $(wildcard bench)
+	luacheck -q lua spec bin examples docs/gen tools $(wildcard bench)
 	cppcheck -q --enable=warning,portability --error-exitcode=1 --std=c99 -I$(LUA_INCDIR) csrc
 
 # The source rocks pipedrive and pipedrive-sandbox, made from this checkout

@@ -800,6 +800,9 @@ describe("pipedrive CLI", function()
                       event_action = "create", event_object = "deal", TERM = "help" }
       for _, rname in ipairs(require("pipedrive.operations").RESOURCES) do
         for line in run(sb, { rname, "--help" }).stdout:gmatch("\n  pipedrive ([^\n]+)") do
+          -- the original component's actions (the overlay's); generated ones have specs of their own
+          local action = line:match("^%S+ (%S+)")
+          if require("pipedrive.operations.overlay")[rname][action] then
           sb.reset()
           local pd = sb.client()
           local person = assert(pd.persons.add{ name = "Help person" })
@@ -834,6 +837,7 @@ describe("pipedrive CLI", function()
           argv[#argv + 1] = "--json"
           local r = run(sb, argv)
           assert.equal(0, r.code, line .. ": " .. r.stderr)
+          end
         end
       end
     end)

@@ -131,7 +131,7 @@ describe("pipedrive.params.translate", function()
     for _, rname in ipairs(operations.RESOURCES) do
       for fname, op in pairs(operations[rname]) do
         if type(op) == "table" and op.kind then
-          assert.is_table(op.v1, rname .. "." .. fname)
+          assert.is_table(op.v1 or op.v2, rname .. "." .. fname)
           for _, v in ipairs({ "v1", "v2" }) do
             local route = op[v]
             if route then

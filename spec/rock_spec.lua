@@ -64,7 +64,7 @@ describe("the pipedrive rock", function()
   local spec = rockspec("rockspec/pipedrive-0.1.0-1.rockspec")
 
   it("installs every client module and both C modules, and nothing of the sandbox", function()
-    assert.same(modules_in("lua/pipedrive", { "triggers" }), lua_modules_of(spec))
+    assert.same(modules_in("lua/pipedrive", { "triggers", "operations", "operations/gen" }), lua_modules_of(spec))
     assert.same({ "csrc/core.c" }, spec.build.modules["pipedrive.core"].sources)
     assert.same({ "csrc/httpd.c" }, spec.build.modules["pipedrive.httpd"].sources)
     assert.same({ pipedrive = "bin/pipedrive" }, spec.build.install.bin)

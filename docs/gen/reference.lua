@@ -1,4 +1,4 @@
---- Generates docs/REFERENCE.md from lua/pipedrive/operations.lua, Pipedrive's
+--- Generates docs/REFERENCE.md from pipedrive.operations (lua/pipedrive/operations/), Pipedrive's
 -- vendored OpenAPI files (openapi/*.yaml) and the hand-written text of
 -- docs/gen/template.md and docs/gen/overlay.yaml.
 --
@@ -7,8 +7,8 @@
 --
 -- docs/gen/gen_reference.lua writes it (`make docs`); spec/docs_reference_spec.lua
 -- compares it with the committed file. The output depends only on those files:
--- resources and functions in the order operations.lua gives (RESOURCES, FUNCTIONS;
--- anything else after them, sorted), parameters sorted, no dates.
+-- resources and functions in the order operations gives (RESOURCES, then the rest
+-- of ALL_RESOURCES; FUNCTIONS, anything else after them, sorted), parameters sorted, no dates.
 --
 -- Nothing here names a resource or a parameter: the generator walks whatever
 -- operations.lua holds. For each operation and API version it looks up the path and
@@ -327,6 +327,17 @@ local function function_section(ctx, rname, fname, op, out)
     out[#out + 1] = ""
   end
   out[#out + 1] = "Endpoint: " .. route_line(op) .. "."
+  if op.operation_id then
+    local ids, seen = {}, {}
+    for _, v in ipairs(VERSIONS) do
+      local id = op.operation_id[v]
+      if id and not seen[id] then
+        seen[id] = true
+        ids[#ids + 1] = code(id) .. " (" .. v .. ")"
+      end
+    end
+    out[#out + 1] = "operationId (for `pd.call`): " .. table.concat(ids, ", ") .. "."
+  end
   if not op.v2 then out[#out + 1] = kind_text(overlay, "v1_only", "text") or "" end
   out[#out + 1] = ""
   local vars = { resource = rname, fn = fname, object = ctx.ops[rname].object or "record" }
@@ -399,7 +410,11 @@ end
 function M.generate(opts)
   opts = opts or {}
   local root = opts.root or "."
-  local ops = opts.operations or dofile(root .. "/lua/pipedrive/operations.lua")
+  local ops = opts.operations
+  if not ops then
+    package.path = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;" .. package.path
+    ops = require "pipedrive.operations"
+  end
   local overlay = lyaml.load(read(root .. "/docs/gen/overlay.yaml"))
   local template = read(root .. "/docs/gen/template.md")
 
@@ -429,7 +444,12 @@ function M.generate(opts)
   -- Resources: what the client exposes (RESOURCES), else every table of operations.
   local rnames = {}
   if type(ops.RESOURCES) == "table" then
-    for i, r in ipairs(ops.RESOURCES) do rnames[i] = r end
+    local seen = {}
+    for i, r in ipairs(ops.RESOURCES) do rnames[i], seen[r] = r, true end
+    -- then every other resource (the generated ones), sorted
+    for _, r in ipairs(ops.ALL_RESOURCES or {}) do
+      if not seen[r] then rnames[#rnames + 1] = r end
+    end
   else
     for k, v in pairs(ops) do
       if type(v) == "table" and type(k) == "string" and k:match("^%l") then rnames[#rnames + 1] = k end

@@ -52,7 +52,7 @@ local CUSTOM_FIELD_KEY = "^" .. ("%x"):rep(40) .. "$"
 local TYPE_LABEL = {
   id = "ID", uuid = "UUID", integer = "N", number = "NUMBER", boolean = "", string = "TEXT", date = "YYYY-MM-DD",
   list = "A,B", ids = "ID,ID", uuids = "UUID,UUID", object = "JSON", contacts = "TEXT", scalar = "VALUE",
-  string_or_object = "TEXT|JSON", money = "'AMOUNT CUR'|JSON",
+  string_or_object = "TEXT|JSON", money = "'AMOUNT CUR'|JSON", array = "JSON", any = "JSON", file = "JSON",
 }
 
 local BOOL_WORDS = { ["true"] = true, yes = true, on = true, ["1"] = true,
@@ -60,24 +60,31 @@ local BOOL_WORDS = { ["true"] = true, yes = true, on = true, ["1"] = true,
 
 -- The one positional argument each kind of action takes.
 local function positional_of(op)
+  if op.positional then return op.positional end
   if op.kind == "get" or op.kind == "delete" or op.kind == "update" then return "id" end
   if op.kind == "search" then return "term" end
+  if op.kind == "call" and op.params.id and op.params.id.path then return "id" end
 end
 
--- The actions of a resource in the operations table's order.
+-- The actions of a resource: the standard ones in the operations table's
+-- order (FUNCTIONS), then the others (generated names), sorted.
 local function actions_of(rname)
-  local res, list = operations[rname], {}
+  local res, list, standard = operations[rname], {}, {}
   for _, fname in ipairs(operations.FUNCTIONS) do
+    standard[fname] = true
     if type(res[fname]) == "table" and res[fname].kind then list[#list + 1] = fname end
   end
+  local others = {}
+  for fname, op in pairs(res) do
+    if not standard[fname] and type(op) == "table" and op.kind then others[#others + 1] = fname end
+  end
+  table.sort(others)
+  for _, fname in ipairs(others) do list[#list + 1] = fname end
   return list
 end
 
 local function is_resource(name)
-  for _, r in ipairs(operations.RESOURCES) do
-    if r == name then return true end
-  end
-  return false
+  return operations.has(name)
 end
 
 -- "; did you mean X?" or "".
@@ -99,8 +106,10 @@ end
 
 local function sorted_params(op)
   local names = {}
+  local pos = positional_of(op)
   for k, spec in pairs(op.params) do
-    if not spec.path then names[#names + 1] = k end
+    -- path parameters are flags too, but for the positional one (deals delete_follower ID --follower_id ID)
+    if not spec.path or k ~= pos then names[#names + 1] = k end
   end
   table.sort(names, function(a, b)
     local ra, rb = op.params[a].required and 0 or 1, op.params[b].required and 0 or 1
@@ -148,9 +157,27 @@ local function general_help()
     "",
     "resources and actions:",
   }
+  local main = {}
   for _, r in ipairs(operations.RESOURCES) do
-    lines[#lines + 1] = ("  %-14s %s"):format(r, table.concat(actions_of(r), ", "))
+    main[r] = true
+    local std = {}
+    for _, fname in ipairs(operations.FUNCTIONS) do
+      if type(operations[r][fname]) == "table" then std[#std + 1] = fname end
+    end
+    lines[#lines + 1] = ("  %-14s %s, ..."):format(r, table.concat(std, ", "))
   end
+  -- The other resources by name only: listing their actions would load them all.
+  local line = "  more:"
+  for _, r in ipairs(operations.ALL_RESOURCES) do
+    if not main[r] then
+      if #line + #r + 2 > 100 then
+        lines[#lines + 1] = line
+        line = "       "
+      end
+      line = line .. " " .. r
+    end
+  end
+  lines[#lines + 1] = line
   lines[#lines + 1] = ""
   lines[#lines + 1] = "  pipedrive login [--token-file PATH] [--open] ...   OAuth: log in, save the token (login --help)"
   local rest = {
@@ -206,7 +233,7 @@ local function action_help(rname, fname)
   local lines = { "usage: " .. action_synopsis(rname, fname, op) }
   local route = op.v2 or op.v1
   local where = ("%s %s"):format(route.method, route.path)
-  if op.v2 then where = where .. ("   (--api-version v1: %s %s)"):format(op.v1.method, op.v1.path) end
+  if op.v2 and op.v1 then where = where .. ("   (--api-version v1: %s %s)"):format(op.v1.method, op.v1.path) end
   lines[#lines + 1] = "  " .. where
   if op.kind == "list" then
     lines[#lines + 1] = "  --all pages through everything (--max-items N); --jsonl streams one record per line"
@@ -362,7 +389,7 @@ local function parse(argv)
       end
       if not is_resource(a) then
         local names = { "login" }
-        for _, r in ipairs(operations.RESOURCES) do names[#names + 1] = r end
+        for _, r in ipairs(operations.ALL_RESOURCES) do names[#names + 1] = r end
         return usage_error(("unknown resource '%s'%s"):format(output.clean(a), did_you_mean(a, names)))
       end
       p.resource = a
@@ -374,6 +401,12 @@ local function parse(argv)
       if type(op) ~= "table" or not op.kind then
         local acts = actions_of(p.resource)
         local hint = did_you_mean(a, acts)
+        -- the standard actions (the rest: pipedrive <resource> --help), or all when there are none
+        local std = {}
+        for _, f in ipairs(operations.FUNCTIONS) do
+          if type(operations[p.resource][f]) == "table" then std[#std + 1] = f end
+        end
+        if #std > 0 then acts = std end
         return usage_error(("%s has no action '%s'%s"):format(p.resource, output.clean(a),
           hint ~= "" and hint or " (actions: " .. table.concat(acts, ", ") .. ")"), p.resource)
       end

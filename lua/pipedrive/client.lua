@@ -141,7 +141,8 @@ local function resource(p, sched, rname)
   local t = {}
   for fname, op in pairs(operations[rname]) do
     if type(op) == "table" and op.kind then
-      local positional = POSITIONAL[op.kind]
+      local positional = op.positional or POSITIONAL[op.kind]
+      if op.kind == "call" and not op.positional and op.params.id and op.params.id.path then positional = "id" end
       local plan = p:plan(op)
       t[fname] = function(a, b)
         if a == t then a = b end
@@ -198,7 +199,8 @@ function M.new(opts)
   }
   local self = setmetatable({ api = p.api }, Client)
   private[self] = { pipeline = p, sched = sched, http = http, closed = false }
-  for _, rname in ipairs(operations.RESOURCES) do self[rname] = resource(p, sched, rname) end
+  -- Resource tables are built on first use (Client.__index): the client costs
+  -- the same whatever the number of operations.
 
   -- The public functions work called as pd.close() and as pd:close().
   self.close = function() return Client.close(self) end
@@ -212,6 +214,10 @@ function M.new(opts)
     return require("pipedrive.triggers").new(self, a)
   end
   self.rate_limit = function() return Client.rate_limit(self) end
+  self.call = function(a, b, c)
+    if a == self then a, b = b, c end
+    return Client.call(self, a, b)
+  end
   self.base_url = function() return p:current_base() end
   if auth then
     self.oauth = {
@@ -221,6 +227,26 @@ function M.new(opts)
     }
   end
   return self
+end
+
+-- pd.notes, pd.deal_fields...: the resource table, made on first use.
+function Client.__index(self, k)
+  if type(k) == "string" and operations.has(k) then
+    local st = private[self]
+    local t = resource(st.pipeline, st.sched, k)
+    rawset(self, k, t)
+    return t
+  end
+end
+
+--- pd.call(operationId, args): any operation by its OpenAPI operationId
+-- (e.g. "getDealFollowers"), the same as the resource function it names.
+function Client.call(self, operation_id, args)
+  local rname, fname = operations.find(operation_id)
+  if not rname then
+    error(("pipedrive.call: unknown operationId '%s'"):format(tostring(operation_id)), 3)
+  end
+  return self[rname][fname](args)
 end
 
 --- Closes the connection; the client cannot be used afterwards. Idempotent.

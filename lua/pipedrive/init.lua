@@ -53,14 +53,25 @@ function M.parallel(fns, opts)
   return default_client().parallel(fns, opts)
 end
 
-for _, rname in ipairs(operations.RESOURCES) do
-  M[rname] = setmetatable({}, {
-    __index = function(_, fname)
-      local fn = default_client()[rname][fname]
-      if fn == nil then error(("pipedrive.%s has no function '%s'"):format(rname, tostring(fname)), 2) end
-      return fn
-    end,
-  })
+--- pd.call on the default client.
+function M.call(operation_id, args)
+  return default_client().call(operation_id, args)
 end
+
+-- pipedrive.deals, pipedrive.notes...: the default client's resources, made on first use.
+setmetatable(M, {
+  __index = function(t, rname)
+    if type(rname) ~= "string" or not operations.has(rname) then return nil end
+    local r = setmetatable({}, {
+      __index = function(_, fname)
+        local fn = default_client()[rname][fname]
+        if fn == nil then error(("pipedrive.%s has no function '%s'"):format(rname, tostring(fname)), 2) end
+        return fn
+      end,
+    })
+    rawset(t, rname, r)
+    return r
+  end,
+})
 
 return M

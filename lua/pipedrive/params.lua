@@ -71,8 +71,103 @@ local function contact(x)
   return c
 end
 
+-- A value against a compact JSON schema ({ type, enum, items, properties,
+-- required }, as tools/gen_operations.lua writes it). Returns the value (arrays
+-- marked as JSON arrays) or nil, message naming the field path `where`.
+local MAX_DEPTH = 16
+local function validate(schema, v, where, depth)
+  if v == null then return null end
+  if depth > MAX_DEPTH then return nil, ("field '%s' is nested too deeply"):format(where) end
+  local t = schema.type
+  local bad
+  if t == "integer" then
+    if not (type(v) == "number" and tointeger(v)) then bad = "an integer" end
+  elseif t == "number" then
+    if type(v) ~= "number" then bad = "a number" end
+  elseif t == "string" then
+    if type(v) ~= "string" then bad = "a string" end
+  elseif t == "boolean" then
+    if type(v) ~= "boolean" then bad = "a boolean" end
+  elseif t == "array" then
+    if type(v) ~= "table" then
+      bad = "an array"
+    else
+      local n = 0
+      for k in pairs(v) do
+        if mtype(k) ~= "integer" or k < 1 then return nil, ("field '%s' must be an array"):format(where) end
+        n = n + 1
+      end
+      local out = array()
+      for i = 1, n do
+        if v[i] == nil then return nil, ("field '%s' must be an array without holes"):format(where) end
+        local x = v[i]
+        if schema.items then
+          local err
+          x, err = validate(schema.items, x, ("%s[%d]"):format(where, i), depth + 1)
+          if x == nil then return nil, err end
+        end
+        out[i] = x
+      end
+      return out
+    end
+  elseif t == "object" then
+    if type(v) ~= "table" then
+      bad = "a table"
+    else
+      local out = {}
+      local props = schema.properties
+      for k, x in pairs(v) do
+        if type(k) ~= "string" then return nil, ("field '%s' must have string keys"):format(where) end
+        local ps = props and props[k]
+        if ps then
+          local y, err = validate(ps, x, where .. "." .. k, depth + 1)
+          if y == nil then return nil, err end
+          x = y
+        end
+        out[k] = x
+      end
+      for _, r in ipairs(schema.required or {}) do
+        if v[r] == nil then return nil, ("field '%s.%s' is required"):format(where, r) end
+      end
+      return out
+    end
+  end
+  if bad then return nil, ("field '%s' must be %s, got %s"):format(where, bad, describe(v)) end
+  if schema.enum then
+    local s = tostring(v)
+    for _, e in ipairs(schema.enum) do
+      if tostring(e) == s then return v end
+    end
+    local shown = {}
+    for i, e in ipairs(schema.enum) do shown[i] = tostring(e) end
+    return nil, ("field '%s' must be one of %s, got '%s'"):format(where, table.concat(shown, ", "), s)
+  end
+  return v
+end
+
+-- A multipart file part: { path = "..." } or { data = "...", filename = "..." }.
+local function file_part(v)
+  if type(v) ~= "table" then return nil end
+  local out = {}
+  for k, x in pairs(v) do
+    if (k == "path" or k == "data" or k == "filename" or k == "content_type") and type(x) == "string" then
+      out[k] = x
+    else
+      return nil
+    end
+  end
+  if (out.path == nil) == (out.data == nil) then return nil end
+  if out.data and not out.filename then return nil end
+  return out
+end
+
 -- Each checker returns the normalised value, or nil and what was expected.
 local checkers = {
+  any = function(v) return v end,
+  array = function(v) return list_of(v, function(x) return x end, "values") end,
+  file = function(v)
+    return file_part(v), "{ path = string } or { data = string, filename = string }"
+  end,
   id = function(v) return as_id(v), "a positive integer id" end,
   uuid = function(v)
     if type(v) == "string" and v:match(UUID) then return v end
@@ -157,6 +252,7 @@ local function check(name, spec, v)
     if spec.required then return nil, ("field '%s' is required and cannot be null"):format(name) end
     return null
   end
+  if spec.schema then return validate(spec.schema, v, name, 1) end
   local checker = checkers[spec.type]
   local out, expected = checker(v)
   if out == nil then
@@ -201,7 +297,7 @@ local function required(params)
   if not list then
     list = {}
     for name, spec in pairs(params) do
-      if spec.required then list[#list + 1] = name end
+      if spec.required or spec.required_in then list[#list + 1] = name end
     end
     table.sort(list)
     required_of[params] = list
@@ -216,7 +312,7 @@ end
 -- pipeline.lua uses it so that get(5) skips the general translation.
 function M.path_only(op)
   local req = required(op.params)
-  if #req ~= 1 or op.require_one then return nil end
+  if #req ~= 1 or op.require_one or op.params[req[1]].required_in then return nil end
   local name = req[1]
   local spec = op.params[name]
   if not spec.path or (spec.type ~= "id" and spec.type ~= "uuid") or spec.enum or spec.min or spec.max
@@ -230,9 +326,34 @@ function M.path_only(op)
   end
 end
 
+--- Whether `op` in `version` sends a body: every method but GET and DELETE,
+-- and DELETE when a parameter is marked in = "body". Cached per operation.
+local body_of = setmetatable({}, { __mode = "k" })
+function M.sends_body(op, version)
+  local cached = body_of[op]
+  if cached == nil then
+    cached = {}
+    for _, v in ipairs({ "v1", "v2" }) do
+      local r = op[v]
+      if r then
+        local b = r.method ~= "GET" and r.method ~= "DELETE"
+        if r.method == "DELETE" then
+          for _, spec in pairs(op.params) do
+            if spec["in"] == "body" then b = true end
+          end
+        end
+        cached[v] = b
+      end
+    end
+    body_of[op] = cached
+  end
+  return cached[version] == true
+end
+
 --- Translates `args` for `op` in `version` ("v1" or "v2").
--- Returns out (query or body fields), route = { path_params, path?, cost? }
--- or nil, message when the arguments are wrong.
+-- Returns out (query or body fields), route = { path_params, path?, cost?, query? }
+-- or nil, message when the arguments are wrong. `route.query` holds the
+-- parameters marked in = "query" of an operation that sends a body.
 function M.translate(op, version, args)
   if args == nil then args = {} end
   if type(args) ~= "table" then return nil, "expected a table of arguments, got " .. type(args) end
@@ -251,10 +372,15 @@ function M.translate(op, version, args)
       local value, err = check(k, spec, v)
       if value == nil then return nil, err end
       local map = spec[version]
-      if spec.path then
-        route.path_params[k] = value
-      elseif map == false then
+      if map == false then
         return nil, ("field '%s' is not available in API %s: %s"):format(k, version, spec.hint or "")
+      elseif spec.path then
+        route.path_params[k] = value
+      elseif spec.whole then
+        route.whole = value
+      elseif spec["in"] == "query" and M.sends_body(op, version) then
+        route.query = route.query or {}
+        route.query[k] = value
       elseif type(map) == "function" then
         if value == null then
           err = put(out, k, null, k)
@@ -283,7 +409,10 @@ function M.translate(op, version, args)
   end
   local req = required(params)
   for i = 1, #req do
-    if args[req[i]] == nil then return nil, ("field '%s' is required"):format(req[i]) end
+    local name = req[i]
+    if args[name] == nil and (params[name].required or params[name].required_in == version) then
+      return nil, ("field '%s' is required"):format(name)
+    end
   end
   if params.term and args.term and args.exact_match ~= true and (compat.utf8_len(args.term) or #args.term) < 2 then
     return nil, "field 'term' must have at least 2 characters (1 with exact_match = true)"
@@ -295,6 +424,7 @@ function M.translate(op, version, args)
     end
     if not any then return nil, op.require_one[2] end
   end
+  if route.whole ~= nil then out = route.whole end
   return out, route
 end
 

@@ -44,13 +44,14 @@ end
 function Pipeline:plan(op)
   local plan = self.plans[op]
   if plan then return plan end
-  local version = (self.api == "v1" or not op.v2) and "v1" or "v2"
+  -- v2 serves an operation unless the client asked for v1 and v1 has it.
+  local version = ((self.api == "v1" and op.v1) or not op.v2) and "v1" or "v2"
   local route = op[version]
   local method = route.method
   local search = op.kind == "search"
   plan = {
     version = version, route = route, method = method, path = route.path, paging = route.paging,
-    is_body = method ~= "GET" and method ~= "DELETE", search = search, cost = route.cost,
+    is_body = params.sends_body(op, version), search = search, cost = route.cost,
     -- Lists and searches come in large pages: worth asking for compression.
     compress = (op.kind == "list" or search) or nil,
     bucket = search and "search" or "api",
@@ -126,7 +127,7 @@ end
 -- or nil, err, the token generation it used. `path` is the template (filled
 -- by build_request from `path_params`) or the finished path (path_params nil);
 -- `ctx_path` the finished path, for errors.
-function Pipeline:attempt(plan, fields, path_params, path, ctx_path, n)
+function Pipeline:attempt(plan, fields, path_params, path, ctx_path, n, query)
   if self.pace then self:pace_wait(plan.bucket) end
   local method = plan.method
   local headers, host, generation = self:credentials()
@@ -139,7 +140,7 @@ function Pipeline:attempt(plan, fields, path_params, path, ctx_path, n)
   local a = self.build_args or {}
   self.build_args = nil
   a.method, a.base_url, a.path, a.path_params, a.headers = method, host, path, path_params, headers
-  if plan.is_body then a.query, a.body = nil, fields else a.query, a.body = fields, nil end
+  if plan.is_body then a.query, a.body = query, fields else a.query, a.body = fields, nil end
   local req = build_request(a)
   a.body, a.query, a.headers, a.path_params = nil, nil, nil, nil
   self.build_args = a
@@ -168,21 +169,21 @@ function Pipeline:attempt(plan, fields, path_params, path, ctx_path, n)
 end
 
 -- Attempt number n of a call, as retry.run calls it.
-local function attempt_n(n, self, plan, fields, path_params, path, ctx_path)
-  return self:attempt(plan, fields, path_params, path, ctx_path, n)
+local function attempt_n(n, self, plan, fields, path_params, path, ctx_path, query)
+  return self:attempt(plan, fields, path_params, path, ctx_path, n, query)
 end
 
 --- The attempts of one call under `policy`, and one replay after refreshing
 -- an access token refused before its expiry. Returns data, info or nil, err.
-function Pipeline:run(plan, policy, fields, path_params, path, ctx_path, cost)
+function Pipeline:run(plan, policy, fields, path_params, path, ctx_path, cost, query)
   local auth = self.auth
   for round = 1, 2 do
     local data, info, generation
     if policy then
       data, info, generation = retry.run(policy, plan.method, attempt_n, self.clock,
-        self, plan, fields, path_params, path, ctx_path)
+        self, plan, fields, path_params, path, ctx_path, query)
     else
-      data, info, generation = self:attempt(plan, fields, path_params, path, ctx_path, 1)
+      data, info, generation = self:attempt(plan, fields, path_params, path, ctx_path, 1, query)
       if data == nil and type(info) == "table" then info.attempts = 1 end
     end
     if data ~= nil then
@@ -233,11 +234,11 @@ function Pipeline:call(rname, fname, op, args, level)
   local path = r.path or plan.path
   local path_params, ctx_path = r.path_params, path
   if next(path_params) ~= nil then
-    ctx_path = path:gsub("{(%w+)}", path_params)
+    ctx_path = path:gsub("{([%w_]+)}", path_params)
   else
     path_params = nil
   end
-  return self:run(plan, policy, fields, path_params, path, ctx_path, r.cost)
+  return self:run(plan, policy, fields, path_params, path, ctx_path, r.cost, r.query)
 end
 
 --- Checks base_url: an absolute https URL (plain http only to loopback, or

@@ -1,16 +1,22 @@
---- The one declarative table of Pipedrive operations.
+--- The hand-written overlay of the operations table.
 --
--- Every call the client can make is described here and nowhere else: per resource
--- and function, the HTTP method, the path per API version, the paging style, the
--- token cost (Pipedrive's `x-token-cost`), and the parameters with their types and
--- their names in each API version. `pipedrive.params` reads the parameter specs,
--- `pipedrive.client` the rest. Deprecations and new endpoints are edits of this file.
+-- Every operation is generated from Pipedrive's OpenAPI files
+-- (tools/gen_operations.lua -> operations/gen/); pipedrive.operations applies
+-- this overlay on top. It holds what the files cannot say: the original
+-- component's operations with their parameter names and v1/v2 translations,
+-- leads' archived routing, the retired v1 routes that `api = "v1"` uses, and
+-- their costs. A function defined here replaces the generated one of the same
+-- name (keeping its operationId); every other function stays generated.
 --
 -- Operation fields:
 --   v1, v2      = { method, path, paging = "offset"|"cursor"|"none", cost = n }
---                 (an operation without v2 is served by v1 in every mode)
---   kind        = "list" | "search" | "get" | "add" | "update" | "delete"
+--                 (an operation without v2 is served by v1 in every mode; one
+--                 without v1 by v2 in every mode)
+--   kind        = "list" | "search" | "get" | "add" | "update" | "delete" | "call"
 --   params      = name -> spec (query parameters; for "add", body fields)
+--   operation_id = { v1 = ..., v2 = ... } (generated)
+--   positional  = the path parameter taken as first argument when it is not `id`
+--   multipart   = true: the body is multipart/form-data (parameters of type "file")
 --   require_one = { {names...}, message }: at least one of the names must be given
 --
 -- Parameter spec fields:
@@ -19,12 +25,19 @@
 --            | "object" | "contacts" (a string or an array of {value, primary, label})
 --   enum     = allowed values (for "list", each element)
 --   required = true
+--   required_in = "v1" | "v2": required in that version only (generated, where the
+--              two routes of one function differ)
 --   min_len  = minimum string length (search terms)
 --   v1, v2   = nil: same name in that version; "name": renamed; false: the version
 --              cannot express it (the error quotes `hint`); a function
 --              fn(value, out, args, route) -> nil | errmsg that writes its translation into
 --              `out` (and may change route.path / route.cost)
 --   hint     = what to do instead when a version cannot express the parameter
+--   in       = "path" | "query" | "body" (generated; otherwise path params have
+--              path = true, and the method decides between query and body)
+--   schema   = compact JSON schema of an "array" or "object" body field
+--              ({ type, enum, items, properties, required }), checked recursively
+--   whole    = true: the value is the whole request body (an array body)
 local compat = require "pipedrive.compat"
 local M = {}
 
