@@ -132,6 +132,19 @@ local checkers = {
     if type(v) == "string" then return array({ { value = v, primary = true } }) end
     return list_of(v, contact, "strings or { value, primary, label } tables")
   end,
+  -- A multipart file part (pipeline.lua sends the call as multipart/form-data):
+  -- { path = "a.pdf" } or { data = "...", filename = "a.pdf" }, optional type.
+  file = function(v)
+    local what = "{ path = file } or { data = string, filename = string } (optional type)"
+    if type(v) ~= "table" or (type(v.path) == "string") == (type(v.data) == "string") then return nil, what end
+    for k, x in pairs(v) do
+      if (k ~= "path" and k ~= "data" and k ~= "filename" and k ~= "type") or type(x) ~= "string" then
+        return nil, what
+      end
+    end
+    if v.data and not v.filename then return nil, what end
+    return v
+  end,
   money = function(v)
     if type(v) == "table" and type(v.amount) == "number" and type(v.currency) == "string" then
       for k in pairs(v) do
