@@ -301,8 +301,10 @@ static int pd_build_request_l(lua_State *L) {
                     luaL_typename(L, BODY));
   pd_req_field(L, "form", LUA_TTABLE, 0);
   lua_getfield(L, 1, "multipart");
-  if ((!lua_isnil(L, BODY)) + (!lua_isnil(L, FORM)) + (!lua_isnil(L, MULTIPART)) > 1)
-    return pd_raise(L, "build_request: give one of 'body', 'form' and 'multipart', not more");
+  if (!lua_isnil(L, BODY) && !lua_isnil(L, FORM))
+    return pd_raise(L, "build_request: give either 'body' or 'form', not both");
+  if (!lua_isnil(L, MULTIPART) && (!lua_isnil(L, BODY) || !lua_isnil(L, FORM)))
+    return pd_raise(L, "build_request: give either 'multipart' or 'body'/'form', not both");
 
   s = lua_tolstring(L, METHOD, &n);
   if (n == 0 || n >= sizeof method)

@@ -3,7 +3,6 @@
 -- paged operation or raw path, end to end against the sandbox. Wire details
 -- are read back from the sandbox's request log.
 local sandbox = require "support.sandbox"
-local pipedrive = require "pipedrive"
 local core = require "pipedrive.core"
 local raises = require("support.util").raises
 

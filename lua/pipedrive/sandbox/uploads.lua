@@ -92,14 +92,18 @@ local FILE_TYPES = { png = "img", jpg = "img", jpeg = "img", gif = "img", pdf = 
 -- A file record as Pipedrive's v1 answers it (nulls where nothing is associated).
 local function file_record(app, f)
   local host = "https://sandbox.pipedrive.com"
+  -- Pipedrive sends null where nothing is associated; the schema says otherwise,
+  -- so nulls are written only with real_nulls (as elsewhere in the sandbox).
+  local none = app.store.real_nulls and null or nil
+  local function v(x) if x == null then return none end return x end
   local deal = f.deal_id ~= null and app.store:live("deal", f.deal_id)
   local person = f.person_id ~= null and app.store:live("person", f.person_id)
   return {
-    id = f.id, user_id = app.store:me().id, deal_id = f.deal_id, person_id = f.person_id, org_id = f.org_id,
-    product_id = f.product_id, activity_id = f.activity_id, lead_id = f.lead_id, project_id = f.project_id,
-    log_id = null, add_time = time.v1(f.add_time), update_time = time.v1(f.update_time),
+    id = f.id, user_id = app.store:me().id, deal_id = v(f.deal_id), person_id = v(f.person_id), org_id = v(f.org_id),
+    product_id = v(f.product_id), activity_id = v(f.activity_id), lead_id = v(f.lead_id),
+    project_id = v(f.project_id), log_id = none, add_time = time.v1(f.add_time), update_time = time.v1(f.update_time),
     file_name = f.file_name, file_type = FILE_TYPES[(f.file_name:match("%.(%w+)$") or ""):lower()] or "other",
-    file_size = #f.data, active_flag = f.active, inline_flag = false, remote_location = "s3", remote_id = null,
+    file_size = #f.data, active_flag = f.active, inline_flag = false, remote_location = "s3", remote_id = none,
     cid = "", s3_bucket = "", mail_message_id = "", mail_template_id = "",
     deal_name = deal and deal.title or "", person_name = person and person.name or "", org_name = "",
     product_name = "", lead_name = "", url = ("%s/v1/files/%d/download"):format(host, f.id),
