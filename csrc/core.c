@@ -12,6 +12,7 @@
 #include "url.c"
 #include "date.c"
 #include "response.c"
+#include "multipart.c"
 #include "request.c"
 #include "http.c"
 #include "multi.c"
@@ -32,6 +33,7 @@ PD_EXPORT int luaopen_pipedrive_core(lua_State *L) {
   pd_date_open(L);
   pd_response_open(L);
   pd_request_open(L);
+  pd_multipart_open(L);
   pd_http_open(L);
   pd_multi_open(L);
   pd_secret_open(L);

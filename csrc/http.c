@@ -21,6 +21,7 @@
 
 #include "pd.h"
 #include "response.h"
+#include "multipart.h"
 #include "http.h"
 
 /* Answer buffers up to this size are reused by the next request. */
@@ -34,6 +35,13 @@ static int pd_curl_init_state = 0; /* 0 not tried, 1 ok, -1 failed */
 static void pd_http_clear_request(pd_http *h) {
   curl_slist_free_all(h->req_headers);
   h->req_headers = NULL;
+  if (h->mime) {
+    /* detached from the easy handle first: it must not keep a freed pointer */
+    if (h->easy) curl_easy_setopt(h->easy, CURLOPT_MIMEPOST, (curl_mime *)NULL);
+    curl_mime_free(h->mime);
+    h->mime = NULL;
+  }
+  h->file_failed = 0;
   free(h->url);
   h->url = NULL;
   /* Small buffers are kept for the next request (no regrowth per call);
@@ -176,12 +184,18 @@ static CURLcode pd_http_setopts(pd_http *h, const char *method, const char *body
   PD_SET(CURLOPT_CUSTOMREQUEST, (char *)NULL);
   if (strcmp(method, "HEAD") == 0) {
     PD_SET(CURLOPT_NOBODY, 1L);
-  } else if (has_body || strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0 ||
+  } else if (has_body || h->mime || strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0 ||
              strcmp(method, "PATCH") == 0) {
     /* Body-carrying methods always send one (an empty one counts), so that a
-     * server sees Content-Length: 0 rather than a missing length. */
-    PD_SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
-    PD_SET(CURLOPT_COPYPOSTFIELDS, has_body ? body : "");
+     * server sees Content-Length: 0 rather than a missing length. A multipart
+     * request's body is its mime handle: libcurl writes the boundary and the
+     * content type, and reads file parts from disk while sending. */
+    if (h->mime) {
+      PD_SET(CURLOPT_MIMEPOST, h->mime);
+    } else {
+      PD_SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
+      PD_SET(CURLOPT_COPYPOSTFIELDS, has_body ? body : "");
+    }
     if (strcmp(method, "POST") != 0) PD_SET(CURLOPT_CUSTOMREQUEST, method);
   } else if (strcmp(method, "GET") != 0) {
     PD_SET(CURLOPT_CUSTOMREQUEST, method);
@@ -247,15 +261,17 @@ static int pd_http_msg_leaks(const pd_http *h, const char *msg) {
  * request was sent (safe to retry whatever the method) or "transfer". */
 static void pd_http_push_error(lua_State *L, pd_http *h, CURLcode rc, const char *method) {
   char msg[320];
-  const char *kind = rc == CURLE_OPERATION_TIMEDOUT ? "timeout" : "network";
+  const char *kind = h->file_failed ? "file" : rc == CURLE_OPERATION_TIMEDOUT ? "timeout" : "network";
   const char *stage = "transfer";
   long sent = 0;
   size_t i;
 
-  if (h->too_large || rc == CURLE_FILESIZE_EXCEEDED) {
+  if (h->too_large || (rc == CURLE_FILESIZE_EXCEEDED && !h->file_failed)) {
     snprintf(msg, sizeof msg, "response larger than %lu bytes", (unsigned long)h->max_response);
   } else if (h->headers_too_large) {
     snprintf(msg, sizeof msg, "response headers larger than %u bytes", (unsigned)PD_HTTP_HEADERS_MAX);
+  } else if (h->file_failed) {
+    snprintf(msg, sizeof msg, "%s", h->errbuf); /* the file's base name and why, from multipart.c */
   } else if (h->errbuf[0] && !pd_http_msg_leaks(h, h->errbuf)) {
     snprintf(msg, sizeof msg, "%s", h->errbuf);
   } else {
@@ -265,7 +281,12 @@ static void pd_http_push_error(lua_State *L, pd_http *h, CURLcode rc, const char
     if ((unsigned char)msg[i] < 0x20 || msg[i] == 0x7f) msg[i] = ' ';
   while (i > 0 && msg[i - 1] == ' ') msg[--i] = '\0';
 
+  if (h->file_failed) rc = CURLE_READ_ERROR; /* nothing was sent */
   switch (rc) {
+  case CURLE_READ_ERROR:
+    if (!h->file_failed) break;
+    stage = "connect";
+    break;
   case CURLE_COULDNT_RESOLVE_PROXY:
   case CURLE_COULDNT_RESOLVE_HOST:
   case CURLE_COULDNT_CONNECT:
@@ -495,11 +516,23 @@ static CURLcode pd_http_load(lua_State *L, pd_http *h, int t) {
     return (CURLcode)luaL_error(L, "perform: headers must be a table");
   lua_getfield(L, t, "compress"); /* top+5 */
   h->compress = lua_toboolean(L, top + 5);
+  lua_getfield(L, t, "multipart"); /* top+6 */
+  if (!lua_isnil(L, top + 6) && has_body)
+    return (CURLcode)luaL_error(L, "perform: give body or multipart, not both");
 
   pd_http_clear_request(h);
   memcpy(h->method, method, mlen + 1); /* one of the six names above */
   h->url = pd_http_strdup(url, url_len);
   if (!h->url) return (CURLcode)luaL_error(L, "perform: out of memory");
+  h->errbuf[0] = '\0';
+  if (!lua_isnil(L, top + 6)) {
+    int r = pd_mp_mime(L, h->easy, &h->mime, top + 6, h->errbuf, sizeof h->errbuf);
+    if (r != 0) {
+      h->file_failed = r == -1;
+      lua_settop(L, top);
+      return r == -1 ? CURLE_READ_ERROR : CURLE_OUT_OF_MEMORY;
+    }
+  }
   if (lua_istable(L, top + 4)) {
     int has_expect = 0, has_type = 0;
     lua_pushnil(L);
@@ -521,13 +554,12 @@ static CURLcode pd_http_load(lua_State *L, pd_http *h, int t) {
      * content type would mislabel JSON. (Without a body libcurl adds neither.) */
     if (has_body || strcmp(method, "GET") != 0) {
       if (!has_expect) pd_http_add_line(L, h, "Expect:");
-      if (!has_type) pd_http_add_line(L, h, "Content-Type:");
+      if (!has_type && !h->mime) pd_http_add_line(L, h, "Content-Type:");
     }
   } else if (has_body || strcmp(method, "GET") != 0) {
     pd_http_add_line(L, h, "Expect:");
-    pd_http_add_line(L, h, "Content-Type:");
+    if (!h->mime) pd_http_add_line(L, h, "Content-Type:");
   }
-  h->errbuf[0] = '\0';
   rc = pd_http_setopts(h, method, body, body_len, has_body);
   lua_settop(L, top);
   return rc;

@@ -27,6 +27,8 @@ typedef struct pd_http {
    * cannot leak it */
   struct curl_slist *req_headers;
   char *url;
+  curl_mime *mime;  /* a multipart request's parts (multipart.c), or NULL */
+  int file_failed;  /* this request's file part could not be read: error kind "file" */
   pd_buf body;
   pd_buf headers; /* "name\0value\0" pairs, names lower-cased */
   int too_large;

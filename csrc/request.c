@@ -11,6 +11,7 @@
 #include "pd.h"
 #include "json.h"
 #include "url.h"
+#include "multipart.h"
 
 /* A URL longer than this is refused: servers and proxies reject such URLs
  * anyway (typically above 8-64 KB), better to fail before sending. */
@@ -283,7 +284,7 @@ static int pd_build_request_l(lua_State *L) {
   size_t n, i;
   pd_buf *u;
   int out;
-  enum { METHOD = 2, BASE, PATH, PARAMS, QUERY, HEADERS, BODY, FORM };
+  enum { METHOD = 2, BASE, PATH, PARAMS, QUERY, HEADERS, BODY, FORM, MULTIPART };
   if (lua_type(L, 1) != LUA_TTABLE)
     return pd_raise(L, "build_request: expected a table, got %s", luaL_typename(L, 1));
   lua_settop(L, 1);
@@ -299,8 +300,11 @@ static int pd_build_request_l(lua_State *L) {
     return pd_raise(L, "build_request: field 'body' must be a table (it is encoded as JSON), got %s",
                     luaL_typename(L, BODY));
   pd_req_field(L, "form", LUA_TTABLE, 0);
+  lua_getfield(L, 1, "multipart");
   if (!lua_isnil(L, BODY) && !lua_isnil(L, FORM))
     return pd_raise(L, "build_request: give either 'body' or 'form', not both");
+  if (!lua_isnil(L, MULTIPART) && (!lua_isnil(L, BODY) || !lua_isnil(L, FORM)))
+    return pd_raise(L, "build_request: give either 'multipart' or 'body'/'form', not both");
 
   s = lua_tolstring(L, METHOD, &n);
   if (n == 0 || n >= sizeof method)
@@ -362,6 +366,15 @@ static int pd_build_request_l(lua_State *L) {
     lua_pop(L, 1);
     lua_pushliteral(L, "application/x-www-form-urlencoded");
     lua_setfield(L, -2, "content-type");
+  } else if (!lua_isnil(L, MULTIPART)) {
+    /* The content type (with its boundary) is written by whoever builds the
+     * body: libcurl's mime API, or core.multipart_body. */
+    lua_pushliteral(L, "content-type");
+    lua_rawget(L, -2);
+    if (!lua_isnil(L, -1)) return pd_raise(L, "build_request: header 'content-type' is set by 'multipart'");
+    lua_pop(L, 1);
+    pd_mp_push_checked(L, MULTIPART, "build_request");
+    lua_setfield(L, out, "multipart");
   }
   lua_setfield(L, out, "headers");
   lua_settop(L, out);

@@ -54,6 +54,7 @@ build = {
     ["pipedrive.sandbox.time"] = "lua/pipedrive/sandbox/time.lua",
     ["pipedrive.sandbox.util"] = "lua/pipedrive/sandbox/util.lua",
     ["pipedrive.sandbox.webhooks"] = "lua/pipedrive/sandbox/webhooks.lua",
+    ["pipedrive.sandbox.uploads"] = "lua/pipedrive/sandbox/uploads.lua",
     -- the listener of pipedrive.httpd built with the sandbox's fault injection
     -- (drop, hold, cut, drip, stats): csrc/httpd_faults.c #includes csrc/httpd.c
     ["pipedrive.sandbox.httpd"] = {

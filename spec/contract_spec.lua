@@ -76,8 +76,9 @@ end
 local curl_calls = 0
 
 -- Returns status (number), body text.
-local function curl(method, url, headers, body)
+local function curl(method, url, headers, body, fields)
   local cmd = { "curl -sS --max-time 20 -X", method, "-o - -w", shq("\n%{http_code}") }
+  for _, f in ipairs(fields or {}) do cmd[#cmd + 1] = "-F " .. shq(f) end -- multipart/form-data, curl's own
   for name, value in pairs(headers or {}) do
     cmd[#cmd + 1] = "-H " .. shq(name .. ": " .. value)
   end
@@ -128,7 +129,7 @@ local function call(method, path, opts)
   end
   local status, text
   for _ = 1, 5 do
-    status, text = curl(method, sb.url .. path .. qs(opts.query), headers, body)
+    status, text = curl(method, sb.url .. path .. qs(opts.query), headers, body, opts.fields)
     if status ~= 429 then break end
     os.execute("sleep 1")
   end
@@ -193,7 +194,9 @@ local function verify(c, title)
   if type(path) == "function" then path = path() end
   local query = type(c.query) == "function" and c.query() or c.query
   local body = type(c.body) == "function" and c.body() or c.body
-  local status, text = call(c.method:upper(), c.prefix .. path, { query = query, body = body, token = c.token })
+  local fields = type(c.fields) == "function" and c.fields() or c.fields
+  local status, text = call(c.method:upper(), c.prefix .. path, { query = query, body = body, token = c.token,
+    fields = fields })
   local failures = {}
   if status ~= c.status then
     failures[#failures + 1] = ("status: expected %d, got %d"):format(c.status, status)
@@ -410,6 +413,42 @@ endpoint("v1-old", V1_PREFIXES, { method = "get", doc = "/stages", status = 401,
 endpoint("v1-old", V1_PREFIXES, { method = "get", doc = "/pipelines", status = 200, expect = list_of(1) })
 endpoint("v1-old", V1_PREFIXES, { method = "get", doc = "/pipelines", status = 401, token = "wrong-token",
   note = "wrong token" })
+
+-- uploads (multipart/form-data, sent by the curl command's -F): files and a person's picture
+local UPLOAD = os.tmpname()
+do
+  local f = assert(io.open(UPLOAD, "wb"))
+  f:write("contract upload\n")
+  f:close()
+end
+local function upload_file()
+  local status, text = call("POST", "/v1/files", { fields = { "file=@" .. UPLOAD .. ";filename=c.txt" } })
+  assert(status == 200, text)
+  return assert(oa.json_decode(text)).data.id
+end
+endpoint("v1", V1_PREFIXES, { method = "post", doc = "/files", status = 200,
+  fields = function() return { "file=@" .. UPLOAD .. ";filename=contract.txt;type=text/plain",
+                               "deal_id=" .. ctx.deal_v2 } end })
+endpoint("v1", V1_PREFIXES, { method = "post", doc = "/files", status = 400, body = { deal_id = 1 },
+  note = "JSON instead of multipart" })
+endpoint("v1", V1_PREFIXES, { method = "get", doc = "/files", status = 200,
+  query = function() upload_file() return { start = 0, limit = 1 } end, expect = offset_more })
+endpoint("v1", V1_PREFIXES, { method = "get", doc = "/files/{id}", status = 200,
+  path = function() return "/files/" .. upload_file() end })
+endpoint("v1", V1_PREFIXES, { method = "delete", doc = "/files/{id}", status = 200,
+  path = function() return "/files/" .. upload_file() end })
+endpoint("v1", V1_PREFIXES, { method = "get", doc = "/files/{id}", status = 404, path = "/files/987654",
+  note = "unknown id" })
+endpoint("v1", V1_PREFIXES, { method = "post", doc = "/persons/{id}/picture", status = 200,
+  path = function() return "/persons/" .. ctx.person_v2 .. "/picture" end,
+  fields = function() return { "file=@" .. UPLOAD .. ";filename=face.png;type=image/png", "crop_x=0" } end })
+endpoint("v1", V1_PREFIXES, { method = "delete", doc = "/persons/{id}/picture", status = 200,
+  path = function()
+    local p = "/persons/" .. ctx.person_v2 .. "/picture"
+    local status, text = call("POST", "/v1" .. p, { fields = { "file=@" .. UPLOAD .. ";filename=face.png;type=image/png" } })
+    assert(status == 200, text)
+    return p
+  end })
 
 -- leads: v1 CRUD (current v1 file), search in v1 and v2
 local function lead_body()

@@ -131,7 +131,7 @@ describe("the generated operations", function()
     assert(params.translate(add_file, "v1", { file = { data = "hello", filename = "a.txt" } }))
     out, msg = params.translate(add_file, "v1", { file = "a.txt" })
     assert.is_nil(out)
-    assert.matches("field 'file' must be { path = string } or { data = string, filename = string }", msg, 1, true)
+    assert.matches("field 'file' must be { path = file } or { data = string, filename = string } (optional type)", msg, 1, true)
     -- a query parameter of a call that sends a body goes to route.query
     local fadd = operations.filters.add
     local r

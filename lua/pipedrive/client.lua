@@ -88,7 +88,7 @@ end
 -- client's easy handle, one at a time. Returns send, http, sched.
 local function base_transport(opts, in_nginx)
   local transport = opts.transport or (in_nginx and pdngx.transport() or nil)
-  if transport then return transport end
+  if transport then return M.string_bodies(transport) end
   local http_opts = {
     timeout = opts.timeout, connect_timeout = opts.connect_timeout, max_response = opts.max_response,
     user_agent = opts.user_agent or ("pipedrive-lua/" .. VERSION),
@@ -104,6 +104,30 @@ local function base_transport(opts, in_nginx)
     if sched.tasks > 0 and current() then return perform(req) end
     return http:perform(req)
   end, http, sched
+end
+
+--- A transport that takes string bodies only (nginx's, the user's function)
+-- wrapped so that a multipart request reaches it as one body with its
+-- boundary, written by the core (core.multipart_body). A file that cannot be
+-- read is the call's failure (err.kind "file"), before anything is sent.
+function M.string_bodies(transport)
+  return function(req)
+    local parts = req.multipart
+    if parts == nil then return transport(req) end
+    local body, ctype = core.multipart_body(parts)
+    if not body then
+      local u = core.url_parse(req.url)
+      return nil, setmetatable({ kind = "file", stage = "connect", message = ctype, method = req.method,
+                                 path = u and u.path }, core.error_mt)
+    end
+    local headers = {}
+    for k, v in pairs(req.headers or {}) do headers[k] = v end
+    headers["content-type"] = ctype
+    local copy = {}
+    for k, v in pairs(req) do copy[k] = v end
+    copy.multipart, copy.body, copy.headers = nil, body, headers
+    return transport(copy)
+  end
 end
 
 -- The retry waits: the user's sleep, nginx's, a scheduler timer inside a task, or core.sleep.
@@ -137,7 +161,9 @@ end
 
 -- The resource table of `rname`: its functions, callable as pd.deals.list{...}
 -- or pd.deals:list{...}; get(5), delete(5), update(5, {...}), search("acme", {...}).
-local function resource(p, sched, rname)
+-- `each` walks `list`; any other GET with paging named list_<x> gets each_<x>.
+-- `ops` (weak keys) maps each function to what pd.each(fn) needs.
+local function resource(p, sched, rname, ops)
   local t = {}
   for fname, op in pairs(operations[rname]) do
     if type(op) == "table" and op.kind then
@@ -159,10 +185,13 @@ local function resource(p, sched, rname)
         end
         return p:call(rname, fname, op, a, 2)
       end
-      if fname == "list" then
-        t.each = function(a, b)
+      ops[t[fname]] = { rname = rname, fname = fname, op = op }
+      local each_name = fname == "list" and "each" or (plan.paging ~= "none" and plan.method == "GET"
+        and fname:match("^list_(.+)") and "each_" .. fname:match("^list_(.+)"))
+      if each_name and not operations[rname][each_name] then
+        t[each_name] = function(a, b)
           if a == t then a = b end
-          return paging.each(p, sched, rname, op, a)
+          return paging.each(p, sched, rname, op, a, each_name)
         end
       end
     end
@@ -198,9 +227,19 @@ function M.new(opts)
     headers = token and { ["x-api-token"] = token, accept = "application/json" },
   }
   local self = setmetatable({ api = p.api }, Client)
-  private[self] = { pipeline = p, sched = sched, http = http, closed = false }
+  private[self] = { pipeline = p, sched = sched, http = http, closed = false,
+                    ops = setmetatable({}, { __mode = "k" }) } -- function -> what pd.each(fn) needs
   -- Resource tables are built on first use (Client.__index): the client costs
   -- the same whatever the number of operations.
+  self.request = function(a, b, c, d)
+    if a == self then a, b, c = b, c, d end
+    local data, info = p:request(a, b, c, 2)
+    return data, info
+  end
+  self.each = function(a, b, c)
+    if a == self then a, b = b, c end
+    return Client.each(self, p, sched, private[self].ops, a, b)
+  end
 
   -- The public functions work called as pd.close() and as pd:close().
   self.close = function() return Client.close(self) end
@@ -233,7 +272,7 @@ end
 function Client.__index(self, k)
   if type(k) == "string" and operations.has(k) then
     local st = private[self]
-    local t = resource(st.pipeline, st.sched, k)
+    local t = resource(st.pipeline, st.sched, k, st.ops)
     rawset(self, k, t)
     return t
   end
@@ -264,6 +303,27 @@ function Client.parallel(self, fns, popts)
   -- Reached by tail calls from pd.parallel: level 2 is the user's code.
   if st.closed then error("pipedrive.parallel: the client is closed", 2) end
   return scheduler.parallel(st.sched, fns, popts)
+end
+
+
+--- pd.each(target, args): the pages of any paged operation, named by its
+-- function (pd.deals.list_followers), its OpenAPI operationId, or a raw GET
+-- path ("/api/v2/deals/{id}/followers", with { path_params, query }).
+function Client.each(self, p, sched, ops, target, args)
+  if private[self].closed then error("pipedrive.each: the client is closed", 3) end
+  if type(target) == "string" and (target:sub(1, 1) == "/" or target:match("^%a[%w+.-]*://")) then
+    return paging.each_path(p, sched, target, args)
+  end
+  local entry = ops[target]
+  if type(target) == "string" then
+    local rname, fname, op = operations.find(target)
+    if not op then error(("pipedrive.each: no operation with the operationId '%s'"):format(target:sub(1, 60)), 3) end
+    entry = { rname = rname, fname = fname, op = op }
+  elseif not entry then
+    error("pipedrive.each: expected an operation's function (pd.deals.list), an operationId or a path, got "
+      .. type(target), 3)
+  end
+  return paging.each(p, sched, entry.rname, entry.op, args, "each")
 end
 
 --- Transfers on the multi handle not yet collected: 0 between parallel

@@ -1,5 +1,7 @@
 --- `each`: lazy pages of a list as a generic-for iterator, by cursor (v2) or
--- offset (v1) as the operation's route says, with `max_items` and
+-- offset (v1) as the operation's route says (any operation with paging
+-- "cursor" or "offset", whatever its name; or a raw GET path through
+-- pd.request, paged as its API version does), with `max_items` and
 -- `prefetch` (the next page's call runs as a scheduler task while the caller
 -- works on this page). A failed page raises the error object (as io.lines
 -- does): ending the loop silently would lose data.
@@ -32,7 +34,7 @@ function Pager:fetch()
     if not r[1] then error(r[2], 0) end
     return r[2], r[3]
   end
-  return self.pipeline:call(self.rname, "each", self.op, self.args, 2)
+  return self.caller(self.args)
 end
 
 -- Starts the next page's call as a task (not inside a parallel task, where the
@@ -40,8 +42,8 @@ end
 function Pager:start_prefetch(walked)
   local sched = self.sched
   if sched.current() or (self.max_items and walked >= self.max_items) then return end
-  local pipeline, rname, op, snapshot = self.pipeline, self.rname, self.op, copy(self.args)
-  self.pending = sched.spawn(function() return pipeline:call(rname, "each", op, snapshot, 2) end)
+  local caller, snapshot = self.caller, copy(self.args)
+  self.pending = sched.spawn(function() return caller(snapshot) end)
   sched.step(0) -- sends the request now
 end
 
@@ -82,41 +84,33 @@ function Pager:next_page(count)
   return data
 end
 
---- pd.<resource>.each(args): checks the arguments now (misuse raises at the
--- for statement), returns iterator, nil, nil, closer. The closer (a to-be-closed
--- value in Lua 5.4, callable before) drops a prefetch left by a break.
-function M.each(pipeline, sched, rname, op, args)
+-- The common options of every `each` (max_items, prefetch, retries), taken
+-- out of a copy of args; misuse raises naming `who`. Returns the copy,
+-- max_items, prefetch.
+local function each_options(pipeline, who, args)
   if args ~= nil and type(args) ~= "table" then
-    error(("pipedrive.%s.each: expected a table of arguments, got %s"):format(rname, type(args)), 3)
+    error(("%s: expected a table of arguments, got %s"):format(who, type(args)), 4)
   end
   local a = copy(args or {})
   local max_items, prefetch = a.max_items, a.prefetch
   a.max_items, a.prefetch = nil, nil
   if prefetch ~= nil and type(prefetch) ~= "boolean" then
-    error(("pipedrive.%s.each: prefetch must be a boolean"):format(rname), 3)
+    error(("%s: prefetch must be a boolean"):format(who), 4)
   end
   if a.retries ~= nil then
     local ok, perr = retry.policy(a.retries, pipeline.policy)
-    if ok == nil then error(("pipedrive.%s.each: %s"):format(rname, perr), 3) end
+    if ok == nil then error(("%s: %s"):format(who, perr), 4) end
   end
   if max_items ~= nil and (compat.math_type(max_items) ~= "integer" or max_items < 0) then
-    error(("pipedrive.%s.each: max_items must be a non-negative integer"):format(rname), 3)
+    error(("%s: max_items must be a non-negative integer"):format(who), 4)
   end
-  local plan = pipeline:plan(op)
-  if plan.paging ~= "none" and a.limit == nil then a.limit = 500 end
-  local checked = a
-  if a.retries ~= nil then
-    checked = copy(a)
-    checked.retries = nil
-  end
-  local ok, problem = params.translate(op, plan.version, checked)
-  if not ok then error(("pipedrive.%s.each: %s"):format(rname, problem), 3) end
-  -- prefetch needs the scheduler: not with a Lua transport or on plain 5.1.
-  local self = setmetatable({ pipeline = pipeline, sched = sched, rname = rname, op = op, args = a,
-    paging = plan.paging, path = plan.path, max_items = max_items, prefetch = prefetch and sched ~= nil,
-    done = false }, Pager)
+  return a, max_items, prefetch
+end
+
+-- The iterator over a Pager: returns iterator, nil, nil, closer.
+local function iterate(self, max_items)
   local closer
-  prefetch = self.prefetch
+  local prefetch = self.prefetch
   if prefetch then
     local function drop() self:drop() end
     closer = setmetatable({}, { __close = drop, __call = drop })
@@ -136,6 +130,61 @@ function M.each(pipeline, sched, rname, op, args)
     return page[i]
   end
   return iter, nil, nil, closer
+end
+
+--- pd.each("/api/v2/deals/{id}/followers", { path_params = {...}, query = {...}, max_items, prefetch,
+-- paging }): the pages of a raw GET path (pd.request's checks), by cursor
+-- under /api/v2 and by offset elsewhere unless `paging` says otherwise.
+function M.each_path(pipeline, sched, path, args)
+  local a, max_items, prefetch = each_options(pipeline, "pipedrive.each", args)
+  for k in pairs(a) do
+    if k ~= "query" and k ~= "path_params" and k ~= "paging" and k ~= "retries" then
+      error(("pipedrive.each: unknown option '%s' (query, path_params, paging, retries, max_items, prefetch)")
+        :format(tostring(k)), 3)
+    end
+  end
+  local opts = { path_params = a.path_params, paging = a.paging, retries = a.retries }
+  local plan = pipeline:request_plan("GET", path, { query = a.query, path_params = a.path_params,
+    paging = a.paging, retries = a.retries }, 2)
+  local query = copy(a.query or {})
+  local self = setmetatable({ pipeline = pipeline, sched = sched, args = query, paging = plan.paging, path = plan.path,
+    max_items = max_items, prefetch = prefetch and sched ~= nil, done = false }, Pager)
+  self.caller = function(q)
+    local o = copy(opts)
+    o.query = q
+    return pipeline:request("GET", plan.path, o, 3)
+  end
+  return iterate(self, max_items)
+end
+
+--- pd.<resource>.each(args), and each_<name> / pd.each(fn) for any operation
+-- with paging: checks the arguments now (misuse raises at the for statement),
+-- returns iterator, nil, nil, closer. The closer (a to-be-closed value in Lua
+-- 5.4, callable before) drops a prefetch left by a break. `fname` names the
+-- function in messages ("each" by default).
+function M.each(pipeline, sched, rname, op, args, fname)
+  fname = fname or "each"
+  local who = ("pipedrive.%s.%s"):format(rname, fname)
+  local a, max_items, prefetch = each_options(pipeline, who, args)
+  local plan = pipeline:plan(op)
+  -- The largest page the operation allows (500 unless its limit says less).
+  local limit = op.params and op.params.limit
+  if plan.paging ~= "none" and a.limit == nil and limit then
+    a.limit = math.min(500, limit.max or 500)
+  end
+  local checked = a
+  if a.retries ~= nil then
+    checked = copy(a)
+    checked.retries = nil
+  end
+  local ok, problem = params.translate(op, plan.version, checked)
+  if not ok then error(("%s: %s"):format(who, problem), 3) end
+  -- prefetch needs the scheduler: not with a Lua transport or on plain 5.1.
+  local self = setmetatable({ pipeline = pipeline, sched = sched, args = a,
+    paging = plan.paging, path = plan.path, max_items = max_items, prefetch = prefetch and sched ~= nil,
+    done = false }, Pager)
+  self.caller = function(args_now) return pipeline:call(rname, fname, op, args_now, 2) end
+  return iterate(self, max_items)
 end
 
 return M

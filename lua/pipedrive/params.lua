@@ -145,29 +145,10 @@ local function validate(schema, v, where, depth)
   return v
 end
 
--- A multipart file part: { path = "..." } or { data = "...", filename = "..." }.
-local function file_part(v)
-  if type(v) ~= "table" then return nil end
-  local out = {}
-  for k, x in pairs(v) do
-    if (k == "path" or k == "data" or k == "filename" or k == "content_type") and type(x) == "string" then
-      out[k] = x
-    else
-      return nil
-    end
-  end
-  if (out.path == nil) == (out.data == nil) then return nil end
-  if out.data and not out.filename then return nil end
-  return out
-end
-
 -- Each checker returns the normalised value, or nil and what was expected.
 local checkers = {
   any = function(v) return v end,
   array = function(v) return list_of(v, function(x) return x end, "values") end,
-  file = function(v)
-    return file_part(v), "{ path = string } or { data = string, filename = string }"
-  end,
   id = function(v) return as_id(v), "a positive integer id" end,
   uuid = function(v)
     if type(v) == "string" and v:match(UUID) then return v end
@@ -226,6 +207,19 @@ local checkers = {
   contacts = function(v)
     if type(v) == "string" then return array({ { value = v, primary = true } }) end
     return list_of(v, contact, "strings or { value, primary, label } tables")
+  end,
+  -- A multipart file part (pipeline.lua sends the call as multipart/form-data):
+  -- { path = "a.pdf" } or { data = "...", filename = "a.pdf" }, optional type.
+  file = function(v)
+    local what = "{ path = file } or { data = string, filename = string } (optional type)"
+    if type(v) ~= "table" or (type(v.path) == "string") == (type(v.data) == "string") then return nil, what end
+    for k, x in pairs(v) do
+      if (k ~= "path" and k ~= "data" and k ~= "filename" and k ~= "type") or type(x) ~= "string" then
+        return nil, what
+      end
+    end
+    if v.data and not v.filename then return nil, what end
+    return v
   end,
   money = function(v)
     if type(v) == "table" and type(v.amount) == "number" and type(v.currency) == "string" then

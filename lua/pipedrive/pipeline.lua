@@ -56,6 +56,11 @@ function Pipeline:plan(op)
     compress = (op.kind == "list" or search) or nil,
     bucket = search and "search" or "api",
   }
+  -- An operation taking a file part is sent as multipart/form-data: its body
+  -- fields become the parts (see multipart_fields).
+  for _, spec in pairs(op.params or {}) do
+    if spec.type == "file" then plan.raw, plan.multipart = true, true end
+  end
   -- A GET or DELETE whose only required argument is its one path parameter
   -- (get(5), delete("uuid")): given alone, the id is checked and put into the
   -- path here, the rest of the translation has nothing to do.
@@ -140,9 +145,17 @@ function Pipeline:attempt(plan, fields, path_params, path, ctx_path, n, query)
   local a = self.build_args or {}
   self.build_args = nil
   a.method, a.base_url, a.path, a.path_params, a.headers = method, host, path, path_params, headers
-  if plan.is_body then a.query, a.body = query, fields else a.query, a.body = fields, nil end
+  if plan.raw then
+    -- pd.request and multipart operations: `fields` holds each part of the request.
+    a.query, a.body, a.form, a.multipart = fields.query, fields.body, fields.form, fields.multipart
+  elseif plan.is_body then
+    a.query, a.body = query, fields
+  else
+    a.query, a.body = fields, nil
+  end
   local req = build_request(a)
   a.body, a.query, a.headers, a.path_params = nil, nil, nil, nil
+  if plan.raw then a.form, a.multipart = nil, nil end
   self.build_args = a
   self.hook.attempt = n or 1 -- after credentials(): a token refresh there reports its own attempts
   req.compress = plan.compress
@@ -231,6 +244,7 @@ function Pipeline:call(rname, fname, op, args, level)
   end
   local fields, r = params.translate(op, plan.version, args)
   if not fields then error(("pipedrive.%s.%s: %s"):format(rname, fname, r), level + 1) end
+  if plan.multipart then fields = { multipart = M.multipart_fields(fields) } end
   local path = r.path or plan.path
   local path_params, ctx_path = r.path_params, path
   if next(path_params) ~= nil then
@@ -239,6 +253,124 @@ function Pipeline:call(rname, fname, op, args, level)
     path_params = nil
   end
   return self:run(plan, policy, fields, path_params, path, ctx_path, r.cost, r.query)
+end
+
+--- The body fields of a multipart operation as parts: a file field
+-- ({ path } or { data, filename }, optional type) becomes a file part, any
+-- other field a text part (numbers and booleans as text, tables as JSON), in
+-- the order of their names, so the same arguments make the same body.
+function M.multipart_fields(fields)
+  local names = {}
+  for k, v in pairs(fields) do
+    if v ~= core.null then names[#names + 1] = k end
+  end
+  table.sort(names)
+  local parts = {}
+  for i, k in ipairs(names) do
+    local v = fields[k]
+    if type(v) == "table" and (v.path or v.data) and (v.path or v.filename) and not getmetatable(v) then
+      parts[i] = { name = k, path = v.path, data = v.data, filename = v.filename, type = v.type }
+    elseif type(v) == "table" then
+      parts[i] = { name = k, data = core.json_encode(v), type = "application/json" }
+    else
+      parts[i] = { name = k, data = v }
+    end
+  end
+  return parts
+end
+
+local METHODS = { GET = true, POST = true, PUT = true, PATCH = true, DELETE = true }
+local REQUEST_OPTS = { query = true, body = true, form = true, multipart = true, path_params = true, retries = true,
+                       paging = true }
+local PAGING = { cursor = true, offset = true, none = true }
+
+-- Raises a misuse of pd.request naming the field, at the user's line.
+local function request_misuse(level, fmt, ...)
+  error("pipedrive.request: " .. fmt:format(...), level + 1)
+end
+
+--- The plan of pd.request(method, path, opts) after its checks (misuse
+-- raises naming pd.request and the field). `path` is a path under the base
+-- URL, or an absolute URL on the same origin (its path is taken).
+function Pipeline:request_plan(method, path, opts, level)
+  level = level + 1
+  if type(method) ~= "string" or not METHODS[method:upper()] then
+    request_misuse(level, "method must be one of GET, POST, PUT, PATCH, DELETE, got %s",
+      type(method) == "string" and ("'" .. method:sub(1, 20) .. "'") or type(method))
+  end
+  method = method:upper()
+  if type(path) ~= "string" then request_misuse(level, "path must be a string such as '/api/v2/deals', got %s", type(path)) end
+  if path:match("^%a[%w+.-]*://") then
+    local u = url_parse(path)
+    local base = url_parse(self:current_base())
+    if not u or not base or u.origin ~= base.origin then
+      request_misuse(level, "path is a URL of another host; give a path under the client's base URL such as"
+        .. " '/api/v2/deals' (credentials are sent only there)")
+    end
+    if u.query or u.fragment then
+      request_misuse(level, "path must not carry a query or fragment; give opts.query")
+    end
+    path = u.path
+    local prefix = base.path:gsub("/+$", "")
+    if prefix ~= "" and path:sub(1, #prefix + 1) == prefix .. "/" then path = path:sub(#prefix + 1) end
+  end
+  if path:sub(1, 1) ~= "/" then request_misuse(level, "path must start with '/' (such as '/api/v2/deals')") end
+  if path:find("[?#]") then request_misuse(level, "path must not contain '?' or '#'; give the query as opts.query") end
+  if path:find("[%c%s]") then request_misuse(level, "path must not contain spaces or control characters") end
+  if opts ~= nil and type(opts) ~= "table" then
+    request_misuse(level, "expected a table of options { query, body, form, multipart, ... }, got %s", type(opts))
+  end
+  opts = opts or {}
+  for k in pairs(opts) do
+    if not REQUEST_OPTS[k] then
+      request_misuse(level, "unknown option '%s' (query, body, form, multipart, path_params, retries, paging)",
+        tostring(k))
+    end
+  end
+  if opts.query ~= nil and type(opts.query) ~= "table" then request_misuse(level, "query must be a table") end
+  if opts.body ~= nil and type(opts.body) ~= "table" then
+    request_misuse(level, "body must be a table (sent as JSON)")
+  end
+  if opts.paging ~= nil and not PAGING[opts.paging] then
+    request_misuse(level, "paging must be 'cursor', 'offset' or 'none'")
+  end
+  if (opts.body ~= nil and 1 or 0) + (opts.form ~= nil and 1 or 0) + (opts.multipart ~= nil and 1 or 0) > 1 then
+    request_misuse(level, "give one of body, form and multipart")
+  end
+  if (opts.body or opts.form or opts.multipart) and (method == "GET" or method == "DELETE") then
+    request_misuse(level, "a %s request has no body (give query)", method)
+  end
+  -- Every value is checked here, by the same code that encodes it, so misuse
+  -- raises now and names pd.request rather than later inside a retry.
+  local ok, err = pcall(build_request, { method = method, base_url = "http://127.0.0.1", path = path,
+    path_params = opts.path_params, query = opts.query, body = opts.body, form = opts.form, multipart = opts.multipart })
+  if not ok then request_misuse(level, "%s", (tostring(err):gsub("^build_request: ", ""))) end
+  local version = path:match("^/api/v2/") and "v2" or "v1"
+  local paging = opts.paging or (method == "GET" and (version == "v2" and "cursor" or "offset")) or "none"
+  local search = path:match("/search$") or path:match("^/v1/itemSearch") or path:match("^/api/v%d/itemSearch")
+  return { version = version, method = method, path = path, paging = paging, raw = true, search = false,
+           bucket = search and "search" or "api", compress = method == "GET" or nil,
+           is_body = method ~= "GET" and method ~= "DELETE" }, opts
+end
+
+--- pd.request(method, path, opts): one request of any path with the client's
+-- authentication, retries, pacing and redirects. Returns data, info or nil, err.
+function Pipeline:request(method, path, opts, level)
+  local plan
+  plan, opts = self:request_plan(method, path, opts, level + 1)
+  local policy = self.policy
+  if opts.retries ~= nil then
+    local p, perr = retry.policy(opts.retries, policy)
+    if p == nil then request_misuse(level, "%s", perr) end
+    policy = p
+  end
+  local path_params, ctx_path = opts.path_params, plan.path
+  if path_params and next(path_params) ~= nil then
+    ctx_path = plan.path:gsub("{([^}]+)}", function(k) return tostring(path_params[k]) end)
+  else
+    path_params = nil
+  end
+  return self:run(plan, policy, opts, path_params, plan.path, ctx_path)
 end
 
 --- Checks base_url: an absolute https URL (plain http only to loopback, or

@@ -100,6 +100,18 @@ function M.body(body, content_type)
   return M.json(body)
 end
 
+--- A multipart request's parts as the hook shows them: name, filename, type
+-- and the file's path or the data's size, never the data itself.
+function M.parts(parts)
+  if type(parts) ~= "table" then return nil end
+  local out = {}
+  for i, part in ipairs(parts) do
+    out[i] = { name = part.name, filename = part.filename, type = part.type, path = part.path,
+               size = type(part.data) == "string" and #part.data or nil }
+  end
+  return out
+end
+
 --- A copy of a header table with secret values masked (names lower-cased).
 function M.headers(h)
   local out = {}
@@ -153,7 +165,8 @@ function M.wrap(send, log, state, now)
                    url = M.url(req.url) }
     local ev = scrub_all({ type = "request", attempt = base.attempt, redirect = base.redirect, method = base.method,
                            url = base.url, headers = M.headers(req.headers),
-                           body = M.body(req.body, (M.headers(req.headers))["content-type"]) }, secrets)
+                           body = M.body(req.body, (M.headers(req.headers))["content-type"]),
+                           multipart = M.parts(req.multipart) }, secrets)
     log(ev)
     local res, err = send(req)
     local out = { attempt = base.attempt, redirect = base.redirect, method = base.method, url = ev.url,

@@ -90,24 +90,24 @@ function M.wrap(send, max, insecure, state)
         return fail(current, res.status, ("HTTP %d: redirect %d leaves https for plain http"):format(res.status, hop))
       end
       local same = from ~= nil and to.origin == from.origin
-      local method, body = current.method, current.body
+      local method, body, multipart = current.method, current.body, current.multipart
       if res.status == 303 or ((res.status == 301 or res.status == 302) and method == "POST") then
-        method, body = (method == "HEAD" and "HEAD" or "GET"), nil
+        method, body, multipart = (method == "HEAD" and "HEAD" or "GET"), nil, nil
       end
-      if body ~= nil and not same then
+      if (body ~= nil or multipart ~= nil) and not same then
         return fail(current, res.status,
           ("HTTP %d: redirect %d to another host would resend the request body; not followed"):format(res.status, hop))
       end
       local headers = {}
       for k, v in pairs(current.headers or {}) do
         local name = tostring(k):lower()
-        if not (not same and CREDENTIAL_HEADERS[name]) and not (body == nil and name == "content-type") then
+        if not (not same and CREDENTIAL_HEADERS[name]) and not (body == nil and multipart == nil and name == "content-type") then
           headers[k] = v
         end
       end
       if not same then target = drop_api_token(target, to) end
       -- Credentials dropped once stay dropped: `current` is now the new hop.
-      current = { method = method, url = target, headers = headers, body = body }
+      current = { method = method, url = target, headers = headers, body = body, multipart = multipart }
       state.redirect = hop
       res, err = send(current)
     end

@@ -57,6 +57,7 @@ local activities = require "pipedrive.sandbox.activities"
 local webhooks = require "pipedrive.sandbox.webhooks"
 local oauth = require "pipedrive.sandbox.oauth"
 local faults = require "pipedrive.sandbox.faults"
+local uploads = require "pipedrive.sandbox.uploads"
 
 local null, array = json.null, json.array
 local fail = check.fail
@@ -110,6 +111,7 @@ end
 -- webhooks and their pending deliveries.
 function App:reset()
   self.store:reset()
+  self.uploads = nil
   self.hooks:reset()
   self.oauth:reset()
   self:reset_counters()
@@ -238,6 +240,8 @@ local ROUTERS = { activities = activities.route, webhooks = webhooks.route }
 
 --- methods (method -> handler), resource, path id; nil for an unknown path.
 local function route(version, segs)
+  local up, up_res, up_id = uploads.route(version, segs) -- multipart endpoints (files, pictures) first
+  if up then return up, up_res, up_id end
   local n, top = #segs, segs[1]
   local res = api.RESOURCES[top]
   if res then
@@ -283,6 +287,7 @@ end
 local function read_body(req, version, res)
   local ct = ((req.headers or {})["content-type"] or ""):lower():match("^%s*([^;%s]+)") or ""
   local lenient = version == "v1" and res.kind ~= "lead"
+  if ct == "multipart/form-data" then return uploads.parse(req.body or "", req.headers["content-type"]) end
   if ct == "application/json" then
     local v, err = json.decode(req.body or "")
     if v == nil then fail(400, "Malformed JSON in request body: " .. tostring(err)) end
