@@ -34,17 +34,13 @@ local function flatten(s)
   if type(s) ~= "table" then return {} end
   if s.allOf then
     local out = { properties = {}, required = {}, type = s.type, nullable = s.nullable }
-    local order = {}
     for _, part in ipairs(s.allOf) do
       local f = flatten(part)
       out.type = out.type or f.type
       if f.items then out.items = f.items end
       if f.enum then out.enum = f.enum end
       if f.format then out.format = f.format end
-      for k, v in pairs(f.properties or {}) do
-        if out.properties[k] == nil then order[#order + 1] = k end
-        out.properties[k] = v
-      end
+      for k, v in pairs(f.properties or {}) do out.properties[k] = v end
       for _, r in ipairs(f.required or {}) do out.required[#out.required + 1] = r end
       if f.nullable == true then out.nullable = true end
     end
@@ -117,8 +113,10 @@ local function node(s, depth)
   end
   if depth < MAX_DEPTH then
     if out.t == "o" and type(s.properties) == "table" then
-      local p = {}
-      for k, v in pairs(s.properties) do p[tostring(k)] = node(v, depth + 1) end
+      local p, keys = {}, {}
+      for k in pairs(s.properties) do keys[#keys + 1] = tostring(k) end
+      table.sort(keys) -- nodes are numbered in the order they are met: keep it the same every run
+      for _, k in ipairs(keys) do p[k] = node(s.properties[k] or s.properties[tonumber(k)], depth + 1) end
       if next(p) then out.p = p end
     elseif out.t == "a" and type(s.items) == "table" then
       out.i = node(s.items, depth + 1)

@@ -716,11 +716,12 @@ function M.list_deals_v2(app, ctx, _, archived)
     end
   end
   local less = v2_order(sort_by, desc)
-  local key = table.concat({ "v2deal", tostring(archived), tostring(filter_id), q.raw.ids or "", tostring(owner_id), tostring(person_id),
-    tostring(org_id), tostring(pipeline_id), tostring(stage_id), table.concat(status_list or {}, ","),
+  local key = table.concat({ "v2deal", tostring(archived), tostring(filter_id), q.raw.ids or "", tostring(owner_id),
+    tostring(person_id), tostring(org_id), tostring(pipeline_id), tostring(stage_id), table.concat(status_list or {}, ","),
     tostring(since), tostring(till), sort_by, tostring(desc) }, "|")
   local live_only = not rule and not status_set and not ids and not owner_id and not person_id and not org_id
-    and not pipeline_id and not stage_id and not since and not till and not archived and not any_archived(app)
+    and not pipeline_id and not stage_id and not since and not till
+    and not archived and not any_archived(app)
   local items = select_records(app, "deal", key, pred, (sort_by ~= "id" or desc) and less or nil, live_only)
   local page, next_cursor = cursor_page(app, q, items, sort_by, desc, less, limit)
   local opts = { include = include, custom_fields = custom }
