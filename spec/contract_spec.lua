@@ -45,6 +45,9 @@ local ALLOW = {
     "FACTS §1: v1 lists nest start/limit/more_items_in_collection in additional_data.pagination; "
     .. "the leads schema lists them flat under additional_data (and its example has no paging)",
   ["GET /v1/leads/archived $.additional_data.pagination"] = "as for GET /v1/leads (same schema)",
+  ["GET /api/v2/deals/archived $.data[].archive_time"] =
+    "the same deal as GET /api/v2/deals, whose schema has archive_time; the archived list's schema leaves it out",
+  ["GET /api/v2/deals/archived $.data[].creator_user_id"] = "as archive_time (same deal as GET /api/v2/deals)",
   ["ERROR * $.error_info"] = "FACTS §1: error bodies carry error_info; failResponse and unathorizedResponse omit it",
   ["ERROR * $.data"] = "FACTS §1: error bodies carry data: null; failResponse and unathorizedResponse omit it",
   ["ERROR * $.additional_data"] = "FACTS §1: error bodies carry additional_data: null; the two schemas omit it",
@@ -425,6 +428,16 @@ endpoint("v1", V1_PREFIXES, { method = "get", doc = "/leads", status = 200, expe
 endpoint("v1", V1_PREFIXES, { method = "get", doc = "/leads", status = 200, query = { start = 0, limit = 2 },
   note = "start=0&limit=2", expect = offset_more })
 endpoint("v1", V1_PREFIXES, { method = "get", doc = "/leads/archived", status = 200 })
+-- an archived deal leaves GET /api/v2/deals for /api/v2/deals/archived
+endpoint("v2", { "/api/v2" }, { method = "get", doc = "/deals/archived", status = 200, query = function()
+  make("/api/v2/deals", { title = "Contract Deal archived", is_archived = true })
+  return { limit = 100 }
+end, expect = function(doc)
+  for _, d in ipairs(doc.data) do
+    if d.is_archived ~= true then return { "$.data[]: a deal that is not archived" } end
+  end
+  if #doc.data < 1 then return { "$.data: expected the archived deal" } end
+end })
 endpoint("v1", V1_PREFIXES, { method = "post", doc = "/leads", status = 201, body = lead_body })
 endpoint("v1", V1_PREFIXES, { method = "get", doc = "/leads/{id}", status = 200,
   path = function() return "/leads/" .. ctx.lead_v1 end })
