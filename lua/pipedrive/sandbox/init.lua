@@ -344,6 +344,13 @@ function App:dispatch(ctx)
   local methods, res, id = route(version, segs)
   if self:wants_generic(version, segs, methods, res, id, ctx.method) then
     local entry, params = generic.match(version, segs)
+    if entry and methods and id and not id_like(res, id) then
+      -- a word where the route wants an id: a sub-collection only where the file has one
+      -- (/deals/archived, /users/me), else the id check's 400 below
+      for i = 2, #segs do
+        if segs[i] == id and type(entry.segs[i]) ~= "string" then entry = nil break end
+      end
+    end
     if entry then
       if not entry.methods[ctx.method] then
         fail(405, ("Method %s is not allowed on %s"):format(ctx.method, path),
