@@ -45,9 +45,6 @@ local ALLOW = {
     "FACTS §1: v1 lists nest start/limit/more_items_in_collection in additional_data.pagination; "
     .. "the leads schema lists them flat under additional_data (and its example has no paging)",
   ["GET /v1/leads/archived $.additional_data.pagination"] = "as for GET /v1/leads (same schema)",
-  ["GET /api/v2/deals/archived $.data[].archive_time"] =
-    "the same deal as GET /api/v2/deals, whose schema has archive_time; the archived list's schema leaves it out",
-  ["GET /api/v2/deals/archived $.data[].creator_user_id"] = "as archive_time (same deal as GET /api/v2/deals)",
   ["ERROR * $.error_info"] = "FACTS §1: error bodies carry error_info; failResponse and unathorizedResponse omit it",
   ["ERROR * $.data"] = "FACTS §1: error bodies carry data: null; failResponse and unathorizedResponse omit it",
   ["ERROR * $.additional_data"] = "FACTS §1: error bodies carry additional_data: null; the two schemas omit it",

@@ -53,6 +53,15 @@ local function index()
     end
     entry.methods[op.m] = op
   end
+  -- an item path is creatable when its collection (the template without the last {x}) has a POST
+  local posts = {}
+  for _, op in ipairs(routes.ops) do
+    if op.m == "POST" then posts[(op.p:gsub("{[^}]*}", "{}"))] = true end
+  end
+  for _, entry in pairs(paths) do
+    local coll = entry.path:match("^(.*)/{[^}]*}$")
+    entry.creatable = coll ~= nil and posts[(coll:gsub("{[^}]*}", "{}"))] == true
+  end
   return by_key
 end
 
@@ -120,6 +129,10 @@ local function coerce(v, n, ctx)
     end
   elseif t == "o" then
     if type(v) == "table" and not json.is_array(v) then return build(n, v, ctx, false) end
+    -- an id sent where the answer holds the linked object ({"person_id": 5} -> {id = 5, ...})
+    if (type(v) == "number" or type(v) == "string") and n.p and (n.p.id or n.p.value) then
+      return build(n, { id = n.p.id and v or nil, value = n.p.value and v or nil }, ctx, false)
+    end
   end
   return v
 end
@@ -136,8 +149,8 @@ local function missing(name, n, ctx, rec)
   if n.t == "b" then return false end
   if n.t == "a" then return array() end
   if n.t == "o" then return build(n, {}, ctx, false) end
-  if n.e then return n.e[1] end
   if ctx.real_nulls then return null end
+  if n.e then return n.e[1] end
   return nil
 end
 
@@ -189,7 +202,7 @@ local function collection(app, ctx, key, seed)
   local st = app.generic
   local c = st.cols[key]
   if c then return c end
-  c = { items = {}, next_id = 1 }
+  c = { items = {}, next_id = 1, gone = {} }
   st.cols[key] = c
   if seed and M.SEEDED[key] then
     local items = seed(key, ctx)
@@ -327,6 +340,13 @@ local function answer(op, ctx, data, extra)
   return op.st or 200, body
 end
 
+--- One list item: a record, or its id where the schema lists plain ids (team users).
+function M.item(item, rec, ctx)
+  if not item then return rec end
+  if item.t ~= "o" and item.t ~= "x" then return coerce(rec.id, item, ctx) end
+  return build(item, rec, ctx, true)
+end
+
 local function render(op, ctx, rec)
   local _, data = parts(op)
   if not data then return { id = rec.id } end
@@ -335,9 +355,14 @@ local function render(op, ctx, rec)
   if data.t == "a" then
     local item = data.i and routes.S[data.i]
     local out = array()
-    out[1] = item and build(item, rec, ctx, true) or rec
+    if rec.ids then
+      for i, x in ipairs(rec.ids) do out[i] = M.item(item, { id = x }, ctx) end
+    else
+      out[1] = M.item(item, rec, ctx)
+    end
     return out
   end
+  if rec.ids then rec = { id = rec.ids[1] or rec.parent_id } end
   return build(data, rec, ctx, true)
 end
 
@@ -390,15 +415,25 @@ function M.handle(app, ctx, entry, params, seed)
       -- a record may be named by the field its parent relation gives (follower_id -> user_id)
       for i, r in ipairs(c.items) do
         for k, v in pairs(r) do
-          if k ~= "id" and k:match("_id$") and tostring(v) == id then rec, pos = r, i break end
+          if k ~= "id" and (k:match("_id$") or k == "uuid") and tostring(v) == id then rec, pos = r, i break end
         end
         if rec then break end
       end
+    end
+    if not rec and not entry.creatable and not c.gone[id] then
+      -- a resource the API offers no way to create (fields, templates, mail threads...):
+      -- Pipedrive has such records, so any id names one until it is deleted
+      rec = { id = id:match("^%d+$") and compat.tointeger(tonumber(id)) or id }
+      for k, v in pairs(parent) do rec[k] = v end
+      stamps[rec] = { add_time = now, update_time = now }
+      c.items[#c.items + 1] = rec
+      pos = #c.items
     end
     if not rec then fail(404, ("Not found: no record with id %s at %s"):format(id, entry.path)) end
     if m == "GET" then return answer(op, rctx, render(op, rctx, rec)) end
     if m == "DELETE" then
       table.remove(c.items, pos)
+      c.gone[id] = true
       return answer(op, rctx, render(op, rctx, rec))
     end
     for k, v in pairs(body) do if k ~= "id" then rec[k] = v end end
@@ -422,7 +457,7 @@ function M.handle(app, ctx, entry, params, seed)
     local page, extra = page_of(op, q, items)
     local item = data.i and routes.S[data.i]
     local out = array()
-    for i, r in ipairs(page) do out[i] = item and build(item, r, rctx, true) or r end
+    for i, r in ipairs(page) do out[i] = M.item(item, r, rctx) end
     return answer(op, rctx, out, extra)
   end
   if m == "POST" then
@@ -431,6 +466,9 @@ function M.handle(app, ctx, entry, params, seed)
     for k, v in pairs(body) do rec[k] = v end
     local item = data and (data.t == "a" and data.i and routes.S[data.i] or data)
     if rec.id == nil then rec.id = new_id(app, c, item) end
+    if rec.uuid == nil and item and item.p and item.p.uuid then
+      rec.uuid, app.generic.uuid_state = util.uuid4(app.generic.uuid_state)
+    end
     stamps[rec] = { add_time = now, update_time = now }
     c.items[#c.items + 1] = rec
     return answer(op, rctx, render(op, rctx, rec))
@@ -447,7 +485,9 @@ function M.handle(app, ctx, entry, params, seed)
         table.insert(ids, 1, r.id)
       end
     end
-    return answer(op, rctx, render(op, rctx, { id = ids }))
+    local parent_id
+    for _, v in pairs(parent) do parent_id = v end
+    return answer(op, rctx, render(op, rctx, { ids = ids, parent_id = parent_id }))
   end
   -- GET, PUT, PATCH of a single answer kept at this path
   local single = app.generic.singles[key]
