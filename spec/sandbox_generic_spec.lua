@@ -124,7 +124,12 @@ describe("sandbox generic store", function()
     checked(app, "GET", "/api/v2/dealFields")
 
     checked(app, "GET", "/api/v2/projectTemplates")
-    assert.equal(404, (call(app, "GET", "/api/v2/projectTemplates/77")))
+    -- the API has no way to create a template: any id names one (Pipedrive has them)
+    local _, tpl = checked(app, "GET", "/api/v2/projectTemplates/77", { doc = "/projectTemplates/{id}" })
+    assert.equal(77, tpl.data.id)
+    -- where the API creates records, an id never made is a 404
+    assert.equal(404, (call(app, "GET", "/api/v2/products/77")))
+    assert.equal(404, (call(app, "PUT", "/v1/activityTypes/77", { body = { name = "x" } })))
   end)
 
   it("routes sub-collections before /{id}", function()
