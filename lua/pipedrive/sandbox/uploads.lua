@@ -107,7 +107,7 @@ local function file_record(app, f)
     cid = "", s3_bucket = "", mail_message_id = "", mail_template_id = "",
     deal_name = deal and deal.title or "", person_name = person and person.name or "", org_name = "",
     product_name = "", lead_name = "", url = ("%s/v1/files/%d/download"):format(host, f.id),
-    name = f.file_name, description = "",
+    name = f.name or f.file_name, description = f.description or "",
   }
 end
 
@@ -158,6 +158,19 @@ function M.get_file(app, ctx)
   return 200, { success = true, data = file_record(app, live_file(app, ctx.id)) }
 end
 
+--- PUT /v1/files/{id}: the visible name and the description (form or JSON fields).
+function M.update_file(app, ctx)
+  local f = live_file(app, ctx.id)
+  local b = ctx.body
+  if type(b) ~= "table" or b.multipart then invalid("content-type", "expected a form or JSON body") end
+  for _, k in ipairs({ "name", "description" }) do
+    local v = b:string(k)
+    if v ~= nil then f[k] = v end
+  end
+  f.update_time = app.store:now()
+  return 200, { success = true, data = file_record(app, f) }
+end
+
 function M.delete_file(app, ctx)
   live_file(app, ctx.id).active = false
   return 200, { success = true, data = { id = ctx.id } }
@@ -205,7 +218,7 @@ function M.route(version, segs)
   local n, top = #segs, segs[1]
   if top == "files" then
     if n == 1 then return { GET = M.list_files, POST = M.add_file }, FILE end
-    if n == 2 then return { GET = M.get_file, DELETE = M.delete_file }, FILE, segs[2] end
+    if n == 2 then return { GET = M.get_file, PUT = M.update_file, DELETE = M.delete_file }, FILE, segs[2] end
   elseif top == "persons" and n == 3 and segs[3] == "picture" then
     return { POST = M.add_picture, DELETE = M.delete_picture }, PERSON, segs[2]
   end
