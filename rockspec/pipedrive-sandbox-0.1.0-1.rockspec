@@ -19,7 +19,8 @@ description = {
   summary = "A local, stateful Pipedrive API simulator for testing Pipedrive clients",
   detailed = [[
 pipedrive-sandbox answers Pipedrive's API v1 and v2 (deals, leads, persons,
-organizations, activities, webhooks, OAuth) from memory on loopback, with
+organizations, activities, webhooks, OAuth hand-modelled; every other operation
+of Pipedrive's OpenAPI files from a generic store) from memory on loopback, with
 Pipedrive's paging, errors, rate limits and webhook deliveries, and fault
 injection for tests. From Lua, require("pipedrive.sandbox.spawn").start{}
 runs one on a free port. Part of pipedrive-lua.
@@ -45,8 +46,11 @@ build = {
     ["pipedrive.sandbox.check"] = "lua/pipedrive/sandbox/check.lua",
     ["pipedrive.sandbox.delivery"] = "lua/pipedrive/sandbox/delivery.lua",
     ["pipedrive.sandbox.faults"] = "lua/pipedrive/sandbox/faults.lua",
+    ["pipedrive.sandbox.generic"] = "lua/pipedrive/sandbox/generic.lua",
     ["pipedrive.sandbox.json"] = "lua/pipedrive/sandbox/json.lua",
     ["pipedrive.sandbox.oauth"] = "lua/pipedrive/sandbox/oauth.lua",
+    -- generated from openapi/*.yaml by tools/gen_sandbox_routes.lua (`make sandbox-routes`)
+    ["pipedrive.sandbox.routes_gen"] = "lua/pipedrive/sandbox/routes_gen.lua",
     ["pipedrive.sandbox.server"] = "lua/pipedrive/sandbox/server.lua",
     ["pipedrive.sandbox.shapes"] = "lua/pipedrive/sandbox/shapes.lua",
     ["pipedrive.sandbox.spawn"] = "lua/pipedrive/sandbox/spawn.lua",

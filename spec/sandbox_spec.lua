@@ -63,7 +63,7 @@ describe("sandbox app", function()
       assert.equal(405, s405)
       assert.is_false(d405.success)
       assert.equal("GET, POST", h.allow)
-      assert.equal(405, (call(app, "POST", "/api/v1/users", { body = {} })))
+      assert.equal(405, (call(app, "PATCH", "/api/v1/users", { body = {} }))) -- POST /users is addUser
     end)
   end)
 
@@ -133,7 +133,7 @@ describe("sandbox app", function()
       assert.equal("2026-11-28T12:00:00Z", d.won_time)
       assert.equal("gold", d.custom_fields[key])
       assert.truthy(text:find('"label_ids":[]', 1, true))
-      assert.is_nil(d.person_id) -- no person: left out, the schema does not allow null
+      assert.equal(cjson.null, d.person_id) -- no person: null, as Pipedrive sends (the schema says not nullable)
       local plain = ok_call(app, "POST", "/api/v2/deals", { body = { title = "Plain" } })
       assert.truthy(select(4, call(app, "GET", "/api/v2/deals/" .. plain.data.id)):find('"custom_fields":{}', 1, true))
     end)
@@ -296,8 +296,9 @@ describe("sandbox app", function()
       assert.equal("3", l.visible_to)
       assert.same({ l.id }, ids(ok_call(app, "GET", "/api/v1/leads", { query = { archived_status = "all" } }).data))
       assert.same({ l.id }, ids(ok_call(app, "GET", "/v1/leads", { query = { person_id = p } }).data))
-      assert.same({}, ids(ok_call(app, "GET", "/v1/leads", { query = { person_id = p + 1 } }).data))
-      assert.same({}, ok_call(app, "GET", "/v1/leads/archived").data)
+      -- an empty v1 list is data: null, as Pipedrive sends it
+      assert.equal(cjson.null, ok_call(app, "GET", "/v1/leads", { query = { person_id = p + 1 } }).data)
+      assert.equal(cjson.null, ok_call(app, "GET", "/v1/leads/archived").data)
       assert.equal(l.id, ok_call(app, "GET", "/v1/leads/" .. l.id).data.id)
       assert.same({ success = true, data = { id = l.id } }, ok_call(app, "DELETE", "/v1/leads/" .. l.id))
       local status, err = call(app, "GET", "/v1/leads/" .. l.id)
@@ -356,7 +357,7 @@ describe("sandbox app", function()
         for _, d in ipairs(doc.data) do seen[#seen + 1] = d.id end
         cursor = doc.additional_data.next_cursor
         pages = pages + 1
-      until cursor == nil
+      until cursor == cjson.null -- the end of a v2 list is next_cursor: null
       assert.equal(3, pages)
       assert.same(ids(ok_call(app, "GET", "/api/v2/deals").data), seen)
       local desc = {}
@@ -366,7 +367,7 @@ describe("sandbox app", function()
           sort_by = "update_time", sort_direction = "desc" } })
         for _, d in ipairs(doc.data) do desc[#desc + 1] = d.id end
         cursor = doc.additional_data.next_cursor
-      until cursor == nil
+      until cursor == cjson.null
       assert.equal(23, #desc)
       assert.equal(23, desc[1])
     end)
@@ -379,8 +380,16 @@ describe("sandbox app", function()
       assert.same({ 21, 22, 23, 24 }, ids(rest.data))
     end)
 
-    it("with real_nulls the end of a v2 list is next_cursor: null and empty v1 lists are data: null", function()
-      local real = new_app{ real_nulls = true }
+    it("with omit_nulls, properties without a value that the schema does not allow null are left out", function()
+      local relaxed = new_app{ omit_nulls = true }
+      assert.is_nil(ok_call(relaxed, "GET", "/api/v2/deals").additional_data.next_cursor)
+      assert.same({}, ok_call(relaxed, "GET", "/v1/deals").data)
+      ok_call(relaxed, "POST", "/api/v2/deals", { body = { title = "x" } })
+      assert.is_nil(ok_call(relaxed, "GET", "/api/v2/deals/1").data.person_id)
+    end)
+
+    it("by default (real nulls) the end of a v2 list is next_cursor: null and empty v1 lists are data: null", function()
+      local real = new_app()
       local doc = ok_call(real, "GET", "/api/v2/deals")
       assert.equal(cjson.null, doc.additional_data.next_cursor)
       assert.equal(cjson.null, ok_call(real, "GET", "/v1/deals").data)
@@ -489,7 +498,7 @@ describe("sandbox app", function()
         cursor = v2.additional_data.next_cursor } })
       assert.equal(1, #rest.data.items)
       assert.equal(3, rest.data.items[1].item.id)
-      assert.is_nil(rest.additional_data.next_cursor)
+      assert.equal(cjson.null, rest.additional_data.next_cursor)
     end)
 
     it("refuses short and missing terms and unknown fields", function()

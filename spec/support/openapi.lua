@@ -464,7 +464,7 @@ local function sub_state(st, path)
   return {
     spec = st.spec, meta = st.meta, problems = {}, allowed = {}, count = 0, max = st.max,
     allow = st.allow, formats = st.formats, visiting = st.visiting, undeclared = st.undeclared,
-    example_kinds = st.example_kinds, root = path,
+    example_kinds = st.example_kinds, root = path, real_nulls = st.real_nulls,
   }
 end
 
@@ -618,7 +618,10 @@ function check(st, node, value, path)
 
   local k = kind(value)
   if k == "null" then
-    if not accepts_null(st, node) then
+    if not accepts_null(st, node) and st.real_nulls and path ~= st.root then
+      st.allowed[#st.allowed + 1] = ("%s: null where the schema does not allow it (allowed: real_nulls,"
+        .. " Pipedrive sends null for a property without a value)"):format(path)
+    elseif not accepts_null(st, node) then
       mismatch(st, path, ("expected %s, got null (not nullable)"):format(expected_name(st, node)), k)
     end
     active[value] = nil
@@ -708,6 +711,9 @@ M.allow_matcher = allow_fn
 --   opts.undeclared = "problem": a property the object's schema does not name is a problem
 --                  (objects with additionalProperties or without any properties excepted,
 --                  and, with opts.example, properties the example has at that place)
+--   opts.real_nulls = true: a null below the root where the schema does not allow one is
+--                  moved to the third result (Pipedrive writes null for any property without
+--                  a value, whatever the file says; the sandbox does the same by default)
 --   opts.formats = false to ignore `format`
 --   opts.max     = most problems listed (default 100)
 --   opts.unknown = a table that collects the normalized paths of undeclared properties
@@ -723,7 +729,7 @@ function M.validate(schema, value, spec, opts)
     unknown = opts.unknown, absent = opts.absent, visiting = {},
     undeclared = opts.undeclared == "problem",
     example_kinds = opts.example ~= nil and example_index(opts.example) or nil,
-    root = opts.path or "$",
+    root = opts.path or "$", real_nulls = opts.real_nulls == true,
   }
   if value == nil then
     problem(st, opts.path or "$", "no value")

@@ -658,7 +658,23 @@ local function since_until(q)
   return q:time("updated_since"), q:time("updated_until")
 end
 
-function M.list_deals_v2(app, ctx)
+-- Whether any deal is archived (cached per version of the data): without one, the
+-- default list may still be the store's own array.
+local function any_archived(app)
+  local st = app.store
+  local memo = app.archived_memo
+  if memo and memo.version == st.version then return memo.any end
+  local any = false
+  for _, d in ipairs(st:list("deal")) do
+    if d.is_archived then any = true break end
+  end
+  app.archived_memo = { version = st.version, any = any }
+  return any
+end
+
+--- GET /api/v2/deals (archived deals left out) and, with `archived`, /api/v2/deals/archived.
+function M.list_deals_v2(app, ctx, _, archived)
+  archived = archived == true
   local q, st = ctx.q, app.store
   local filter_id = q:id("filter_id")
   local rule = filter_rule(app, filter_id, "deals")
@@ -675,9 +691,10 @@ function M.list_deals_v2(app, ctx)
   local limit = cursor_limit(q)
   local pred
   if rule then
-    pred = function(d) return not d.deleted and rule(d) end
+    pred = function(d) return not d.deleted and (d.is_archived == true) == archived and rule(d) end
   else
     pred = function(d)
+      if (d.is_archived == true) ~= archived then return false end
       if status_set then
         if d.deleted then
           if not status_set.deleted then return false end
@@ -699,11 +716,12 @@ function M.list_deals_v2(app, ctx)
     end
   end
   local less = v2_order(sort_by, desc)
-  local key = table.concat({ "v2deal", tostring(filter_id), q.raw.ids or "", tostring(owner_id), tostring(person_id),
-    tostring(org_id), tostring(pipeline_id), tostring(stage_id), table.concat(status_list or {}, ","),
+  local key = table.concat({ "v2deal", tostring(archived), tostring(filter_id), q.raw.ids or "", tostring(owner_id),
+    tostring(person_id), tostring(org_id), tostring(pipeline_id), tostring(stage_id), table.concat(status_list or {}, ","),
     tostring(since), tostring(till), sort_by, tostring(desc) }, "|")
   local live_only = not rule and not status_set and not ids and not owner_id and not person_id and not org_id
     and not pipeline_id and not stage_id and not since and not till
+    and not archived and not any_archived(app)
   local items = select_records(app, "deal", key, pred, (sort_by ~= "id" or desc) and less or nil, live_only)
   local page, next_cursor = cursor_page(app, q, items, sort_by, desc, less, limit)
   local opts = { include = include, custom_fields = custom }
@@ -719,6 +737,10 @@ local function first_char_param(q)
 end
 
 -- v1 persons and organizations.
+function M.list_archived_deals_v2(app, ctx, res)
+  return M.list_deals_v2(app, ctx, res, true)
+end
+
 function M.list_contacts_v1(app, ctx, res)
   local q, st, kind = ctx.q, app.store, res.kind
   local filter_id = q:id("filter_id")

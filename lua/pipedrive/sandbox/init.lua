@@ -35,8 +35,9 @@
 -- start and on reset), clock (seconds; default sandbox.time.wall), rate_limit (requests per
 -- 2 s window, default 80), search_rate_limit (default 10), enforce_rate (answer 429
 -- once a window is spent; default false: the headers only), daily_limit (POSTs per
--- day, default 10000), real_nulls (write null where Pipedrive does even when the
--- schema does not allow it; see shapes.lua), log_max (request log size, 10000),
+-- day, default 10000), omit_nulls (leave out a property without a value whose schema
+-- does not allow null; the default writes null there, as Pipedrive does: see shapes.lua;
+-- real_nulls = false means the same), log_max (request log size, 10000),
 -- webhook_retry_delays (seconds before each retry, default { 3, 30, 150 }),
 -- webhook_duplicate (send every successful delivery twice), webhook_timeout (10),
 -- oauth_clients ({ [client_id] = secret }), token_ttl (3600), code_ttl (300),
@@ -57,6 +58,7 @@ local activities = require "pipedrive.sandbox.activities"
 local webhooks = require "pipedrive.sandbox.webhooks"
 local oauth = require "pipedrive.sandbox.oauth"
 local faults = require "pipedrive.sandbox.faults"
+local generic = require "pipedrive.sandbox.generic"
 
 local null, array = json.null, json.array
 local fail = check.fail
@@ -85,7 +87,8 @@ function M.new(opts)
   }, App)
   app.fine_clock = opts.fine_clock or opts.clock or time.now
   app.store = store_mod.new{ clock = app.clock, fixtures = opts.fixtures, seed = opts.seed }
-  app.store.real_nulls = opts.real_nulls == true
+  app.store.real_nulls = not opts.omit_nulls and opts.real_nulls ~= false
+  app.generic = generic.new()
   app.oauth = oauth.new(app, { clients = opts.oauth_clients, token_ttl = opts.token_ttl, code_ttl = opts.code_ttl,
                                auto_approve = opts.oauth_auto_approve, api_domain = opts.api_domain })
   app.hooks = webhooks.new(app, { retry_delays = opts.webhook_retry_delays, duplicate = opts.webhook_duplicate,
@@ -110,6 +113,7 @@ end
 -- webhooks and their pending deliveries.
 function App:reset()
   self.store:reset()
+  self.generic = generic.new()
   self.hooks:reset()
   self.oauth:reset()
   self:reset_counters()
@@ -247,6 +251,9 @@ local function route(version, segs)
     if n == 2 and res.kind == "lead" and segs[2] == "archived" then
       return { GET = api.list_archived_leads_v1 }, res
     end
+    if n == 2 and res.kind == "deal" and version == "v2" and segs[2] == "archived" then
+      return { GET = api.list_archived_deals_v2 }, res
+    end
     if n == 2 then
       -- updates: PATCH in v2 and for v1 leads, PUT for the other v1 records
       local update = (version == "v2" or res.kind == "lead") and "PATCH" or "PUT"
@@ -296,6 +303,32 @@ local function read_body(req, version, res)
   check.invalid("content-type", ("expected %s, got '%s'"):format(accepted, ct))
 end
 
+-- A path segment the hand-modelled /{id} route may take as an id (else a sub-collection
+-- such as /deals/summary or /users/me may be meant).
+local function id_like(res, s)
+  if res and res.kind == "lead" then return util.is_uuid(s) end
+  return s:match("^%d+$") ~= nil
+end
+
+--- The hand-modelled records of a lookup collection (generic.SEEDED), in the request's version.
+function App:seed(key, ctx)
+  local fn = (ctx.api == "v2" and V2_LOOKUPS[key]) or V1_LOOKUPS[key]
+  if not fn then return nil end
+  local status, body = fn(self, { api = ctx.api == "v2" and V2_LOOKUPS[key] and "v2" or "v1", q = check.query({}),
+                                  me = ctx.me })
+  if status ~= 200 or type(body.data) ~= "table" then return nil end
+  return body.data
+end
+
+--- Whether the generic store answers rather than the hand-modelled route: the route has no
+-- such method, took a word for an id, or lists a lookup the generic store has written to.
+function App:wants_generic(version, segs, methods, res, id, method)
+  if not methods or not methods[method] then return true end
+  if id and not id_like(res, id) then return true end
+  if #segs == 1 and not res and self.generic.took[segs[1]] then return version ~= nil end
+  return false
+end
+
 function App:dispatch(ctx)
   local req = ctx.req
   local path = req.path or "/"
@@ -309,6 +342,27 @@ function App:dispatch(ctx)
   local segs = {}
   for s in rest:gmatch("[^/]+") do segs[#segs + 1] = s end
   local methods, res, id = route(version, segs)
+  if self:wants_generic(version, segs, methods, res, id, ctx.method) then
+    local entry, params = generic.match(version, segs)
+    if entry and methods and id and not id_like(res, id) then
+      -- a word where the route wants an id: a sub-collection only where the file has one
+      -- (/deals/archived, /users/me), else the id check's 400 below
+      for i = 2, #segs do
+        if segs[i] == id and type(entry.segs[i]) ~= "string" then entry = nil break end
+      end
+    end
+    if entry then
+      if not entry.methods[ctx.method] then
+        fail(405, ("Method %s is not allowed on %s"):format(ctx.method, path),
+          { headers = { allow = allow_header(entry.methods) } })
+      end
+      ctx.me = self:authenticate(req, query)
+      if not ctx.me then fail(401, "unauthorized access") end
+      ctx.search = segs[#segs] == "search"
+      self:check_rate(ctx)
+      return generic.handle(self, ctx, entry, params, function(key, c) return self:seed(key, c) end)
+    end
+  end
   if not methods then fail(404, ("Not found: no endpoint %s %s"):format(ctx.method, path)) end
   ctx.search = segs[2] == "search"
   local fn = methods[ctx.method]

@@ -29,9 +29,9 @@ Options:
                        or the legacy api_token query parameter
   --fixtures N         create N deals at start (and on reset)
   --exit-after SECONDS stop after this many seconds (a safety net for tests)
-  --real-nulls         write null where Pipedrive does even when its OpenAPI
-                       schema does not allow null (default: leave such
-                       properties out)
+  --omit-nulls         leave out a property that has no value where the OpenAPI
+                       schema does not allow null (default: write null, as
+                       Pipedrive itself does; --real-nulls names that default)
   --webhook-retry-delays LIST
                        seconds to wait before each retry of a failed webhook
                        delivery, comma-separated (default 3,30,150: four
@@ -103,7 +103,7 @@ Admin endpoints (no token, loopback clients only):
 It exits on SIGTERM or SIGINT.
 ]]
 
-local FLAGS = { allow_remote = true, quiet = true, real_nulls = true, help = true, webhook_duplicate = true,
+local FLAGS = { allow_remote = true, quiet = true, real_nulls = true, omit_nulls = true, help = true, webhook_duplicate = true,
                 oauth_auto_approve = true }
 local VALUES = { host = true, port = true, port_file = true, api_token = true, fixtures = true, exit_after = true,
                  webhook_retry_delays = true, oauth_client = true, token_ttl = true, code_ttl = true,
@@ -237,7 +237,7 @@ function M.main(argv)
     return 2
   end
   local httpd = require "pipedrive.sandbox.httpd"
-  local app = sandbox.new{ api_token = o.api_token, fixtures = o.fixtures, real_nulls = o.real_nulls,
+  local app = sandbox.new{ api_token = o.api_token, fixtures = o.fixtures, omit_nulls = o.omit_nulls,
                            webhook_retry_delays = o.webhook_retry_delays, webhook_duplicate = o.webhook_duplicate,
                            oauth_clients = o.oauth_clients, token_ttl = o.token_ttl, code_ttl = o.code_ttl,
                            oauth_auto_approve = o.oauth_auto_approve, faults = o.faults,

@@ -8,8 +8,8 @@
 -- list none as required. A property is written as null only where its schema
 -- allows null. A property that has no value and whose schema does not allow
 -- null (a deal's org_id when the deal has no organization, won_time of an open
--- deal, ...) is left out, unless the store's `real_nulls` is set: then it is
--- null, which is what Pipedrive itself sends.
+-- deal, ...) is null when the store's `real_nulls` is set (the default: it is
+-- what Pipedrive itself sends), and left out with the sandbox's omit_nulls.
 local compat = require "pipedrive.compat"
 local json = require "pipedrive.sandbox.json"
 local time = require "pipedrive.sandbox.time"
