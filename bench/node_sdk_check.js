@@ -230,9 +230,11 @@ function check(models, v, t, where, errs, extra) {
         check(models, v, alt, where, e, []);
         if (e.length === 0) { check(models, v, alt, where, [], extra); return; }
       }
+      // null against a union without null (an enum, say): a null gap like any other
+      if (v === null) { errs.push(NULL_GAP + where); return; }
       const objAlts = t.of.filter((a) => a.k !== 'lit' && !(a.k === 'ref' && a.name === 'null'));
       // one non-null alternative: report its own, more precise complaint
-      if (v !== null && objAlts.length === 1) { check(models, v, objAlts[0], where, errs, extra); return; }
+      if (objAlts.length === 1) { check(models, v, objAlts[0], where, errs, extra); return; }
       errs.push(`${where}: expected ${show(t)}, got ${kindOf(v)} ${JSON.stringify(v)}`.slice(0, 300));
       return;
     }
