@@ -149,10 +149,8 @@ local function missing(name, n, ctx, rec)
   if n.t == "b" then return false end
   if n.t == "a" then return array() end
   if n.t == "o" then return build(n, {}, ctx, false) end
-  -- a non-nullable enum is always set by Pipedrive (a product's visible_to, billing_frequency):
-  -- its first value, never null (typed clients such as the Node SDK declare only the values)
-  if n.e then return n.e[1] end
   if ctx.real_nulls then return null end
+  if n.e then return n.e[1] end
   return nil
 end
 
