@@ -149,6 +149,16 @@ bench: all
 	@$(MAKE) --no-print-directory -s $(BUILD)/bench/raw_curl
 	LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='$(BUILD)/?.so;;' $(LUA) bench/run.lua $(BENCH_ARGS)
 
+# `make node-sdk-check`: Pipedrive's official Node.js SDK (bench/package.json pins it;
+# installed by `npm ci` from bench/package-lock.json when missing) against a sandbox
+# it starts on a free port: v2 deals, persons, organizations, activities, products and
+# v1 leads, users, notes; every answer checked against the SDK's .d.ts types
+# (bench/node_sdk_check.js; spec/node_sdk_spec.lua runs it when node and the SDK are there).
+.PHONY: node-sdk-check
+node-sdk-check: all
+	@test -f bench/node_modules/pipedrive/package.json || (cd bench && npm ci --no-audit --no-fund --silent)
+	LUA=$(LUA) node bench/node_sdk_check.js
+
 # `make bench-ir`: only the callgrind counts of rows 1 and 4 (about a minute);
 # BENCH_ARGS="--profile FILE" keeps the client's callgrind output for callgrind_annotate.
 .PHONY: bench-ir
