@@ -48,7 +48,6 @@ local BODY = {
   addOrganization = { name = "Every Org" },
   addDeal = { title = "Every Deal" },
   addFilter = { type = "deals", name = "Every filter" },
-  updateFilter = { type = "deals" },
   addLead = function(made) return { title = "Every Lead", organization_id = made.org } end,
   addWebhook = { subscription_url = "http://127.0.0.1:9/every", event_action = "*", event_object = "*" },
 }
@@ -82,7 +81,7 @@ local function sample(spec, s, name, depth)
   local t = s.type
   if t == nil then t = s.properties and "object" or (s.items and "array") or "string" end
   if t == "integer" then return (s.minimum and math.max(1, s.minimum)) or 1 end
-  if t == "number" then return 1.5 end
+  if t == "number" then return (name and name:match("_id$")) and 1 or 1.5 end -- v1 types some ids as number
   if t == "boolean" then return true end
   if t == "array" then
     if depth > 4 or not s.items then return core.array() end
@@ -152,8 +151,11 @@ local function query_value(spec, schema, text)
   return text
 end
 
--- Deep equality of two decoded JSON values (null is one value; metatables ignored).
+-- Deep equality of the client's data `a` and the logged answer's `b` (null is one value;
+-- metatables ignored). The log hook masks the values of secret-looking keys (`code`: a
+-- currency's code too) as "***": that matches any string.
 local function same(a, b)
+  if b == "***" and type(a) == "string" then return true end
   if type(a) ~= "table" or type(b) ~= "table" then return a == b end
   for k, v in pairs(a) do
     if not same(v, b[k]) then return false end
@@ -256,8 +258,16 @@ describe("every generated operation through the client against the sandbox", fun
         if id == nil or oa.is_null(id) then id = data.id end
         if id == nil or oa.is_null(id) then id = data.uuid end
         if (id == nil or oa.is_null(id)) and status < 300 then
+          -- no id in the answer: the record is named by an id field of the request (in name
+          -- order; for a UUID parameter, a UUID one)
+          local names = {}
           for k, v in pairs(b or {}) do
-            if k:match("id$") and type(v) == "string" then id = v end
+            if k:match("id$") and type(v) == "string" then names[#names + 1] = k end
+          end
+          table.sort(names)
+          for _, k in ipairs(names) do
+            local uuid = b[k]:match("^%x+%-%x+%-%x+%-%x+%-%x+$")
+            if id == nil and (uuid or not (ps and ps.format == "uuid")) then id = b[k] end
           end
         end
         if id == nil or oa.is_null(id) then id = fallback end
