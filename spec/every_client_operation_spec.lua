@@ -13,6 +13,7 @@
 --     body's `data` (a download: the bytes themselves).
 -- The counts per file are printed at the end. Left out, with the reason: SKIP (and the
 -- generator's own list: the OAuth endpoints of the v1 file, see tools/gen_operations.lua).
+local compat = require "pipedrive.compat"
 local oa = require "support.openapi"
 local sandbox = require "support.sandbox"
 local core = require "pipedrive.core"
@@ -137,7 +138,7 @@ end
 -- A query value (text) as the JSON value its schema describes, for the validator.
 local function query_value(spec, schema, text)
   local s = flatten(spec, schema)
-  if s.type == "integer" or s.type == "number" then return math.tointeger(tonumber(text)) or tonumber(text) or text end
+  if s.type == "integer" or s.type == "number" then return compat.tointeger(tonumber(text)) or tonumber(text) or text end
   if s.type == "boolean" then
     if text == "true" or text == "1" then return true end
     if text == "false" or text == "0" then return false end
