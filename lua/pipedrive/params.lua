@@ -179,10 +179,16 @@ local checkers = {
     if type(v) == "string" and v:match("^%d%d%d%d%-%d%d%-%d%d$") then return v end
     return nil, "a date 'YYYY-MM-DD'"
   end,
+  -- Query arrays (deal_ids, fields...): items are strings or integers (the
+  -- files type several as arrays of integer ids), sent comma-joined.
   list = function(v)
     if type(v) == "string" then return v end
-    local l = list_of(v, function(x) return type(x) == "string" and x or nil end, "strings")
-    return l and table.concat(l, ","), "a string or an array of strings"
+    local l = list_of(v, function(x)
+      if type(x) == "string" then return x end
+      local i = type(x) == "number" and tointeger(x)
+      return i and tostring(i) or nil
+    end, "strings or integers")
+    return l and table.concat(l, ","), "a string or an array of strings or integers"
   end,
   ids = function(v)
     if type(v) == "string" then
@@ -321,7 +327,10 @@ function M.path_only(op)
 end
 
 --- Whether `op` in `version` sends a body: every method but GET and DELETE,
--- and DELETE when a parameter is marked in = "body". Cached per operation.
+-- and DELETE when a parameter is marked in = "body"; not a generated operation
+-- whose every parameter is in the path or the query (the file gives it no
+-- request body: POST /deals/{id}/duplicate sends none, not "{}"). Cached per
+-- operation.
 local body_of = setmetatable({}, { __mode = "k" })
 function M.sends_body(op, version)
   local cached = body_of[op]
@@ -331,6 +340,13 @@ function M.sends_body(op, version)
       local r = op[v]
       if r then
         local b = r.method ~= "GET" and r.method ~= "DELETE"
+        if b and op.operation_id and not op.custom_fields then
+          local any = false
+          for _, spec in pairs(op.params) do
+            if spec["in"] ~= "path" and spec["in"] ~= "query" then any = true end
+          end
+          b = any
+        end
         if r.method == "DELETE" then
           for _, spec in pairs(op.params) do
             if spec["in"] == "body" then b = true end

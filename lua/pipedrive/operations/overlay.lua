@@ -21,7 +21,7 @@
 --
 -- Parameter spec fields:
 --   type     = "id" | "uuid" | "integer" | "number" | "boolean" | "string" | "date"
---            | "list" (string or array of strings, sent comma-joined) | "ids" | "uuids"
+--            | "list" (string or array of strings or integers, sent comma-joined) | "ids" | "uuids"
 --            | "object" | "contacts" (a string or an array of {value, primary, label})
 --   enum     = allowed values (for "list", each element)
 --   required = true

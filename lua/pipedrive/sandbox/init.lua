@@ -14,7 +14,8 @@
 --   GET    /_sandbox/health    {"ok":true}
 --   POST   /_sandbox/reset     back to the seeded company (also clears the request log)
 --   GET    /_sandbox/state     every record, deleted ones included, and the id counters
---   GET    /_sandbox/requests  the API requests received (tokens redacted)
+--   GET    /_sandbox/requests  the API requests received (tokens redacted; a body that is not UTF-8
+--                               also as body_base64)
 --   DELETE /_sandbox/requests  clears that log
 --   GET    /_sandbox/deliveries  webhook delivery attempts (see delivery.lua)
 --   DELETE /_sandbox/deliveries  clears that log
@@ -405,6 +406,31 @@ local function redact_body(body, content_type)
   return (body:gsub('("http_auth_password"%s*:%s*)"[^"]*"', '%1"***"'))
 end
 
+-- The log is served as JSON, which must be UTF-8: a body that is not (a file
+-- part's bytes) is logged with each stray byte as U+FFFD, and exactly as
+-- body_base64. Returns body, body_base64 (nil for a UTF-8 body).
+local UTF8_SEQ = { "^[%z\1-\127]", "^[\194-\223][\128-\191]", "^[\224-\239][\128-\191][\128-\191]",
+                   "^[\240-\244][\128-\191][\128-\191][\128-\191]" }
+local function loggable(body)
+  if compat.utf8_len(body) then return body end
+  local out, i, n = {}, 1, #body
+  while i <= n do
+    local j
+    for _, pat in ipairs(UTF8_SEQ) do
+      local _, e = body:find(pat, i)
+      if e then j = e break end
+    end
+    if j then
+      out[#out + 1] = body:sub(i, j)
+      i = j + 1
+    else
+      out[#out + 1] = "\239\191\189"
+      i = i + 1
+    end
+  end
+  return table.concat(out), util.b64_encode(body)
+end
+
 function App:record(req)
   local headers = {}
   for k, v in pairs(req.headers or {}) do
@@ -412,9 +438,10 @@ function App:record(req)
     headers[k] = REDACT[k] and "***" or v
   end
   local log = self.log
+  local body, body_base64 = loggable(oauth.is_oauth_path(req.path) and oauth.redact_body(req)
+    or redact_body(req.body or "", headers["content-type"]))
   log[#log + 1] = { method = req.method, path = req.path, query_string = redact_params(req.query_string or ""),
-                    headers = headers, body = oauth.is_oauth_path(req.path) and oauth.redact_body(req)
-                      or redact_body(req.body or "", headers["content-type"]) }
+                    headers = headers, body = body, body_base64 = body_base64 }
   if #log > self.log_max then
     local keep = compat.idiv(self.log_max, 2)
     for i = 1, keep do log[i] = log[#log - keep + i] end
