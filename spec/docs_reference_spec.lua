@@ -3,12 +3,9 @@
 -- stale. Also checks that the generator documents everything operations.lua holds.
 local operations = require "pipedrive.operations"
 
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local util = require "support.util"
+
+local function read(path) return assert(util.read_file(path), "cannot read " .. path) end
 
 local function lines(s)
   local out = {}

@@ -5,13 +5,7 @@ package.path = "tools/?.lua;" .. package.path
 local gen = require "gen_operations"
 local operations = require "pipedrive.operations"
 
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local read = require("support.util").read_file
 
 -- The first line where two texts differ, for the failure message.
 local function first_difference(a, b)

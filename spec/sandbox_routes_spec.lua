@@ -7,12 +7,7 @@ describe("sandbox routes_gen.lua", function()
     local p = io.popen("lua5.4 tools/gen_sandbox_routes.lua " .. tmp .. " 2>&1")
     local log = p:read("*a")
     p:close()
-    local function read(path)
-      local f = assert(io.open(path, "rb"))
-      local s = f:read("*a")
-      f:close()
-      return s
-    end
+    local read = require("support.util").read_file
     local fresh = read(tmp)
     os.remove(tmp)
     assert.matches("371 operations", log)
