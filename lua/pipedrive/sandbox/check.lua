@@ -277,22 +277,4 @@ function Body:visible_to(name)
   return n
 end
 
---- Custom fields: v1 keeps them as top-level 40-hex keys, v2 under `custom_fields`.
-function Body:custom_fields(api)
-  local out = {}
-  if api == "v2" then
-    local cf = self:get("custom_fields")
-    if cf == nil then return out end
-    if type(cf) ~= "table" or cf[1] ~= nil then invalid("custom_fields", "must be an object") end
-    for k, v in pairs(cf) do
-      if v ~= null then out[k] = v end
-    end
-  else
-    for k, v in pairs(self.raw) do
-      if util.is_custom_key(k) and v ~= null then out[k] = v end
-    end
-  end
-  return out
-end
-
 return M
