@@ -37,7 +37,7 @@ M.ADDRESS_PARTS = { "subpremise", "street_number", "route", "sublocality", "loca
 
 -- The types a custom field may have (the v2 add body's enum; v1 also allows int).
 local CUSTOM_TYPES = { "varchar", "text", "double", "phone", "date", "daterange", "time", "timerange", "set",
-                       "enum", "varchar_auto", "address", "monetary", "org", "people", "user", "int" }
+                       "enum", "varchar_auto", "address", "monetary", "org", "people", "user" }
 local CUSTOM_TYPE_SET = {}
 for _, t in ipairs(CUSTOM_TYPES) do CUSTOM_TYPE_SET[t] = true end
 
@@ -50,11 +50,11 @@ local SUBFIELDS = {
 -- The standard fields Pipedrive lists per kind: key, name, type, options (built-in option ids are strings).
 local STANDARD = {
   deal = {
-    { "id", "ID", "int" }, { "title", "Title", "varchar" }, { "creator_user_id", "Creator", "user" },
+    { "id", "ID", "double" }, { "title", "Title", "varchar" }, { "creator_user_id", "Creator", "user" },
     { "owner_id", "Owner", "user" }, { "value", "Value", "monetary" }, { "currency", "Currency", "varchar" },
     { "org_id", "Organization", "org" }, { "person_id", "Contact person", "people" },
-    { "pipeline_id", "Pipeline", "int" }, { "stage_id", "Stage", "stage" },
-    { "status", "Status", "status", { { "open", "Open" }, { "won", "Won" }, { "lost", "Lost" },
+    { "pipeline_id", "Pipeline", "double" }, { "stage_id", "Stage", "double" },
+    { "status", "Status", "enum", { { "open", "Open" }, { "won", "Won" }, { "lost", "Lost" },
                                       { "deleted", "Deleted" } } },
     { "probability", "Probability", "double" }, { "lost_reason", "Lost reason", "varchar" },
     { "visible_to", "Visible to", "visible_to" }, { "label_ids", "Label", "set" },
@@ -63,30 +63,30 @@ local STANDARD = {
     { "close_time", "Deal closed on", "date" },
   },
   person = {
-    { "id", "ID", "int" }, { "name", "Name", "varchar" }, { "first_name", "First name", "varchar" },
+    { "id", "ID", "double" }, { "name", "Name", "varchar" }, { "first_name", "First name", "varchar" },
     { "last_name", "Last name", "varchar" }, { "owner_id", "Owner", "user" }, { "org_id", "Organization", "org" },
     { "emails", "Email", "varchar" }, { "phones", "Phone", "phone" }, { "label_ids", "Labels", "set" },
     { "visible_to", "Visible to", "visible_to" }, { "add_time", "Person created", "date" },
     { "update_time", "Update time", "date" },
   },
   organization = {
-    { "id", "ID", "int" }, { "name", "Name", "varchar" }, { "owner_id", "Owner", "user" },
+    { "id", "ID", "double" }, { "name", "Name", "varchar" }, { "owner_id", "Owner", "user" },
     { "address", "Address", "address" }, { "label_ids", "Labels", "set" },
     { "visible_to", "Visible to", "visible_to" }, { "add_time", "Organization created", "date" },
     { "update_time", "Update time", "date" },
   },
   product = {
-    { "id", "ID", "int" }, { "name", "Name", "varchar" }, { "code", "Product code", "varchar" },
-    { "unit", "Unit", "varchar" }, { "tax", "Tax", "double" }, { "prices", "Unit prices", "price_list" },
-    { "owner_id", "Owner", "user" }, { "visible_to", "Visible to", "visible_to" },
+    { "id", "ID", "double" }, { "name", "Name", "varchar" }, { "code", "Product code", "varchar" },
+    { "unit", "Unit", "varchar" }, { "tax", "Tax", "double" }, { "prices", "Unit prices", "varchar" },
+    { "owner_id", "Owner", "user" }, { "visible_to", "Visible to", "varchar" },
     { "description", "Description", "text" },
   },
   activity = {
-    { "id", "ID", "int" }, { "subject", "Subject", "varchar" }, { "type", "Type", "varchar_options" },
+    { "id", "ID", "double" }, { "subject", "Subject", "varchar" }, { "type", "Type", "varchar" },
     { "owner_id", "Assigned to user", "user" }, { "due_date", "Due date", "date" },
-    { "due_time", "Due time", "time" }, { "duration", "Duration", "time" }, { "deal_id", "Deal", "deal" },
+    { "due_time", "Due time", "time" }, { "duration", "Duration", "time" }, { "deal_id", "Deal", "double" },
     { "person_id", "Contact person", "people" }, { "org_id", "Organization", "org" },
-    { "note", "Note", "text" }, { "done", "Done", "boolean" }, { "busy", "Free/busy", "boolean" },
+    { "note", "Note", "text" }, { "done", "Done", "enum", { { "0", "Not done" }, { "1", "Done" } } },
   },
 }
 
@@ -177,7 +177,7 @@ local FIXTURE_FIELDS = {
   deal = {
     { "Renewal date", "date" }, { "Tier", "enum", { "Bronze", "Silver", "Gold" } },
     { "Regions", "set", { "EMEA", "Americas", "APAC" } }, { "Contract value", "monetary" },
-    { "Notes summary", "text" }, { "Seats", "int" }, { "Score", "double" }, { "Campaign", "varchar" },
+    { "Notes summary", "text" }, { "Seats", "double" }, { "Score", "double" }, { "Campaign", "varchar" },
     { "Term", "daterange" }, { "Call window", "timerange" }, { "Kick-off time", "time" },
     { "Site", "address" }, { "Account manager", "user" }, { "Partner", "org" }, { "Sponsor", "people" },
     { "Hotline", "phone" }, { "Source tag", "varchar_auto" },
@@ -615,7 +615,7 @@ local function add(app, ctx, res)
   local name = b:string(api == "v1" and "name" or "field_name", { required = true })
   if name == "" or #name > 255 then invalid(api == "v1" and "name" or "field_name", "1 to 255 characters") end
   local ftype = b:string("field_type", { required = true })
-  if not CUSTOM_TYPE_SET[ftype] or (api == "v2" and ftype == "int") then
+  if not CUSTOM_TYPE_SET[ftype] then
     invalid("field_type", "must be one of " .. table.concat(CUSTOM_TYPES, ", "))
   end
   local add_visible = b:get("add_visible_flag")
@@ -756,11 +756,16 @@ function M.route(version, segs)
                 add_status = (version == "v1" and kind == "product") and 201 or nil }
   if segs[1] == "leadFields" and version == "v2" then return nil end
   local n = #segs
+  local ro = kind == "activity" or segs[1] == "leadFields"
   if n == 1 then
+    if ro then return { GET = list }, res end
     local methods = { GET = list, POST = add }
     if version == "v1" then methods.DELETE = delete_many end
     return methods, res
   end
+  -- v1 names a field by its integer id (v1 activity and lead fields only as a list), v2 by its code
+  if version == "v1" and (ro or not segs[2]:match("^%d+$")) then return nil end
+  if n == 2 and version == "v2" and kind == "activity" then return { GET = get }, res, segs[2] end
   if n == 2 then
     return { GET = get, DELETE = delete, [version == "v1" and "PUT" or "PATCH"] = update }, res, segs[2]
   end
