@@ -5,7 +5,6 @@
 --   "Validation failed: status: must be one of open, won, lost, deleted, all_not_deleted"
 local compat = require "pipedrive.compat"
 local json = require "pipedrive.sandbox.json"
-local util = require "pipedrive.sandbox.util"
 local time = require "pipedrive.sandbox.time"
 
 local null = json.null

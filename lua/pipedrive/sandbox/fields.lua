@@ -255,7 +255,7 @@ local function ref(app, f, v, lenient)
   local id = to_int(v, lenient)
   if type(v) == "table" and v.value ~= nil then id = to_int(v.value, true) end
   if not id or id < 1 then invalid(where(f), "must be an id") end
-  local st, ok = app.store, false
+  local st, ok = app.store, nil
   if f.field_type == "user" then ok = st:user(id) ~= nil
   elseif f.field_type == "org" then ok = st:live("organization", id) ~= nil
   else ok = st:live("person", id) ~= nil end
@@ -557,7 +557,7 @@ local function writable(res)
   if not WRITABLE[res.kind] or res.read_only then fail(405, ("%s fields cannot be changed"):format(res.kind)) end
 end
 
-local function list(app, ctx, res)
+local function list_fields(app, ctx, res)
   local st, q = app.store, ctx.q
   local defs = st.field_defs[res.kind]
   local limit = q:int("limit", { min = 1, max = 500 }) or 100
@@ -583,7 +583,7 @@ local function list(app, ctx, res)
                                                                    or null } }
 end
 
-local function one(app, ctx, res, f)
+local function one(app, ctx, _, f)
   if ctx.api == "v1" then return 200, { success = true, data = M.field_v1(app.store, f) } end
   local _, include = ctx.q:list("include_fields", { "ui_visibility", "important_fields", "required_fields" })
   return 200, { success = true, data = M.field_v2(app.store, f, include) }
@@ -758,8 +758,8 @@ function M.route(version, segs)
   local n = #segs
   local ro = kind == "activity" or segs[1] == "leadFields"
   if n == 1 then
-    if ro then return { GET = list }, res end
-    local methods = { GET = list, POST = add }
+    if ro then return { GET = list_fields }, res end
+    local methods = { GET = list_fields, POST = add }
     if version == "v1" then methods.DELETE = delete_many end
     return methods, res
   end

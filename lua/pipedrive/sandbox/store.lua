@@ -12,7 +12,7 @@ local compat = require "pipedrive.compat"
 local json = require "pipedrive.sandbox.json"
 local util = require "pipedrive.sandbox.util"
 local time = require "pipedrive.sandbox.time"
-local fields = require "pipedrive.sandbox.fields"
+local field_defs = require "pipedrive.sandbox.fields"
 
 local array = json.array
 
@@ -173,8 +173,8 @@ function Store:reset()
   self.deleted_count = { deal = 0, person = 0, organization = 0, lead = 0, activity = 0 }
   self.version = self.version + 1
   self.counts_cache = nil
-  fields.seed(self, M.SEED_TIME)
-  if self.custom_fixtures then fields.seed_fixtures(self) end
+  field_defs.seed(self, M.SEED_TIME)
+  if self.custom_fixtures then field_defs.seed_fixtures(self) end
   if self.fixtures > 0 then
     self:bulk("deal", self.fixtures, "Fixture deal")
   end
