@@ -255,7 +255,8 @@ local function ref(app, f, v, lenient)
   local id = to_int(v, lenient)
   if type(v) == "table" and v.value ~= nil then id = to_int(v.value, true) end
   if not id or id < 1 then invalid(where(f), "must be an id") end
-  local st, ok = app.store, nil
+  local st = app.store
+  local ok
   if f.field_type == "user" then ok = st:user(id) ~= nil
   elseif f.field_type == "org" then ok = st:live("organization", id) ~= nil
   else ok = st:live("person", id) ~= nil end
