@@ -50,7 +50,7 @@ local function raises(fn, pattern)
 end
 
 describe("field_names and expand (sandbox)", function()
-  local sb, pd, keys
+  local sb, keys
 
   setup(function()
     sb = sandbox.start()
@@ -76,7 +76,6 @@ describe("field_names and expand (sandbox)", function()
   end)
 
   teardown(function()
-    if pd then pd.close() end
     sb.stop()
   end)
 
