@@ -137,8 +137,8 @@ describe("sandbox custom field values", function()
       [F["Renewal date"].key] = "2027-01-31", [F.Tier.key] = gold, [F.Regions.key] = { emea, apac },
       [F["Contract value"].key] = { value = 1200.5, currency = "USD" }, [F["Notes summary"].key] = "long text",
       [F.Seats.key] = 12, [F.Score.key] = 4.5, [F.Campaign.key] = "spring",
-      [F.Term.key] = { start = "2027-01-01", ["end"] = "2027-12-31" },
-      [F["Call window"].key] = { start = "09:00:00", ["end"] = "17:30:00" }, [F["Kick-off time"].key] = "10:15",
+      [F.Term.key] = { value = "2027-01-01", ["until"] = "2027-12-31" },
+      [F["Call window"].key] = { value = "09:00:00", ["until"] = "17:30:00" }, [F["Kick-off time"].key] = "10:15",
       [F.Site.key] = { value = "Main St 1, Berlin", locality = "Berlin", country = "Germany" },
       [F["Account manager"].key] = 2, [F.Partner.key] = org.id, [F.Sponsor.key] = person.id,
       [F.Hotline.key] = "+49 30 1", [F["Source tag"].key] = "web",
@@ -186,7 +186,7 @@ describe("sandbox custom field values", function()
     assert.equal(silver, v2[F.Tier.key])
     assert.same({ americas, emea }, v2[F.Regions.key])
     assert.same({ value = 99.5, currency = "EUR" }, v2[F["Contract value"].key])
-    assert.same({ start = "2027-02-01", ["end"] = "2027-02-28" }, v2[F.Term.key])
+    assert.same({ value = "2027-02-01", ["until"] = "2027-02-28" }, v2[F.Term.key])
     -- a currency alone keeps the amount; null clears
     ok_call(app, "PUT", "/v1/deals/" .. d.id, { body = { [F["Contract value"].key .. "_currency"] = "USD",
                                                          [F.Tier.key] = cjson.null } })

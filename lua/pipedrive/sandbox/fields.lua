@@ -8,7 +8,7 @@
 -- deal fields. A stored custom value is kept in one canonical form, the v2 one:
 --   varchar/varchar_auto/text/phone: string   double: number   int: integer   date: "YYYY-MM-DD"
 --   time: "HH:MM:SS"   enum: option id   set: array of option ids   user/org/people: an id
---   monetary: { value, currency }   daterange/timerange: { start, end }   address: { value, <parts> }
+--   monetary: { value, currency }   daterange/timerange: { value, until } (the v2 migration guide's form)   address: { value, <parts> }
 -- v1 writes and reads them flat: `key` plus `key_currency` (monetary), `key_until` (ranges),
 -- `key_<part>` (address; `key_formatted_address` too); enum as the id, set as "id,id" in answers.
 -- v2 answers carry every custom field of the kind under `custom_fields` (null when unset).
@@ -43,8 +43,8 @@ for _, t in ipairs(CUSTOM_TYPES) do CUSTOM_TYPE_SET[t] = true end
 
 local SUBFIELDS = {
   monetary = { { "value", "Amount", "double" }, { "currency", "Currency", "varchar" } },
-  daterange = { { "start", "Start date", "date" }, { "end", "End date", "date" } },
-  timerange = { { "start", "Start time", "time" }, { "end", "End time", "time" } },
+  daterange = { { "value", "Start date", "date" }, { "until", "End date", "date" } },
+  timerange = { { "value", "Start time", "time" }, { "until", "End time", "time" } },
 }
 
 -- The standard fields Pipedrive lists per kind: key, name, type, options (built-in option ids are strings).
@@ -336,13 +336,13 @@ local function value_of(app, f, v, api, side)
     if api == "v1" then
       a, b = v, side["until"]
     else
-      if type(v) ~= "table" or v[1] ~= nil then invalid(where(f), "must be an object {start, end}") end
-      a, b = v.start, v["end"]
+      if type(v) ~= "table" or v[1] ~= nil then invalid(where(f), "must be an object {value, until}") end
+      a, b = v.value, v["until"]
     end
     if a == nil or b == nil or b == null then invalid(where(f), "needs both a start and an end") end
     a, b = one(f, a), one(f, b)
     if b < a then invalid(where(f), "the end is before the start") end
-    return { start = a, ["end"] = b }
+    return { value = a, ["until"] = b }
   end
   if t == "address" then return address_obj(f, v, api == "v1" and side or nil) end
   invalid(where(f), ("fields of type %s cannot be set"):format(t))
@@ -400,7 +400,6 @@ function M.values(app, b, api, kind, update)
       -- a side key alone: the main value kept, e.g. a new currency for the stored amount
       local old = update and update[hash]
       if type(old) == "table" and old.value ~= nil then mains[hash] = old.value
-      elseif type(old) == "table" and old.start ~= nil then mains[hash] = old.start
       else invalid(where(f), ("%s_%s needs %s"):format(hash, next(side), hash)) end
     end
   end
@@ -458,7 +457,7 @@ function M.v1_flat(st, kind, values, obj, set_only)
       if t == "monetary" then
         put(k, v and v.value) put(k .. "_currency", v and v.currency)
       elseif t == "daterange" or t == "timerange" then
-        put(k, v and v.start) put(k .. "_until", v and v["end"])
+        put(k, v and v.value) put(k .. "_until", v and v["until"])
       elseif t == "address" then
         put(k, v and v.value)
         for _, p in ipairs(M.ADDRESS_PARTS) do put(k .. "_" .. p, v and v[p]) end
@@ -503,7 +502,7 @@ local function subfields_out(f, v2)
   if not list then return null end
   local out = array()
   for i, s in ipairs(list) do
-    local code = (v2 and s[1]) or (f.key .. "_" .. (s[1] == "end" and "until" or s[1]))
+    local code = (v2 and s[1]) or (s[1] == "value" and f.key or f.key .. "_" .. s[1])
     if v2 then
       out[i] = { field_code = code, field_name = s[2], field_type = s[3] }
     else
