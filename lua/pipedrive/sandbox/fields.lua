@@ -115,7 +115,7 @@ local function make_field(st, kind, key, name, ftype, opts)
   local now = opts.time or st:now()
   local f = { id = next_id(st, "field_seq"), key = key, name = name, field_type = ftype, custom = opts.custom,
               add_time = now, update_time = now, order_nr = #st.field_defs[kind] + 1, user_id = opts.user_id,
-              add_visible = opts.add_visible, description = opts.description }
+              add_visible = opts.add_visible, description = opts.description, kind = kind }
   if opts.options then
     f.options = {}
     for i, o in ipairs(opts.options) do
@@ -525,6 +525,17 @@ function M.field_v1(_, f)
   }
 end
 
+-- What the files' field schemas leave out per kind: the v1 product field has no is_subfield or
+-- subfields, the v2 organization and product fields no description.
+local V1_OMIT = { product = { "is_subfield", "subfields" } }
+local V2_OMIT = { organization = { "description" }, product = { "description" } }
+local function omit(r, list)
+  for _, k in ipairs(list or {}) do r[k] = nil end
+  return r
+end
+local field_v1 = M.field_v1
+function M.field_v1(st, f) return omit(field_v1(st, f), V1_OMIT[f.kind]) end
+
 function M.field_v2(_, f, include)
   local r = {
     field_name = f.name, field_code = f.key, description = f.description or null, field_type = f.field_type,
@@ -539,7 +550,7 @@ function M.field_v2(_, f, include)
   end
   if include.important_fields then r.important_fields = { enabled = false, stage_ids = array() } end
   if include.required_fields then r.required_fields = { enabled = false, stage_ids = array(), statuses = {} } end
-  return r
+  return omit(r, V2_OMIT[f.kind])
 end
 
 ------------------------------------------------------------------------------
@@ -682,9 +693,10 @@ local function delete(app, ctx, res)
   if not f.custom then fail(403, "Standard fields cannot be deleted") end
   remove(app.store, res.kind, f)
   if ctx.api == "v1" then return 200, { success = true, data = { id = f.id } } end
-  return 200, { success = true, data = { field_name = f.name, field_code = f.key, field_type = f.field_type,
-                                         description = f.description or null, is_custom_field = true,
-                                         is_optional_response_field = false, options = null, subfields = null } }
+  return 200, { success = true, data = omit({ field_name = f.name, field_code = f.key, field_type = f.field_type,
+                                              description = f.description or null, is_custom_field = true,
+                                              is_optional_response_field = false, options = null, subfields = null },
+                                            V2_OMIT[f.kind]) }
 end
 
 -- DELETE /v1/xFields?ids=1,2: bulk delete.
