@@ -6,26 +6,23 @@ local sandbox = require "support.sandbox"
 
 local null = core.null
 
--- A 40-hex key per name (the sandbox's generic store keeps what it is given).
-local function hash_of(name)
-  local h = 0
-  for i = 1, #name do h = (h * 31 + name:byte(i)) % 4294967291 end
-  return (("%08x"):format(h)):rep(5)
-end
-
--- Defines a deal field seen by both API versions; returns its key. When the
--- sandbox makes the key itself, that key is used.
+-- Adds a custom field through the sandbox's v2 *Fields endpoint (the sandbox makes the 40-hex
+-- key and the option ids); returns the key and the option ids by label.
 local function define(pd, resource, name, ftype, labels)
-  local key = hash_of(resource .. name)
   local options
   if labels then
     options = {}
-    for i, l in ipairs(labels) do options[i] = { id = 100 + i, label = l } end
+    for i, l in ipairs(labels) do options[i] = { label = l } end
   end
-  local path = "/api/v2/" .. resource
-  local data = assert(pd.request("POST", path, { body = { field_name = name, name = name, field_code = key,
-    key = key, field_type = ftype, is_custom_field = true, options = options } }))
-  return data.field_code or key
+  local data = assert(pd.request("POST", "/api/v2/" .. resource, { body = { field_name = name, field_type = ftype,
+    options = options } }))
+  assert.matches("^%x+$", data.field_code)
+  assert.equal(40, #data.field_code)
+  local ids = {}
+  if type(data.options) == "table" then
+    for _, o in ipairs(data.options) do ids[o.label] = o.id end
+  end
+  return data.field_code, ids
 end
 
 local function count(log, pattern)
@@ -51,26 +48,32 @@ end
 
 describe("field_names and expand (sandbox)", function()
   local sb, keys
+  local opt = {} -- field name -> option label -> id
 
   setup(function()
     sb = sandbox.start()
     local admin = sb.client()
+    local function field(name, ftype, labels)
+      local key, ids = define(admin, "dealFields", name, ftype, labels)
+      opt[name] = ids
+      return key
+    end
     keys = {
-      Region = define(admin, "dealFields", "Region", "varchar"),
-      Notes = define(admin, "dealFields", "Notes", "text"),
-      Score = define(admin, "dealFields", "Score", "double"),
-      Hotline = define(admin, "dealFields", "Hotline", "phone"),
-      ["Renewal date"] = define(admin, "dealFields", "Renewal date", "date"),
-      ["Call at"] = define(admin, "dealFields", "Call at", "time"),
-      Tier = define(admin, "dealFields", "Tier", "enum", { "Gold", "Silver", "Bronze" }),
-      Tags = define(admin, "dealFields", "Tags", "set", { "EU", "US", "Enterprise" }),
-      Budget = define(admin, "dealFields", "Budget", "monetary"),
-      ["HQ address"] = define(admin, "dealFields", "HQ address", "address"),
-      Term = define(admin, "dealFields", "Term", "daterange"),
-      Shift = define(admin, "dealFields", "Shift", "timerange"),
-      Champion = define(admin, "dealFields", "Champion", "user"),
-      ["Partner org"] = define(admin, "dealFields", "Partner org", "org"),
-      ["Referrer"] = define(admin, "dealFields", "Referrer", "people"),
+      Region = field("Region", "varchar"),
+      Notes = field("Notes", "text"),
+      Score = field("Score", "double"),
+      Hotline = field("Hotline", "phone"),
+      ["Renewal date"] = field("Renewal date", "date"),
+      ["Call at"] = field("Call at", "time"),
+      Tier = field("Tier", "enum", { "Gold", "Silver", "Bronze" }),
+      Tags = field("Tags", "set", { "EU", "US", "Enterprise" }),
+      Budget = field("Budget", "monetary"),
+      ["HQ address"] = field("HQ address", "address"),
+      Term = field("Term", "daterange"),
+      Shift = field("Shift", "timerange"),
+      Champion = field("Champion", "user"),
+      ["Partner org"] = field("Partner org", "org"),
+      ["Referrer"] = field("Referrer", "people"),
     }
     admin.close()
   end)
@@ -109,13 +112,17 @@ describe("field_names and expand (sandbox)", function()
         assert.same({ "EU", "Enterprise" }, { cf.Tags[1], cf.Tags[2] })
         assert.equal(2300, cf.Budget.value)
         assert.equal("2027-01-01", cf.Term.value)
-        -- The sub-values (v1's <hash>_currency keys) come back once the sandbox stores them (branch i15-sandbox).
-        if api == "v2" or cf.Budget.currency ~= nil then
-          assert.equal("EUR", cf.Budget.currency)
-          assert.equal("Berlin", cf["HQ address"].locality)
-          assert.equal("2027-12-31", cf.Term["until"])
-          assert.equal("17:00:00", cf.Shift["until"])
-        end
+        -- The sub-values (v1's <hash>_currency, _until and _<part> keys) come back in the v2 form.
+        assert.equal("EUR", cf.Budget.currency)
+        assert.same({ value = "Main St 1, Berlin", locality = "Berlin", country = "Germany" },
+          { value = cf["HQ address"].value, locality = cf["HQ address"].locality, country = cf["HQ address"].country })
+        assert.same({ value = "2027-01-01", ["until"] = "2027-12-31" }, cf.Term)
+        assert.same({ value = "09:00:00", ["until"] = "17:00:00" }, cf.Shift)
+        assert.equal("long text", cf.Notes)
+        assert.equal("+49 30 1234", cf.Hotline)
+        assert.equal("2027-01-31", cf["Renewal date"])
+        assert.equal("10:30:00", cf["Call at"])
+        assert.equal(1, cf.Champion)
         assert.equal(org.id, cf["Partner org"])
         assert.equal(person.id, cf.Referrer)
         assert.is_nil(deal[keys.Region])
@@ -123,11 +130,22 @@ describe("field_names and expand (sandbox)", function()
         local req = last_with(sb.requests(), "POST", "deals$")
         local body = core.json_decode(req.body)
         local sent = api == "v2" and body.custom_fields or body
-        assert.equal(102, sent[keys.Tier])
-        assert.same({ 101, 103 }, { sent[keys.Tags][1], sent[keys.Tags][2] })
-        assert.is_nil(sent.Tier)
-        assert.is_nil(req.body:find("Silver", 1, true))
+        if api == "v2" then
+          assert.equal(opt.Tier.Silver, sent[keys.Tier])
+          assert.same({ opt.Tags.EU, opt.Tags.Enterprise }, { sent[keys.Tags][1], sent[keys.Tags][2] })
+        else
+          assert.equal(opt.Tier.Silver, tonumber(sent[keys.Tier]))
+          local tags = sent[keys.Tags]
+          if type(tags) == "string" then tags = { tags:match("^(%d+),(%d+)$") } end
+          assert.same({ opt.Tags.EU, opt.Tags.Enterprise }, { tonumber(tags[1]), tonumber(tags[2]) })
+        end
+        -- no field name or option label anywhere in the body
+        for name, v in pairs(VALUES) do
+          assert.is_nil(req.body:find('"' .. name .. '"', 1, true), name)
+          if type(v) == "string" and next(opt[name] or {}) then assert.is_nil(req.body:find(v, 1, true), v) end
+        end
         assert.is_nil(req.body:find("Enterprise", 1, true))
+        for k in pairs(api == "v2" and sent or {}) do assert.matches("^%x+$", k) end
         if api == "v2" then
           assert.same({ value = 2300, currency = "EUR" }, sent[keys.Budget])
         else
@@ -135,12 +153,13 @@ describe("field_names and expand (sandbox)", function()
           assert.equal("EUR", sent[keys.Budget .. "_currency"])
           assert.equal("2027-12-31", sent[keys.Term .. "_until"])
           assert.equal("Berlin", sent[keys["HQ address"] .. "_locality"])
+          assert.equal("17:00:00", sent[keys.Shift .. "_until"])
         end
         -- Read back by get, list and update; ids still accepted.
         local got = assert(c.deals.get(deal.id))
         assert.equal("Silver", got.custom_fields.Tier)
         assert.equal("2027-01-31", got.custom_fields["Renewal date"])
-        local upd = assert(c.deals.update(deal.id, { custom_fields = { Tier = 103 } }))
+        local upd = assert(c.deals.update(deal.id, { custom_fields = { Tier = opt.Tier.Bronze } }))
         assert.equal("Bronze", upd.custom_fields.Tier)
         local list = assert(c.deals.list{})
         local found
@@ -149,9 +168,14 @@ describe("field_names and expand (sandbox)", function()
         -- Without the option: Pipedrive's shape.
         local plain = assert(c.deals.get(deal.id, { field_names = false }))
         if api == "v2" then
-          assert.equal(103, plain.custom_fields[keys.Tier])
+          assert.equal(opt.Tier.Bronze, plain.custom_fields[keys.Tier])
+          assert.same({ value = "2027-01-01", ["until"] = "2027-12-31" }, plain.custom_fields[keys.Term])
+          assert.same({ value = 2300, currency = "EUR" }, plain.custom_fields[keys.Budget])
         else
-          assert.equal(103, plain[keys.Tier])
+          assert.equal(opt.Tier.Bronze, tonumber(plain[keys.Tier]))
+          assert.equal("2027-12-31", plain[keys.Term .. "_until"])
+          assert.equal("EUR", plain[keys.Budget .. "_currency"])
+          assert.equal("Berlin", plain[keys["HQ address"] .. "_locality"])
         end
         c.close()
       end)
@@ -173,12 +197,11 @@ describe("field_names and expand (sandbox)", function()
   it("raises for a name two fields share, naming both hashes", function()
     local admin = sb.client()
     local a = define(admin, "dealFields", "Twin", "varchar")
-    local b = admin.request("POST", "/api/v2/dealFields", { body = { field_name = "Twin", name = "Twin",
-      field_code = ("c"):rep(40), key = ("c"):rep(40), field_type = "varchar", is_custom_field = true } })
+    local b = define(admin, "dealFields", "Twin", "varchar")
     local c = sb.client{ field_names = true }
     local err = raises(function() c.deals.add{ title = "x", custom_fields = { Twin = "y" } } end, "shared by 2")
     assert.matches(a, err)
-    assert.matches(b.field_code or ("c"):rep(40), err)
+    assert.matches(b, err)
     c.close()
     admin.close()
   end)

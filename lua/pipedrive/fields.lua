@@ -26,12 +26,13 @@ local FIELDS_RESOURCE = { deal = "deal_fields", person = "person_fields", organi
 M.KINDS = FIELDS_RESOURCE
 
 -- v1 keeps a field's sub-values in sibling keys `<hash>_<sub>`; v2 in an
--- object. The sub-values each field type has, besides `value`.
+-- object (Pipedrive's v2 migration guide: monetary {value, currency}, date and time ranges
+-- {value, until}, address {value, <parts>}; a time is a plain string). The sub-values each
+-- field type has, besides `value`.
 local SUBS = {
   monetary = { "currency" },
   daterange = { "until" },
-  timerange = { "until", "timezone_id" },
-  time = { "timezone_id" },
+  timerange = { "until" },
   address = { "subpremise", "street_number", "route", "sublocality", "locality", "admin_area_level_1",
               "admin_area_level_2", "country", "postal_code", "formatted_address" },
 }
