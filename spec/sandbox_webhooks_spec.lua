@@ -46,7 +46,7 @@ describe("sandbox record updates", function()
 
   it("v2 PATCH changes the given fields of a deal and answers it in the v2 shape", function()
     local ck = ok_call(app, "POST", "/v1/dealFields", { body = { name = "C", field_type = "varchar" } }).data.key
-    local dk = ok_call(app, "POST", "/v1/dealFields", { body = { name = "D", field_type = "int" } }).data.key
+    local dk = ok_call(app, "POST", "/v1/dealFields", { body = { name = "D", field_type = "double" } }).data.key
     local p = ok_call(app, "POST", "/api/v2/persons", { body = { name = "Pat" } }).data.id
     local d = ok_call(app, "POST", "/api/v2/deals", { body = { title = "Old", value = 10, person_id = p } }).data
     app.advance(60)

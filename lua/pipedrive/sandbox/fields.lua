@@ -35,7 +35,7 @@ local DEF_KIND = { deal = "deal", lead = "deal", person = "person", organization
 M.ADDRESS_PARTS = { "subpremise", "street_number", "route", "sublocality", "locality",
                     "admin_area_level_1", "admin_area_level_2", "country", "postal_code", "formatted_address" }
 
--- The types a custom field may have (the v2 add body's enum; v1 also allows int).
+-- The types a custom field may have (the v2 add body's enum; the v1 file's is the same plus visible_to).
 local CUSTOM_TYPES = { "varchar", "text", "double", "phone", "date", "daterange", "time", "timerange", "set",
                        "enum", "varchar_auto", "address", "monetary", "org", "people", "user" }
 local CUSTOM_TYPE_SET = {}
