@@ -303,9 +303,9 @@ describe("every generated operation through the client against the sandbox", fun
         if id == nil or oa.is_null(id) then id = fallback end
         if status < 300 and type(data.options) == "table" and collection:match("Fields$") then
           extra.options = extra.options or {}
-          local ids = {}
-          for i, o in ipairs(data.options) do ids[i] = o.id end
-          extra.options[id] = ids
+          local option_ids = {}
+          for i, o in ipairs(data.options) do option_ids[i] = o.id end
+          extra.options[id] = option_ids
         end
         if not fresh then made[key] = id end
         if collection == "/leads" and not extra.lead then extra.lead = id end

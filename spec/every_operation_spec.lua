@@ -246,9 +246,9 @@ describe("every operation of the OpenAPI files against the sandbox", function()
         if id == nil or oa.is_null(id) then id = data.field_code end -- v2 fields are named by their code
         if status < 300 and type(data.options) == "table" and collection:match("Fields$") then
           extra.options = extra.options or {}
-          local ids = {}
-          for i, o in ipairs(data.options) do ids[i] = o.id end
-          extra.options[id] = ids
+          local option_ids = {}
+          for i, o in ipairs(data.options) do option_ids[i] = o.id end
+          extra.options[id] = option_ids
         end
         if (id == nil or oa.is_null(id)) and status < 300 then
           -- no id in the answer: the record is named by the id field the request gave

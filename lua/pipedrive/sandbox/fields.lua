@@ -8,7 +8,7 @@
 -- deal fields. A stored custom value is kept in one canonical form, the v2 one:
 --   varchar/varchar_auto/text/phone: string   double: number   int: integer   date: "YYYY-MM-DD"
 --   time: "HH:MM:SS"   enum: option id   set: array of option ids   user/org/people: an id
---   monetary: { value, currency }   daterange/timerange: { value, until } (the v2 migration guide's form)   address: { value, <parts> }
+--   monetary: { value, currency }   daterange/timerange: { value, until }   address: { value, <parts> } (v2 migration guide)
 -- v1 writes and reads them flat: `key` plus `key_currency` (monetary), `key_until` (ranges),
 -- `key_<part>` (address; `key_formatted_address` too); enum as the id, set as "id,id" in answers.
 -- v2 answers carry every custom field of the kind under `custom_fields` (null when unset).
