@@ -109,6 +109,9 @@ build = {
     ["pipedrive.operations.index"] = "lua/pipedrive/operations/index.lua",
     -- generated operations: end
     ["pipedrive.paging"] = "lua/pipedrive/paging.lua",
+    ["pipedrive.fields"] = "lua/pipedrive/fields.lua",
+    ["pipedrive.expand"] = "lua/pipedrive/expand.lua",
+    ["pipedrive.extras"] = "lua/pipedrive/extras.lua",
     ["pipedrive.params"] = "lua/pipedrive/params.lua",
     ["pipedrive.pipeline"] = "lua/pipedrive/pipeline.lua",
     ["pipedrive.redact"] = "lua/pipedrive/redact.lua",

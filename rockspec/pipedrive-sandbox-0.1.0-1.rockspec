@@ -46,6 +46,7 @@ build = {
     ["pipedrive.sandbox.check"] = "lua/pipedrive/sandbox/check.lua",
     ["pipedrive.sandbox.delivery"] = "lua/pipedrive/sandbox/delivery.lua",
     ["pipedrive.sandbox.faults"] = "lua/pipedrive/sandbox/faults.lua",
+    ["pipedrive.sandbox.fields"] = "lua/pipedrive/sandbox/fields.lua",
     ["pipedrive.sandbox.generic"] = "lua/pipedrive/sandbox/generic.lua",
     ["pipedrive.sandbox.json"] = "lua/pipedrive/sandbox/json.lua",
     ["pipedrive.sandbox.oauth"] = "lua/pipedrive/sandbox/oauth.lua",

@@ -53,6 +53,34 @@ local BODY = {
   addWebhook = { subscription_url = "http://127.0.0.1:9/every", event_action = "*", event_object = "*" },
 }
 
+-- Field definitions: an enum field (options to add, rename and delete), and the option ids a made
+-- field answered (extra.options[field code or id]) for the options operations.
+local function enum_field()
+  return { field_type = "enum", options = { { label = "Every A" }, { label = "Every B" } } }
+end
+local function options_of(extra, path)
+  local code = path and path:match("Fields/([^/]+)/options$")
+  return extra.options and extra.options[code] or {}
+end
+for _, kind in ipairs({ "Deal", "Person", "Organization", "Product" }) do
+  BODY["add" .. kind .. "Field"] = enum_field
+  BODY["update" .. kind .. "FieldOptions"] = function(extra, path)
+    return { { id = options_of(extra, path)[1], label = "Every A renamed" } }
+  end
+  BODY["delete" .. kind .. "FieldOptions"] = function(extra, path) return { { id = options_of(extra, path)[2] } } end
+end
+
+-- Required query parameters the schema's sample does not make valid: operationId -> function
+-- (given fresh(collection), the id of a record made for it) returning the parameters.
+local QUERY = {}
+for _, kind in ipairs({ "Deal", "Person", "Organization", "Product" }) do
+  QUERY["delete" .. kind .. "Fields"] = function(fresh)
+    return { ids = tostring(fresh("/" .. kind:lower() .. "Fields")) }
+  end
+end
+-- The kinds whose v2 fields the sandbox serves (named by field code; "id" is a field every company has).
+local FIELD_KINDS = { deal = true, person = true, organization = true, product = true, activity = true }
+
 local function flatten(spec, s)
   s = oa.resolve(spec, s) or s
   if type(s) ~= "table" then return {} end
@@ -224,12 +252,12 @@ describe("every generated operation through the client against the sandbox", fun
       local failures = {}
 
       -- The sample body of an operation (a table of fields, or an array) and its media type.
-      local function body_for(op)
+      local function body_for(op, path)
         local ct, schema = body_schema(spec, op)
         local b = schema and sample(spec, schema, nil, 0)
         if schema and type(b) ~= "table" then b = {} end
         local add = BODY[op.operationId]
-        if type(add) == "function" then add = add(extra) end
+        if type(add) == "function" then add = add(extra, path) end
         if add then
           b, ct = b or {}, ct or "application/json"
           for k, v in pairs(add) do b[k] = v end
@@ -248,6 +276,7 @@ describe("every generated operation through the client against the sandbox", fun
         if ps and (ps.format == "uuid" or collection == "/leads") then
           fallback = extra.lead or "00000000-0000-4000-8000-000000000001"
         end
+        if FIELD_KINDS[collection:match("^/(%a+)Fields$") or ""] and prefix:find("v2") then fallback = "id" end
         if not post then return fallback end
         local text, ctype
         local b, ct = body_for(post)
@@ -272,6 +301,12 @@ describe("every generated operation through the client against the sandbox", fun
           end
         end
         if id == nil or oa.is_null(id) then id = fallback end
+        if status < 300 and type(data.options) == "table" and collection:match("Fields$") then
+          extra.options = extra.options or {}
+          local option_ids = {}
+          for i, o in ipairs(data.options) do option_ids[i] = o.id end
+          extra.options[id] = option_ids
+        end
         if not fresh then made[key] = id end
         if collection == "/leads" and not extra.lead then extra.lead = id end
         return id
@@ -385,7 +420,12 @@ describe("every generated operation through the client against the sandbox", fun
           for _, prm in ipairs(params) do
             if prm["in"] == "query" and prm.required then args[prm.name] = sample(spec, prm.schema, prm.name, 0) end
           end
-          local b, ct = body_for(o.op)
+          if QUERY[opid] then
+            for k, v in pairs(QUERY[opid](function(coll) return id_for(coll, coll, true, nil, "id") end)) do
+              args[k] = v
+            end
+          end
+          local b, ct = body_for(o.op, path)
           if b and o.method ~= "get" then
             local _, schema = body_schema(spec, o.op)
             if schema and flatten(spec, schema).type == "array" then

@@ -27,7 +27,8 @@ local DEFAULT_BASE_URL = "https://api.pipedrive.com"
 local KNOWN = { api_token = true, base_url = true, api = true, timeout = true, connect_timeout = true,
                 transport = true, insecure = true, user_agent = true, max_response = true,
                 oauth = true, oauth_url = true, retries = true, sleep = true,
-                pace = true, max_redirects = true, log = true }
+                pace = true, max_redirects = true, log = true,
+                field_names = true, cache_ttl = true }
 -- The operations that take an id or a term as their first argument.
 local POSITIONAL = { get = "id", delete = "id", update = "id", search = "term" }
 
@@ -78,6 +79,12 @@ local function check_options(opts)
   end
   if opts.log ~= nil and type(opts.log) ~= "function" then
     error("pipedrive.new: log must be a function(event)", 3)
+  end
+  if opts.field_names ~= nil and type(opts.field_names) ~= "boolean" then
+    error("pipedrive.new: field_names must be a boolean", 3)
+  end
+  if opts.cache_ttl ~= nil and (type(opts.cache_ttl) ~= "number" or opts.cache_ttl < 0) then
+    error("pipedrive.new: cache_ttl must be a number of seconds, 0 or more", 3)
   end
   return base_url, policy, pace
 end
@@ -170,11 +177,13 @@ local function resource(p, sched, rname, ops)
       local positional = op.positional or POSITIONAL[op.kind]
       if op.kind == "call" and not op.positional and op.params.id and op.params.id.path then positional = "id" end
       local plan = p:plan(op)
+      -- get(5) skips the translation, unless field_names asks for the answer to be reshaped.
+      local id_check = not p.field_names and plan.id_check
       t[fname] = function(a, b)
         if a == t then a = b end
         if positional and a ~= nil and type(a) ~= "table" then
-          if type(b) ~= "table" and plan.id_check then
-            local value = plan.id_check(a)
+          if type(b) ~= "table" and id_check then
+            local value = id_check(a)
             if value ~= nil then return p:call_id(plan, value) end
           end
           local merged = { [positional] = a }
@@ -225,6 +234,7 @@ function M.new(opts)
     api = opts.api or "v2", base_url = base_url, explicit_base = opts.base_url ~= nil, insecure = opts.insecure,
     policy = policy, pace = pace, log = opts.log, auth = auth, send = send, clock = clock, hook = hook,
     headers = token and { ["x-api-token"] = token, accept = "application/json" },
+    field_names = opts.field_names or nil, cache_ttl = opts.cache_ttl,
   }
   local self = setmetatable({ api = p.api }, Client)
   private[self] = { pipeline = p, sched = sched, http = http, closed = false,
@@ -250,7 +260,9 @@ function M.new(opts)
   self.in_flight = function() return Client.in_flight(self) end
   self.triggers = function(a, b)
     if a == self then a = b end
-    return require("pipedrive.triggers").new(self, a)
+    return require("pipedrive.triggers").new(self, a, function(ev, named, names)
+      return require("pipedrive.extras").event(p, ev, named, names)
+    end)
   end
   self.rate_limit = function() return Client.rate_limit(self) end
   self.call = function(a, b, c)
@@ -258,6 +270,11 @@ function M.new(opts)
     return Client.call(self, a, b)
   end
   self.base_url = function() return p:current_base() end
+  -- pd.fields("deal"): the field definitions of an object kind (cached, see fields.lua).
+  self.fields = function(a, b)
+    if a == self then a = b end
+    return require("pipedrive.fields").public(p, a)
+  end
   if auth then
     self.oauth = {
       authorize_url = auth.authorize_url, exchange = auth.exchange, revoke = auth.revoke, token = auth.token,

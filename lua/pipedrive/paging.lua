@@ -170,12 +170,17 @@ function M.each(pipeline, sched, rname, op, args, fname)
   -- The largest page the operation allows (500 unless its limit says less).
   local limit = op.params and op.params.limit
   if plan.paging ~= "none" and a.limit == nil and limit then
-    a.limit = math.min(500, limit.max or 500)
+    -- With expand, pages of 100: one ids= request per relation covers a page.
+    a.limit = math.min(a.expand ~= nil and 100 or 500, limit.max or 500)
   end
   local checked = a
-  if a.retries ~= nil then
+  if a.retries ~= nil or a.field_names ~= nil or a.expand ~= nil then
+    -- field_names and expand are checked (and taken off) by extras.lua on each page's call.
     checked = copy(a)
     checked.retries = nil
+    if a.field_names ~= nil or a.expand ~= nil then
+      checked = require("pipedrive.extras").options(pipeline, who, checked, 3)
+    end
   end
   local ok, problem = params.translate(op, plan.version, checked)
   if not ok then error(("%s: %s"):format(who, problem), 3) end

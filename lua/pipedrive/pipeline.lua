@@ -220,7 +220,13 @@ function Pipeline:call_id(plan, value)
 end
 
 --- One call of one operation; `level` places misuse errors at the user's line.
-function Pipeline:call(rname, fname, op, args, level)
+-- With field_names or expand on (the client's option or the call's), the
+-- call goes through extras.lua, which comes back here with `plain` set.
+function Pipeline:call(rname, fname, op, args, level, plain)
+  if not plain and (self.field_names or (type(args) == "table" and (args.field_names ~= nil
+      or args.expand ~= nil))) then
+    return require("pipedrive.extras").call(self, rname, fname, op, args, level + 1)
+  end
   local plan = self.plans[op] or self:plan(op)
   local policy = self.policy
   if type(args) == "table" then

@@ -9,6 +9,7 @@ local json = require "pipedrive.sandbox.json"
 local util = require "pipedrive.sandbox.util"
 local check = require "pipedrive.sandbox.check"
 local shapes = require "pipedrive.sandbox.shapes"
+local field_defs = require "pipedrive.sandbox.fields"
 
 local array, null = json.array, json.null
 local invalid, fail = check.invalid, check.fail
@@ -479,7 +480,7 @@ local function normalize_deal(app, b, api, opts)
   f.origin_id = b:string("origin_id")
   f.channel = b:int("channel")
   f.channel_id = b:string("channel_id")
-  f.custom_fields = b:custom_fields(api)
+  f.custom_fields = field_defs.values(app, b, api, "deal", opts and opts.update and (opts.record or {}))
   return f
 end
 
@@ -506,7 +507,7 @@ local function normalize_person(app, b, api, opts)
   f.visible_to = b:visible_to()
   f.marketing_status = b:enum("marketing_status", MARKETING)
   f.add_time = b:time("add_time")
-  f.custom_fields = b:custom_fields(api)
+  f.custom_fields = field_defs.values(app, b, api, "person", opts and opts.update and (opts.record or {}))
   return f
 end
 
@@ -525,7 +526,7 @@ local function normalize_org(app, b, api, opts)
     f.annual_revenue = b:int("annual_revenue")
     f.employee_count = b:int("employee_count", { min = 0 })
   end
-  f.custom_fields = b:custom_fields(api)
+  f.custom_fields = field_defs.values(app, b, api, "organization", opts and opts.update and (opts.record or {}))
   return f
 end
 
@@ -566,7 +567,7 @@ local function normalize_lead(app, b, _, opts)
   f.origin_id = b:string("origin_id")
   f.channel = b:int("channel")
   f.channel_id = b:string("channel_id")
-  f.custom_fields = b:custom_fields("v1")
+  f.custom_fields = field_defs.values(app, b, "v1", "lead", opts and opts.update and (opts.record or {}))
   return f
 end
 
@@ -686,7 +687,7 @@ function M.list_deals_v2(app, ctx, _, archived)
   local sort_by, desc = v2_sort(q)
   local include = v2_include(q, DEAL_INCLUDE)
   local custom = v2_custom(q)
-  q:bool("include_option_labels")
+  local option_labels = q:bool("include_option_labels")
   q:bool("include_labels")
   local limit = cursor_limit(q)
   local pred
@@ -724,7 +725,7 @@ function M.list_deals_v2(app, ctx, _, archived)
     and not archived and not any_archived(app)
   local items = select_records(app, "deal", key, pred, (sort_by ~= "id" or desc) and less or nil, live_only)
   local page, next_cursor = cursor_page(app, q, items, sort_by, desc, less, limit)
-  local opts = { include = include, custom_fields = custom }
+  local opts = { include = include, custom_fields = custom, option_labels = option_labels }
   return 200, { success = true, data = map(page, function(d) return shapes.deal_v2(st, d, opts) end),
                 additional_data = { next_cursor = next_cursor } }
 end
@@ -778,7 +779,7 @@ function M.list_contacts_v2(app, ctx, res)
   local sort_by, desc = v2_sort(q)
   local include = v2_include(q, INCLUDE[kind])
   local custom = v2_custom(q)
-  q:bool("include_option_labels")
+  local option_labels = q:bool("include_option_labels")
   q:bool("include_labels")
   local limit = cursor_limit(q)
   local deal_person = false
@@ -808,7 +809,7 @@ function M.list_contacts_v2(app, ctx, res)
   local items = select_records(app, kind, key, pred, (sort_by ~= "id" or desc) and less or nil, live_only)
   local page, next_cursor = cursor_page(app, q, items, sort_by, desc, less, limit)
   local shape = kind == "person" and shapes.person_v2 or shapes.org_v2
-  local opts = { include = include, custom_fields = custom }
+  local opts = { include = include, custom_fields = custom, option_labels = option_labels }
   return 200, { success = true, data = map(page, function(r) return shape(st, r, opts) end),
                 additional_data = { next_cursor = next_cursor } }
 end
@@ -878,7 +879,8 @@ function M.get(app, ctx, res)
     return 200, { success = true, data = shapes.lead_v1(st, r) }
   end
   if ctx.api == "v2" then
-    local opts = { include = v2_include(ctx.q, INCLUDE[kind]), custom_fields = v2_custom(ctx.q) }
+    local opts = { include = v2_include(ctx.q, INCLUDE[kind]), custom_fields = v2_custom(ctx.q),
+                   option_labels = ctx.q:bool("include_option_labels") }
     local shape = ({ deal = shapes.deal_v2, person = shapes.person_v2, organization = shapes.org_v2 })[kind]
     return 200, { success = true, data = shape(st, r, opts) }
   end
@@ -937,9 +939,9 @@ M.CLEARABLE = CLEARABLE
 
 --- The fields and the set of cleared names of an update body, checked like an
 -- add (nothing required). Raises before anything changes.
-function M.update_fields(app, ctx, kind)
+function M.update_fields(app, ctx, kind, record)
   local b = ctx.body
-  local fields = M.NORMALIZE[kind](app, b, ctx.api, { update = true })
+  local fields = M.NORMALIZE[kind](app, b, ctx.api, { update = true, record = record and record.custom_fields })
   local clear = {}
   for _, name in ipairs(CLEARABLE[kind] or {}) do
     if b.raw[name] == null then clear[name] = true end
@@ -953,7 +955,7 @@ function M.update(app, ctx, res)
   local st, kind = app.store, res.kind
   local r = st:live(kind, ctx.id)
   if not r then not_found(res) end
-  local fields, clear = M.update_fields(app, ctx, kind)
+  local fields, clear = M.update_fields(app, ctx, kind, r)
   if kind == "lead" then
     local person = not clear.person_id and (fields.person_id or r.person_id)
     local org = not clear.organization_id and (fields.organization_id or r.organization_id)

@@ -5,7 +5,6 @@
 --   "Validation failed: status: must be one of open, won, lost, deleted, all_not_deleted"
 local compat = require "pipedrive.compat"
 local json = require "pipedrive.sandbox.json"
-local util = require "pipedrive.sandbox.util"
 local time = require "pipedrive.sandbox.time"
 
 local null = json.null
@@ -275,24 +274,6 @@ function Body:visible_to(name)
   if type(v) == "string" and v:match("^[1357]$") then n = tonumber(v) end
   if not n or (n ~= 1 and n ~= 3 and n ~= 5 and n ~= 7) then invalid(name or "visible_to", one_of({ "1", "3", "5", "7" })) end
   return n
-end
-
---- Custom fields: v1 keeps them as top-level 40-hex keys, v2 under `custom_fields`.
-function Body:custom_fields(api)
-  local out = {}
-  if api == "v2" then
-    local cf = self:get("custom_fields")
-    if cf == nil then return out end
-    if type(cf) ~= "table" or cf[1] ~= nil then invalid("custom_fields", "must be an object") end
-    for k, v in pairs(cf) do
-      if v ~= null then out[k] = v end
-    end
-  else
-    for k, v in pairs(self.raw) do
-      if util.is_custom_key(k) and v ~= null then out[k] = v end
-    end
-  end
-  return out
 end
 
 return M

@@ -33,7 +33,8 @@
 -- and API calls may carry "Authorization: Bearer <access token>".
 --
 -- opts of `new`: api_token (default "sandbox-token"), fixtures (deals created at
--- start and on reset), clock (seconds; default sandbox.time.wall), rate_limit (requests per
+-- start and on reset), custom_fields (true: seed fields.lua's fixture custom fields too),
+-- clock (seconds; default sandbox.time.wall), rate_limit (requests per
 -- 2 s window, default 80), search_rate_limit (default 10), enforce_rate (answer 429
 -- once a window is spent; default false: the headers only), daily_limit (POSTs per
 -- day, default 10000), omit_nulls (leave out a property without a value whose schema
@@ -56,6 +57,7 @@ local check = require "pipedrive.sandbox.check"
 local store_mod = require "pipedrive.sandbox.store"
 local api = require "pipedrive.sandbox.api"
 local activities = require "pipedrive.sandbox.activities"
+local field_defs = require "pipedrive.sandbox.fields"
 local webhooks = require "pipedrive.sandbox.webhooks"
 local oauth = require "pipedrive.sandbox.oauth"
 local faults = require "pipedrive.sandbox.faults"
@@ -88,7 +90,8 @@ function M.new(opts)
     latency = opts.latency,
   }, App)
   app.fine_clock = opts.fine_clock or opts.clock or time.now
-  app.store = store_mod.new{ clock = app.clock, fixtures = opts.fixtures, seed = opts.seed }
+  app.store = store_mod.new{ clock = app.clock, fixtures = opts.fixtures, seed = opts.seed,
+                               custom_fields = opts.custom_fields }
   app.store.real_nulls = not opts.omit_nulls and opts.real_nulls ~= false
   app.generic = generic.new()
   app.oauth = oauth.new(app, { clients = opts.oauth_clients, token_ttl = opts.token_ttl, code_ttl = opts.code_ttl,
@@ -242,6 +245,7 @@ end
 
 -- Resources with their own router: fn(version, segs) -> methods, resource, path id.
 local ROUTERS = { activities = activities.route, webhooks = webhooks.route }
+for word in pairs(field_defs.PATHS) do ROUTERS[word] = field_defs.route end
 
 --- methods (method -> handler), resource, path id; nil for an unknown path.
 local function route(version, segs)
@@ -283,6 +287,7 @@ local function allow_header(methods)
 end
 
 local function path_id(res, s)
+  if res.any_id then return s end
   if res.kind == "lead" then
     if not util.is_uuid(s) then check.invalid("id", "must be a lead id (a UUID)") end
     return s:lower()
@@ -299,6 +304,7 @@ local function read_body(req, version, res)
   if ct == "application/json" then
     local v, err = json.decode(req.body or "")
     if v == nil then fail(400, "Malformed JSON in request body: " .. tostring(err)) end
+    if res.list_body then return check.body({}, false), v end
     if type(v) ~= "table" or v[1] ~= nil then fail(400, "Request body must be a JSON object") end
     return check.body(v, lenient)
   end
@@ -312,6 +318,7 @@ end
 -- A path segment the hand-modelled /{id} route may take as an id (else a sub-collection
 -- such as /deals/summary or /users/me may be meant).
 local function id_like(res, s)
+  if res and res.any_id then return true end
   if res and res.kind == "lead" then return util.is_uuid(s) end
   return s:match("^%d+$") ~= nil
 end
@@ -381,7 +388,9 @@ function App:dispatch(ctx)
   ctx.q = check.query(query)
   if id then ctx.id = path_id(res, id) end
   local m = ctx.method
-  if m == "POST" or m == "PUT" or m == "PATCH" then ctx.body = read_body(req, version, res) end
+  if m == "POST" or m == "PUT" or m == "PATCH" or (m == "DELETE" and res.list_body) then
+    ctx.body, ctx.body_list = read_body(req, version, res)
+  end
   return fn(self, ctx, res)
 end
 

@@ -28,6 +28,8 @@ Options:
                        as the x-api-token header, "Authorization: Bearer T",
                        or the legacy api_token query parameter
   --fixtures N         create N deals at start (and on reset)
+  --custom-fields      also seed custom fields (one of each type on deals, a few
+                       on persons and organizations; see GET /v1/dealFields)
   --exit-after SECONDS stop after this many seconds (a safety net for tests)
   --omit-nulls         leave out a property that has no value where the OpenAPI
                        schema does not allow null (default: write null, as
@@ -104,7 +106,7 @@ It exits on SIGTERM or SIGINT.
 ]]
 
 local FLAGS = { allow_remote = true, quiet = true, real_nulls = true, omit_nulls = true, help = true, webhook_duplicate = true,
-                oauth_auto_approve = true }
+                oauth_auto_approve = true, custom_fields = true }
 local VALUES = { host = true, port = true, port_file = true, api_token = true, fixtures = true, exit_after = true,
                  webhook_retry_delays = true, oauth_client = true, token_ttl = true, code_ttl = true,
                  fault = true, rate_limit = true, search_rate_limit = true, latency = true }
@@ -237,7 +239,8 @@ function M.main(argv)
     return 2
   end
   local httpd = require "pipedrive.sandbox.httpd"
-  local app = sandbox.new{ api_token = o.api_token, fixtures = o.fixtures, omit_nulls = o.omit_nulls,
+  local app = sandbox.new{ api_token = o.api_token, fixtures = o.fixtures, custom_fields = o.custom_fields,
+                           omit_nulls = o.omit_nulls,
                            webhook_retry_delays = o.webhook_retry_delays, webhook_duplicate = o.webhook_duplicate,
                            oauth_clients = o.oauth_clients, token_ttl = o.token_ttl, code_ttl = o.code_ttl,
                            oauth_auto_approve = o.oauth_auto_approve, faults = o.faults,

@@ -13,6 +13,7 @@
 local compat = require "pipedrive.compat"
 local json = require "pipedrive.sandbox.json"
 local time = require "pipedrive.sandbox.time"
+local field_defs = require "pipedrive.sandbox.fields"
 
 local array, null = json.array, json.null
 local floor = math.floor
@@ -116,19 +117,6 @@ local function custom_values(fields)
     if type(v) == "string" or type(v) == "number" then out[#out + 1] = tostring(v) end
   end
   return out
-end
-
-local function custom_object(fields, only)
-  local out = {}
-  for k, v in pairs(fields) do
-    if not only or only[k] then out[k] = v end
-  end
-  return out
-end
-
-local function flat_custom(obj, fields)
-  for k, v in pairs(fields) do obj[k] = v end
-  return obj
 end
 
 local function vis_v1(n) return tostring(n) end
@@ -355,7 +343,7 @@ function M.deal_v1(st, d, get)
     r.last_activity = null
     r.next_activity = null
   end
-  return flat_custom(r, d.custom_fields)
+  return field_defs.v1_flat(st, "deal", d.custom_fields, r)
 end
 
 local DEAL_INCLUDE = {
@@ -396,7 +384,8 @@ function M.deal_v2(st, d, opts)
     label_ids = copy_array(d.label_ids), origin = d.origin, origin_id = d.origin_id or null,
     channel = d.channel or null, channel_id = d.channel_id or null, source_lead_id = null,
     acv = null, arr = null, mrr = null,
-    custom_fields = custom_object(d.custom_fields, opts and opts.custom_fields),
+    custom_fields = field_defs.v2_object(st, "deal", d.custom_fields, opts and opts.custom_fields,
+      opts and opts.option_labels),
   }
   if opts and opts.include then
     for name in pairs(opts.include) do
@@ -438,7 +427,7 @@ function M.person_v1(st, p)
     last_activity_id = null, last_activity_date = null, next_activity_id = null, next_activity_date = null,
     next_activity_time = null, last_incoming_mail_time = NONE, last_outgoing_mail_time = NONE,
   }
-  return flat_custom(r, p.custom_fields)
+  return field_defs.v1_flat(st, "person", p.custom_fields, r)
 end
 
 local CONTACT_INCLUDE_ZERO = {
@@ -474,7 +463,8 @@ function M.person_v2(st, p, opts)
     visible_to = p.visible_to, is_deleted = p.deleted, add_time = v2_time(p.add_time),
     update_time = v2_time(p.update_time), birthday = p.birthday or NONE, job_title = p.job_title or NONE,
     notes = p.notes or NONE, picture_id = NONE, postal_address = p.postal_address or NONE,
-    custom_fields = custom_object(p.custom_fields, opts and opts.custom_fields),
+    custom_fields = field_defs.v2_object(st, "person", p.custom_fields, opts and opts.custom_fields,
+      opts and opts.option_labels),
   }
   if opts and opts.include then
     for name in pairs(opts.include) do r[name] = contact_include(st, "person", p, name) end
@@ -516,7 +506,7 @@ function M.org_v1(st, o, get)
     r.last_activity = null
     r.next_activity = null
   end
-  return flat_custom(r, o.custom_fields)
+  return field_defs.v1_flat(st, "organization", o.custom_fields, r)
 end
 
 function M.org_v2(st, o, opts)
@@ -532,7 +522,8 @@ function M.org_v2(st, o, opts)
     update_time = v2_time(o.update_time), address = address, website = o.website or null,
     linkedin = o.linkedin or null, industry = o.industry or null, annual_revenue = o.annual_revenue or null,
     employee_count = o.employee_count or null,
-    custom_fields = custom_object(o.custom_fields, opts and opts.custom_fields),
+    custom_fields = field_defs.v2_object(st, "organization", o.custom_fields, opts and opts.custom_fields,
+      opts and opts.option_labels),
   }
   if opts and opts.include then
     for name in pairs(opts.include) do r[name] = contact_include(st, "organization", o, name) end
@@ -556,7 +547,7 @@ function M.lead_v1(st, l)
     visible_to = vis_v1(l.visible_to), cc_email = cc_email(st, "lead" .. l.id:gsub("%-", ""):sub(1, 12)),
     source_deal_id = null,
   }
-  return flat_custom(r, l.custom_fields)
+  return field_defs.v1_flat(st, "lead", l.custom_fields, r, true)
 end
 
 ------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ local compat = require "pipedrive.compat"
 local json = require "pipedrive.sandbox.json"
 local util = require "pipedrive.sandbox.util"
 local time = require "pipedrive.sandbox.time"
+local field_defs = require "pipedrive.sandbox.fields"
 
 local array = json.array
 
@@ -133,12 +134,14 @@ Store.FILTER_RULES = FILTER_RULES
 -- The kinds of records the API creates.
 M.KINDS = { "deal", "person", "organization", "lead", "activity" }
 
---- A new store in its seeded state. opts: clock, seed (lead UUIDs), fixtures (deals to pre-create).
+--- A new store in its seeded state. opts: clock, seed (lead UUIDs), fixtures (deals to pre-create),
+-- custom_fields (true: seed fields.lua's fixture custom fields too).
 function M.new(opts)
   opts = opts or {}
   local st = setmetatable({
     clock = opts.clock or time.wall,
     fixtures = opts.fixtures or 0,
+    custom_fixtures = opts.custom_fields == true,
     -- The UUID generator is not reset with the data, so a lead id is never reused.
     uuid_state = compat.tointeger(opts.seed) or 0x5eed,
     version = 0,
@@ -170,6 +173,8 @@ function Store:reset()
   self.deleted_count = { deal = 0, person = 0, organization = 0, lead = 0, activity = 0 }
   self.version = self.version + 1
   self.counts_cache = nil
+  field_defs.seed(self, M.SEED_TIME)
+  if self.custom_fixtures then field_defs.seed_fixtures(self) end
   if self.fixtures > 0 then
     self:bulk("deal", self.fixtures, "Fixture deal")
   end
@@ -457,7 +462,9 @@ function Store:update(kind, r, fields, clear)
     if k == "custom_fields" then
       local merged = {}
       for ck, cv in pairs(r.custom_fields or {}) do merged[ck] = cv end
-      for ck, cv in pairs(v) do merged[ck] = cv end
+      for ck, cv in pairs(v) do
+        if cv == json.null then merged[ck] = nil else merged[ck] = cv end
+      end
       r.custom_fields = merged
     elseif k == "label_ids" or k == "emails" or k == "phones" or k == "ims" then
       r[k] = array(v)

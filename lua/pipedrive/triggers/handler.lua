@@ -38,6 +38,17 @@ end
 
 -- Runs the callbacks not yet successful for this event; returns the number that failed.
 local function run_callbacks(st, ev, fns, key)
+  if st.shape and not ev.shaped then
+    -- A failed read of field definitions or related records fails the
+    -- delivery (5xx): Pipedrive delivers it again.
+    local ok, sok, serr = pcall(st.shape, ev)
+    if not ok or not sok then
+      emit(st, "error", ("reshaping %s (id %s) failed: %s"):format(ev.event, shown(ev.id),
+        tostring(ok and (serr and serr.message or serr) or sok)))
+      return #fns
+    end
+    ev.shaped = true
+  end
   local done = st.partial:get(key) or {}
   local failed = 0
   for _, fn in ipairs(fns) do

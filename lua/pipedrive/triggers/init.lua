@@ -47,7 +47,8 @@ local function display_url(url)
 end
 
 local KNOWN = { url = true, user = true, password = true, version = true, name = true, max_body = true,
-                seen = true, dedupe_ttl = true, dedupe_max = true, log = true, clock = true, user_id = true }
+                seen = true, dedupe_ttl = true, dedupe_max = true, log = true, clock = true, user_id = true,
+                field_names = true, expand = true }
 
 -- An http(s) URL libcurl's parser reads (the one URL parser), of a sane length.
 local function check_url(url)
@@ -121,9 +122,16 @@ end
 -- max_body (1 MiB), seen ({check, mark}), dedupe_ttl (3600 s),
 -- dedupe_max (10000), log (function(line, level)), clock (function -> seconds),
 -- user_id (whose permissions filter the events).
-function M.new(client, opts)
+function M.new(client, opts, shaper)
   if opts == nil then opts = {} end
   check_options(opts)
+  if opts.field_names ~= nil and type(opts.field_names) ~= "boolean" then misuse("field_names must be a boolean") end
+  local expand_list
+  if opts.expand ~= nil then
+    local why
+    expand_list, why = require("pipedrive.expand").check(opts.expand)
+    if not expand_list then misuse(why) end
+  end
   local user, password = opts.user, opts.password
   check_credentials(user, password)
   check_store(opts.seen)
@@ -139,6 +147,12 @@ function M.new(client, opts)
     log = opts.log, clock = clock, wall = core.now, user_id = opts.user_id,
     handlers = {}, by_event = {}, order = {}, inflight = {}, secrets = {},
   }
+  -- field_names / expand: each event's current and previous reshaped by the
+  -- client (extras.lua) before the callbacks run.
+  if shaper and (opts.field_names or expand_list) then
+    local named = opts.field_names == true
+    st.shape = function(ev) return shaper(ev, named, expand_list) end
+  end
   st.memory = seen_mod.memory(st.max, clock)
   st.partial = seen_mod.memory(st.max, clock)
   st.seen = opts.seen or seen_mod.store(st.memory)
