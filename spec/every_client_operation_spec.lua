@@ -81,24 +81,7 @@ end
 -- The kinds whose v2 fields the sandbox serves (named by field code; "id" is a field every company has).
 local FIELD_KINDS = { deal = true, person = true, organization = true, product = true, activity = true }
 
-local function flatten(spec, s)
-  s = oa.resolve(spec, s) or s
-  if type(s) ~= "table" then return {} end
-  if s.allOf then
-    local out = { properties = {}, required = {} }
-    for _, part in ipairs(s.allOf) do
-      local f = flatten(spec, part)
-      out.type = out.type or f.type
-      out.items = out.items or f.items
-      for k, v in pairs(f.properties or {}) do out.properties[k] = v end
-      for _, r in ipairs(f.required or {}) do out.required[#out.required + 1] = r end
-    end
-    return out
-  end
-  local alt = s.oneOf or s.anyOf
-  if alt and alt[1] then return flatten(spec, alt[1]) end
-  return s
-end
+local flatten = oa.sample_view
 
 -- A valid value for a schema: its example, the first enum value, else one by type and format
 -- (a binary string is a file part: a tiny PNG, as the client takes files).

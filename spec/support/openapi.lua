@@ -702,6 +702,28 @@ end
 -- oa.allow_matcher{ ["$.data[].x"] = "reason" } -> function(path) -> reason, key | nil
 M.allow_matcher = allow_fn
 
+--- A schema as the every-operation specs build sample requests from it: $refs resolved,
+-- allOf branches merged into one object view (type, items, properties, required), and
+-- the first alternative of a oneOf/anyOf.
+function M.sample_view(spec, s)
+  s = M.resolve(spec, s) or s
+  if type(s) ~= "table" then return {} end
+  if s.allOf then
+    local out = { properties = {}, required = {} }
+    for _, part in ipairs(s.allOf) do
+      local f = M.sample_view(spec, part)
+      out.type = out.type or f.type
+      out.items = out.items or f.items
+      for k, v in pairs(f.properties or {}) do out.properties[k] = v end
+      for _, r in ipairs(f.required or {}) do out.required[#out.required + 1] = r end
+    end
+    return out
+  end
+  local alt = s.oneOf or s.anyOf
+  if alt and alt[1] then return M.sample_view(spec, alt[1]) end
+  return s
+end
+
 -- oa.validate(schema, value, spec[, opts]) -> true | false, problems, allowed
 --   opts.allow   = { ["$.data[].won_time"] = "reason" } or function(path, message) -> reason|nil:
 --                  matching problems move to the third result instead of failing the check
