@@ -22,7 +22,6 @@ local ids = require "pipedrive.operations.ids"
 
 local FILES = { { "v2", "openapi-v2.yaml", "/api/v2" }, { "v1", "openapi-v1.yaml", "/api/v1" } }
 local METHOD_ORDER = { post = 1, get = 2, put = 3, patch = 3, delete = 5 }
-local PNG = "\137PNG\r\n\026\n\r\n"
 
 -- operationId -> reason. The OAuth endpoints are not generated (the generator lists them).
 local SKIP = {
@@ -83,37 +82,7 @@ local FIELD_KINDS = { deal = true, person = true, organization = true, product =
 
 local flatten = oa.sample_view
 
--- A valid value for a schema: its example, the first enum value, else one by type and format
--- (a binary string is a file part: a tiny PNG, as the client takes files).
-local function sample(spec, s, name, depth)
-  s = flatten(spec, s)
-  if s.format == "binary" then return { data = PNG, filename = "a.png", type = "image/png" } end
-  if s.example ~= nil and not oa.is_null(s.example) and type(s.example) ~= "table" then return s.example end
-  if type(s.enum) == "table" and s.enum[1] ~= nil and not oa.is_null(s.enum[1]) then return s.enum[1] end
-  local t = s.type
-  if t == nil then t = s.properties and "object" or (s.items and "array") or "string" end
-  if t == "integer" then return (s.minimum and math.max(1, s.minimum)) or 1 end
-  if t == "number" then return (name and name:match("_id$")) and 1 or 1.5 end -- v1 types some ids as number
-  if t == "boolean" then return true end
-  if t == "array" then
-    if depth > 4 or not s.items then return core.array() end
-    return core.array({ sample(spec, s.items, name, depth + 1) })
-  end
-  if t == "object" then
-    local out = {}
-    if depth > 4 then return out end
-    for _, r in ipairs(s.required or {}) do
-      local ps = s.properties and s.properties[r]
-      out[r] = ps and sample(spec, ps, r, depth + 1) or "x"
-    end
-    return out
-  end
-  if s.format == "date" then return "2026-12-01" end
-  if s.format == "date-time" then return "2026-12-01T10:00:00Z" end
-  if s.format == "email" or (name and name:find("email")) then return "someone@example.com" end
-  if s.format == "uuid" then return "00000000-0000-4000-8000-000000000001" end
-  return "Every operation " .. tostring(name or "")
-end
+local sample = oa.sample
 
 -- The request body of `op`: its media type and schema (nil when it takes none).
 local function body_schema(spec, op)
@@ -125,22 +94,7 @@ local function body_schema(spec, op)
   end
 end
 
-local function encode_body(b, ct)
-  if ct == "application/json" then return core.json_encode(b), ct end
-  local boundary = "everyclientboundary"
-  local parts = {}
-  for k, v in pairs(b) do
-    if type(v) == "table" and v.data == PNG then
-      parts[#parts + 1] = ('--%s\r\nContent-Disposition: form-data; name="%s"; filename="a.png"\r\n'
-        .. 'Content-Type: image/png\r\n\r\n%s\r\n'):format(boundary, k, PNG)
-    else
-      parts[#parts + 1] = ('--%s\r\nContent-Disposition: form-data; name="%s"\r\n\r\n%s\r\n')
-        :format(boundary, k, type(v) == "table" and core.json_encode(v) or tostring(v))
-    end
-  end
-  parts[#parts + 1] = "--" .. boundary .. "--\r\n"
-  return table.concat(parts), ct .. "; boundary=" .. boundary
-end
+local encode_body = oa.encode_sample
 
 local function url_decode(s)
   return (s:gsub("+", " "):gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))

@@ -73,35 +73,7 @@ local FIELD_KINDS = { deal = true, person = true, organization = true, product =
 
 local flatten = oa.sample_view
 
--- A valid value for a schema: its example, the first enum value, else one by type and format.
-local function sample(spec, s, name, depth)
-  s = flatten(spec, s)
-  if s.example ~= nil and not oa.is_null(s.example) and type(s.example) ~= "table" then return s.example end
-  if type(s.enum) == "table" and s.enum[1] ~= nil and not oa.is_null(s.enum[1]) then return s.enum[1] end
-  local t = s.type
-  if t == nil then t = s.properties and "object" or (s.items and "array") or "string" end
-  if t == "integer" then return (s.minimum and math.max(1, s.minimum)) or 1 end
-  if t == "number" then return 1.5 end
-  if t == "boolean" then return true end
-  if t == "array" then
-    if depth > 4 or not s.items then return core.array() end
-    return core.array({ sample(spec, s.items, name, depth + 1) })
-  end
-  if t == "object" then
-    local out = {}
-    if depth > 4 then return out end
-    for _, r in ipairs(s.required or {}) do
-      local ps = s.properties and s.properties[r]
-      out[r] = ps and sample(spec, ps, r, depth + 1) or "x"
-    end
-    return out
-  end
-  if s.format == "date" then return "2026-12-01" end
-  if s.format == "date-time" then return "2026-12-01T10:00:00Z" end
-  if s.format == "email" or (name and name:find("email")) then return "someone@example.com" end
-  if s.format == "uuid" then return "00000000-0000-4000-8000-000000000001" end
-  return "Every operation " .. tostring(name or "")
-end
+local sample = oa.sample
 
 local function body_of(spec, op)
   local rb = op.requestBody and oa.resolve(spec, op.requestBody)
@@ -116,29 +88,7 @@ local function body_of(spec, op)
   return b, ct
 end
 
-local function encode_body(b, ct)
-  if ct == "application/json" then return core.json_encode(b), ct end
-  if ct == "application/x-www-form-urlencoded" then
-    local parts = {}
-    for k, v in pairs(b) do parts[#parts + 1] = core.url_encode(k) .. "=" .. core.url_encode(tostring(v)) end
-    table.sort(parts)
-    return table.concat(parts, "&"), ct
-  end
-  local boundary = "everyoperationboundary"
-  local parts = {}
-  for k, v in pairs(b) do
-    if k == "file" then
-      -- a (tiny) PNG: person pictures take images only, files take anything
-      parts[#parts + 1] = ('--%s\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\n'
-        .. 'Content-Type: image/png\r\n\r\n\137PNG\r\n\026\n\r\n'):format(boundary)
-    else
-      parts[#parts + 1] = ('--%s\r\nContent-Disposition: form-data; name="%s"\r\n\r\n%s\r\n')
-        :format(boundary, k, type(v) == "table" and core.json_encode(v) or tostring(v))
-    end
-  end
-  parts[#parts + 1] = "--" .. boundary .. "--\r\n"
-  return table.concat(parts), ct .. "; boundary=" .. boundary
-end
+local encode_body = oa.encode_sample
 
 describe("every operation of the OpenAPI files against the sandbox", function()
   local sb

@@ -724,6 +724,67 @@ function M.sample_view(spec, s)
   return s
 end
 
+-- A tiny PNG (its signature): person pictures take images only, files take anything.
+M.PNG = "\137PNG\r\n\026\n\r\n"
+
+--- A valid value for a schema, for the every-operation specs' sample requests: its
+-- example, the first enum value, else one by type and format; a binary string is a file
+-- part ({ data = M.PNG, filename, type }), as the client takes files; depth bounds nesting.
+function M.sample(spec, s, name, depth)
+  s = M.sample_view(spec, s)
+  if s.format == "binary" then return { data = M.PNG, filename = "a.png", type = "image/png" } end
+  if s.example ~= nil and not M.is_null(s.example) and type(s.example) ~= "table" then return s.example end
+  if type(s.enum) == "table" and s.enum[1] ~= nil and not M.is_null(s.enum[1]) then return s.enum[1] end
+  local t = s.type
+  if t == nil then t = s.properties and "object" or (s.items and "array") or "string" end
+  if t == "integer" then return (s.minimum and math.max(1, s.minimum)) or 1 end
+  if t == "number" then return (name and name:match("_id$")) and 1 or 1.5 end -- v1 types some ids as number
+  if t == "boolean" then return true end
+  if t == "array" then
+    if depth > 4 or not s.items then return core.array() end
+    return core.array({ M.sample(spec, s.items, name, depth + 1) })
+  end
+  if t == "object" then
+    local out = {}
+    if depth > 4 then return out end
+    for _, r in ipairs(s.required or {}) do
+      local ps = s.properties and s.properties[r]
+      out[r] = ps and M.sample(spec, ps, r, depth + 1) or "x"
+    end
+    return out
+  end
+  if s.format == "date" then return "2026-12-01" end
+  if s.format == "date-time" then return "2026-12-01T10:00:00Z" end
+  if s.format == "email" or (name and name:find("email")) then return "someone@example.com" end
+  if s.format == "uuid" then return "00000000-0000-4000-8000-000000000001" end
+  return "Every operation " .. tostring(name or "")
+end
+
+--- A sample body (oa.sample) as text of its media type: JSON, form, or multipart where a
+-- file part ({ data = M.PNG, ... }) becomes a PNG file part. Returns body, content type.
+function M.encode_sample(b, ct)
+  if ct == "application/json" then return core.json_encode(b), ct end
+  if ct == "application/x-www-form-urlencoded" then
+    local parts = {}
+    for k, v in pairs(b) do parts[#parts + 1] = core.url_encode(k) .. "=" .. core.url_encode(tostring(v)) end
+    table.sort(parts)
+    return table.concat(parts, "&"), ct
+  end
+  local boundary = "everyoperationboundary"
+  local parts = {}
+  for k, v in pairs(b) do
+    if type(v) == "table" and v.data == M.PNG then
+      parts[#parts + 1] = ('--%s\r\nContent-Disposition: form-data; name="%s"; filename="a.png"\r\n'
+        .. 'Content-Type: image/png\r\n\r\n%s\r\n'):format(boundary, k, M.PNG)
+    else
+      parts[#parts + 1] = ('--%s\r\nContent-Disposition: form-data; name="%s"\r\n\r\n%s\r\n')
+        :format(boundary, k, type(v) == "table" and core.json_encode(v) or tostring(v))
+    end
+  end
+  parts[#parts + 1] = "--" .. boundary .. "--\r\n"
+  return table.concat(parts), ct .. "; boundary=" .. boundary
+end
+
 -- oa.validate(schema, value, spec[, opts]) -> true | false, problems, allowed
 --   opts.allow   = { ["$.data[].won_time"] = "reason" } or function(path, message) -> reason|nil:
 --                  matching problems move to the third result instead of failing the check
