@@ -86,7 +86,7 @@ function Pipeline:credentials()
   local host = self.base_url
   local domain = not self.explicit_base and auth.api_domain()
   if domain then
-    local checked, why = M.check_base_url(domain, self.insecure)
+    local checked, why = self:domain_base(domain)
     -- A token whose api_domain fails base_url's rules (user@host, plain http off
     -- loopback...) sends nothing anywhere: the call fails, naming the rule only.
     if not checked then
@@ -98,10 +98,19 @@ function Pipeline:credentials()
   return { authorization = value, accept = "application/json" }, host, generation
 end
 
+--- An OAuth token's api_domain checked by base_url's rules: the base URL or nil, why.
+-- Parsed once per domain (a token keeps its domain across refreshes), not per call.
+function Pipeline:domain_base(domain)
+  if self.domain ~= domain then
+    self.domain, self.domain_checked, self.domain_why = domain, M.check_base_url(domain, self.insecure)
+  end
+  return self.domain_checked, self.domain_why
+end
+
 --- The base URL calls go to now (an api_domain that fails the checks is not one).
 function Pipeline:current_base()
   local d = not self.explicit_base and self.auth and self.auth.api_domain()
-  return d and M.check_base_url(d, self.insecure) or self.base_url
+  return d and self:domain_base(d) or self.base_url
 end
 
 -- Records rate-limit figures `fig` (from info or err) for pd.rate_limit() and pacing.
