@@ -89,15 +89,13 @@ static int pd_fs_fsync(int fd) {
   return r;
 }
 
-/* Make the rename itself durable by syncing the directory that holds it.
- * Best effort: some file systems refuse to fsync a directory (EINVAL) and
- * by now the new contents are in place, so a failure here is not reported
- * as a failed write (the caller would wrongly believe the old file stayed). */
-static void pd_fs_sync_dir(const char *path, size_t n) {
-  char dir[PD_FS_PATH_MAX];
-  size_t k = n;
-  int fd;
+/* The directory part of path[0..n) into dir (".", "/" or the path up to its
+ * last slash), for opening the directory itself; returns the offset of the
+ * last component in path. One split for the atomic write and the trusted open. */
+static size_t pd_fs_split_dir(const char *path, size_t n, char *dir) {
+  size_t k = n, base;
   while (k > 0 && path[k - 1] != '/') k--;
+  base = k;
   if (k == 0) {
     dir[0] = '.';
     dir[1] = '\0';
@@ -106,6 +104,17 @@ static void pd_fs_sync_dir(const char *path, size_t n) {
     memcpy(dir, path, k);
     dir[k] = '\0';
   }
+  return base;
+}
+
+/* Make the rename itself durable by syncing the directory that holds it.
+ * Best effort: some file systems refuse to fsync a directory (EINVAL) and
+ * by now the new contents are in place, so a failure here is not reported
+ * as a failed write (the caller would wrongly believe the old file stayed). */
+static void pd_fs_sync_dir(const char *path, size_t n) {
+  char dir[PD_FS_PATH_MAX];
+  int fd;
+  (void)pd_fs_split_dir(path, n, dir);
   do fd = open(dir, O_RDONLY | O_CLOEXEC | O_DIRECTORY);
   while (fd < 0 && errno == EINTR);
   if (fd < 0) return;
@@ -427,22 +436,13 @@ static int pd_fs_open_private(lua_State *L) {
   int dirfd, fd, e = 0;
   pd_private *p;
   luaL_checkstack(L, 8, "open_private");
-  k = n;
-  while (k > 0 && path[k - 1] != '/') k--;
+  k = pd_fs_split_dir(path, n, dir);
   base = path + k;
   if (*base == '\0' || strcmp(base, ".") == 0 || strcmp(base, "..") == 0) {
     lua_pushnil(L);
     lua_pushfstring(L, "%s is not a regular file", path);
     lua_pushinteger(L, EISDIR);
     return 3;
-  }
-  if (k == 0) {
-    dir[0] = '.';
-    dir[1] = '\0';
-  } else {
-    if (k > 1) k--; /* drop the slash, but keep "/" itself */
-    memcpy(dir, path, k);
-    dir[k] = '\0';
   }
   /* The object exists before any descriptor, so an out-of-memory raise
    * while creating it leaks nothing. */
