@@ -54,15 +54,21 @@ describe("reliability", function()
         local list, err = paced.deals.list()
         assert.is_table(list, tostring(err))
       end
+      local elapsed = core.now() - t
       paced.close()
       _, figures = sb.admin("GET", "/_sandbox/rate_limit")
       assert.equal(0, figures.rate_limited)
-      assert.equal(2, #waits) -- after calls 3 and 6 the window was spent
-      assert.equal(2, #events)
+      -- 3 per 2-second window: calls 4-6 wait for the second window, call 7 for the third
+      assert.is_true(elapsed >= 4 and elapsed < 6, "elapsed " .. elapsed)
+      local long = 0
+      for _, w in ipairs(waits) do
+        assert.is_true(w > 0 and w <= 2.01)
+        if w > 1 then long = long + 1 end
+      end
+      assert.equal(2, long) -- before call 4 and before call 7
+      assert.is_true(#events >= 2)
       assert.equal("api", events[1].bucket)
-      assert.equal(0, events[1].remaining)
-      for _, w in ipairs(waits) do assert.is_true(w > 0 and w <= 2) end
-      assert.is_true(core.now() - t >= 2)
+      assert.is_true(events[1].wait > 1)
     end)
 
     it("search is paced in its own window; reserve and max_wait bound it", function()

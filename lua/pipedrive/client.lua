@@ -15,6 +15,7 @@ local operations = require "pipedrive.operations"
 local oauth = require "pipedrive.oauth"
 local paging = require "pipedrive.paging"
 local pipeline = require "pipedrive.pipeline"
+local pacing = require "pipedrive.pace"
 local retry = require "pipedrive.retry"
 local redact = require "pipedrive.redact"
 local redirect = require "pipedrive.redirect"
@@ -71,7 +72,7 @@ local function check_options(opts)
   if opts.sleep ~= nil and type(opts.sleep) ~= "function" then
     error("pipedrive.new: sleep must be a function(seconds)", 3)
   end
-  local pace, pace_err = retry.pace_policy(opts.pace)
+  local pace, pace_err = pacing.policy(opts.pace)
   if pace == nil then error("pipedrive.new: " .. pace_err, 3) end
   local max_redirects = opts.max_redirects or 0
   if compat.math_type(max_redirects) ~= "integer" or max_redirects < 0 or max_redirects > 20 then
@@ -134,6 +135,28 @@ function M.string_bodies(transport)
     for k, v in pairs(req) do copy[k] = v end
     copy.multipart, copy.body, copy.headers = nil, body, headers
     return transport(copy)
+  end
+end
+
+-- The account whose windows a shared pacer counts: pace.key, else a hash of
+-- the API token, else of the OAuth client id and the company's api_domain
+-- (an access token changes at every refresh; the company does not).
+local function pace_account(pace, opts, auth)
+  if not pace.shared then return nil end
+  if pace.key then
+    local key = pace.key
+    return function() return key end
+  end
+  local shared = pace.shared
+  if opts.api_token then
+    local key = shared:token_key(opts.api_token)
+    return function() return key end
+  end
+  local client_id, domain, key = opts.oauth.client_id, false, nil
+  return function()
+    local d = auth.api_domain() or ""
+    if d ~= domain then domain, key = d, "o" .. shared:token_key(client_id .. "\0" .. d) end
+    return key
   end
 end
 
@@ -236,6 +259,7 @@ function M.new(opts)
     headers = token and { ["x-api-token"] = token, accept = "application/json" },
     field_names = opts.field_names or nil, cache_ttl = opts.cache_ttl,
   }
+  if pace then p.pacer = pacing.new(pace, { clock = clock, log = opts.log, account = pace_account(pace, opts, auth) }) end
   local self = setmetatable({ api = p.api }, Client)
   private[self] = { pipeline = p, sched = sched, http = http, closed = false,
                     ops = setmetatable({}, { __mode = "k" }) } -- function -> what pd.each(fn) needs

@@ -34,7 +34,6 @@ Pipeline.__index = Pipeline
 -- hook). Tables it reuses between calls are created here.
 function M.new(o)
   o.plans = {}
-  o.windows = {} -- pacing: per bucket ("api", "search") the last figures and when (core.now()) they came
   o.build_args = {} -- reused for build_request and parse_response (see take/give below)
   o.parse_ctx = {}
   return setmetatable(o, Pipeline)
@@ -113,24 +112,9 @@ function Pipeline:current_base()
   return d and self:domain_base(d) or self.base_url
 end
 
--- Records rate-limit figures `fig` (from info or err) for pd.rate_limit() and pacing.
-function Pipeline:note_rate(fig, bucket)
+-- Records rate-limit figures `fig` (from info or err) for pd.rate_limit().
+function Pipeline:note_rate(fig)
   self.last_rate, self.last_rate_at = fig, os_time()
-  if self.pace then
-    self.windows[bucket] = { limit = fig.limit, remaining = fig.remaining, reset = fig.reset,
-                             daily_left = fig.daily_left, mono = self.clock.now() }
-  end
-end
-
--- Pacing: sleeps when the last answer of this bucket said its window is nearly spent.
-function Pipeline:pace_wait(bucket)
-  local clock = self.clock
-  local wait = retry.pace_wait(self.pace, self.windows[bucket], clock.now())
-  if wait > 0 then
-    if self.log then self.log{ type = "pace", wait = wait, bucket = bucket, remaining = self.windows[bucket].remaining } end
-    clock.sleep(wait)
-    self.windows[bucket] = nil
-  end
 end
 
 local function transport_error(message, method, path)
@@ -141,8 +125,26 @@ end
 -- or nil, err, the token generation it used. `path` is the template (filled
 -- by build_request from `path_params`) or the finished path (path_params nil);
 -- `ctx_path` the finished path, for errors.
-function Pipeline:attempt(plan, fields, path_params, path, ctx_path, n, query)
-  if self.pace then self:pace_wait(plan.bucket) end
+function Pipeline:attempt(plan, fields, path_params, path, ctx_path, n, query, cost)
+  local pacer = self.pacer
+  if not pacer then return self:attempt_now(plan, fields, path_params, path, ctx_path, n, query) end
+  -- Paced: a slot of the window (and the daily budget) first, freed by the answer.
+  local ticket, perr = pacer:acquire(plan.bucket, cost or plan.cost, plan.method)
+  if not ticket then
+    perr.method, perr.path = plan.method, ctx_path
+    return nil, perr
+  end
+  -- (A raise or a cancelled task leaves the slot held: its lease frees it.)
+  local data, info, generation = self:attempt_now(plan, fields, path_params, path, ctx_path, n, query)
+  local fig = info and info.rate_limit
+  if data == nil and type(info) == "table" and not info.status then fig = nil -- nothing answered
+  elseif fig == nil then fig = {} end
+  pacer:release(ticket, fig, data == nil and info or nil)
+  return data, info, generation
+end
+
+--- One attempt without pacing (the body of attempt).
+function Pipeline:attempt_now(plan, fields, path_params, path, ctx_path, n, query)
   local method = plan.method
   local headers, host, generation = self:credentials()
   if not headers then
@@ -180,7 +182,7 @@ function Pipeline:attempt(plan, fields, path_params, path, ctx_path, n, query)
   local data, info = parse_response(res, ctx)
   self.parse_ctx = ctx
   local fig = info.rate_limit
-  if fig and next(fig) ~= nil then self:note_rate(fig, plan.bucket) end
+  if fig and next(fig) ~= nil then self:note_rate(fig) end
   if data ~= nil then
     info.api = plan.version
     info.cost = plan.cost
@@ -191,8 +193,8 @@ function Pipeline:attempt(plan, fields, path_params, path, ctx_path, n, query)
 end
 
 -- Attempt number n of a call, as retry.run calls it.
-local function attempt_n(n, self, plan, fields, path_params, path, ctx_path, query)
-  return self:attempt(plan, fields, path_params, path, ctx_path, n, query)
+local function attempt_n(n, self, plan, fields, path_params, path, ctx_path, query, cost)
+  return self:attempt(plan, fields, path_params, path, ctx_path, n, query, cost)
 end
 
 --- The attempts of one call under `policy`, and one replay after refreshing
@@ -203,9 +205,9 @@ function Pipeline:run(plan, policy, fields, path_params, path, ctx_path, cost, q
     local data, info, generation
     if policy then
       data, info, generation = retry.run(policy, plan.method, attempt_n, self.clock,
-        self, plan, fields, path_params, path, ctx_path, query)
+        self, plan, fields, path_params, path, ctx_path, query, cost)
     else
-      data, info, generation = self:attempt(plan, fields, path_params, path, ctx_path, 1, query)
+      data, info, generation = self:attempt(plan, fields, path_params, path, ctx_path, 1, query, cost)
       if data == nil and type(info) == "table" then info.attempts = 1 end
     end
     if data ~= nil then

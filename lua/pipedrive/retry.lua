@@ -46,38 +46,6 @@ function M.policy(value, base)
   return p
 end
 
---- Checks a `pace` option: true, false/nil, or { reserve = 0.1, max_wait = 10 }.
--- Returns the pacing policy, false when off, or nil, message.
-function M.pace_policy(value)
-  if value == nil or value == false then return false end
-  local p = { reserve = 0.1, max_wait = 10 }
-  if value == true then return p end
-  if type(value) ~= "table" then return nil, "pace must be true, false or a table { reserve, max_wait }" end
-  for k, v in pairs(value) do
-    if p[k] == nil then return nil, ("unknown pace option '%s'"):format(tostring(k)) end
-    if type(v) ~= "number" or v ~= v or v < 0 or v == math.huge or (k == "reserve" and v >= 1) then
-      return nil, ("pace.%s must be a number%s"):format(k, k == "reserve" and " from 0 to below 1" or " of seconds")
-    end
-    p[k] = v
-  end
-  return p
-end
-
---- Seconds to wait before the next call so that it does not meet a 429:
--- when the last answer of this bucket left `remaining` at or below
--- reserve * limit, until the window's reset (counted from when that answer
--- arrived, `fig.mono`), at most max_wait. 0 otherwise, and when the daily
--- budget is what ran out (waiting for midnight is not pacing).
-function M.pace_wait(p, fig, now)
-  if not p or not fig or type(fig.remaining) ~= "number" or type(fig.reset) ~= "number" then return 0 end
-  if fig.daily_left == 0 then return 0 end
-  local floor = math.floor((fig.limit or 0) * p.reserve)
-  if fig.remaining > floor then return 0 end
-  local wait = fig.reset - (now - fig.mono)
-  if wait <= 0 then return 0 end
-  return math.min(wait, p.max_wait)
-end
-
 --- Marks a 429 error as burst or daily exhaustion (err.scope):
 -- "daily" when x-daily-requests-left was 0 (`err.rate_limit.daily_left`, read
 -- by core.parse_response) or Pipedrive's message speaks of a daily
