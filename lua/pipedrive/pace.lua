@@ -240,17 +240,18 @@ function Pacer:acquire(bucket, cost, method)
   cost = cost or M.UNKNOWN_COST
   local waited, spent = 0, false
   local shared = self.shared
+  local member = shared and shared:member()
   while true do
     local ok, wait, err
     if shared then
-      ok, wait, err = shared:take(self.account(), bucket, cost, method)
+      ok, wait, err = shared:take(self.account(), bucket, member, cost, method)
       if ok == nil and err and err.scope == "daily" then return nil, err end
       if ok == nil then
         self:mode(false, err)
         shared = nil
       else
         self:mode(true)
-        if ok then return { shared = true, bucket = bucket, id = wait } end
+        if ok then return { shared = true, bucket = bucket, id = member } end
       end
     end
     if not shared then
@@ -264,9 +265,9 @@ function Pacer:acquire(bucket, cost, method)
     end
     if waited >= p.max_wait then
       -- Waited long enough: sent anyway (the retry loop meets the 429, if any).
-      if shared then
-        local id = shared:force(self.account(), bucket)
-        if id then return { shared = true, bucket = bucket, id = id } end
+      if self.log then self.log{ type = "pace", bucket = bucket, forced = true, waited = waited } end
+      if shared and shared:force(self.account(), bucket, member) then
+        return { shared = true, bucket = bucket, id = member }
       end
       return { bucket = bucket, id = self.counter:force(bucket) }
     end

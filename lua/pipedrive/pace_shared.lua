@@ -13,29 +13,53 @@ local core = require "pipedrive.core"
 
 local M = {}
 
--- KEYS: slots (zset), facts (hash), daily (hash).
+-- KEYS: slots (zset), facts (hash), daily (hash), queue (zset: waiters in
+-- order of arrival), polled (zset: each waiter's last try).
 -- ARGV: member, lease, window, limit known here ('' none), reserve, cost,
 --       daily budget ('' none), method, bucket, force ('1': take without looking).
 -- Returns { 1 } taken, { 0, wait } (wait '' = every slot is in flight: poll),
 -- { -1, spent } over the daily budget, { -2 } no POST/PUT left today.
--- Numbers go back as text: Redis would cut a Lua float to an integer.
+-- Waiters are served first come, first served across every process: a
+-- request may take a slot only when the free slots outnumber the waiters
+-- ahead of it; a waiter that stopped trying (its process died) leaves the
+-- queue after STALE seconds. Numbers go back as text: Redis would cut a Lua
+-- float to an integer.
 local TAKE = [[
+local STALE, MAX_POLL = 3, 1
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local slots, facts, daily = KEYS[1], KEYS[2], KEYS[3]
+local slots, facts, daily, queue, polled = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local member, lease, window = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local bucket, force = ARGV[9], ARGV[10] == '1'
 redis.call('ZREMRANGEBYSCORE', slots, '-inf', now)
+local stale = redis.call('ZRANGEBYSCORE', polled, '-inf', now - STALE)
+for i = 1, #stale do redis.call('ZREM', queue, stale[i]) end
+if #stale > 0 then redis.call('ZREMRANGEBYSCORE', polled, '-inf', now - STALE) end
+local function wait(seconds)
+  if redis.call('ZSCORE', queue, member) == false then
+    redis.call('ZADD', queue, redis.call('INCR', queue .. ':n'), member)
+  end
+  redis.call('ZADD', polled, now, member)
+  redis.call('PEXPIRE', queue, 60000)
+  redis.call('PEXPIRE', polled, 60000)
+  if seconds == '' then return { 0, '' } end
+  return { 0, tostring(math.min(seconds, MAX_POLL)) }
+end
 if not force then
   local blocked = tonumber(redis.call('HGET', facts, bucket .. ':blocked') or '0') or 0
-  if blocked > now then return { 0, tostring(blocked - now) } end
+  if blocked > now then return wait(blocked - now) end
   local limit = tonumber(redis.call('HGET', facts, bucket) or '') or tonumber(ARGV[4])
   local allowed = 1
   if limit then allowed = math.max(1, math.floor(limit * (1 - tonumber(ARGV[5])))) end
-  if redis.call('ZCARD', slots) >= allowed then
-    local first = redis.call('ZRANGEBYSCORE', slots, '-inf', now + window, 'WITHSCORES', 'LIMIT', 0, 1)
-    if first[2] then return { 0, tostring(tonumber(first[2]) - now) } end
-    return { 0, '' }
+  local free = allowed - redis.call('ZCARD', slots)
+  local ahead = redis.call('ZRANK', queue, member)
+  if ahead == false then ahead = redis.call('ZCARD', queue) end
+  if ahead >= free then
+    -- the slot this waiter's turn needs is the (ahead - free + 1)-th to free
+    local k = ahead - math.max(free, 0)
+    local nth = redis.call('ZRANGEBYSCORE', slots, '-inf', now + window, 'WITHSCORES', 'LIMIT', k, 1)
+    if nth[2] then return wait(math.max(tonumber(nth[2]) - now, 0.001)) end
+    return wait('')
   end
   local day = tostring(math.floor(now / 86400))
   local method = ARGV[8]
@@ -49,6 +73,8 @@ if not force then
     redis.call('EXPIRE', daily, 172800)
   end
 end
+redis.call('ZREM', queue, member)
+redis.call('ZREM', polled, member)
 redis.call('ZADD', slots, now + lease, member)
 redis.call('PEXPIRE', slots, math.ceil((lease + window) * 1000))
 redis.call('EXPIRE', facts, 172800)
@@ -84,7 +110,7 @@ Shared.__index = Shared
 
 --- The shared counting of `policy` (policy.shared is the Redis object).
 function M.new(policy)
-  return setmetatable({ policy = policy, redis = policy.shared, me = core.random_token(12), n = 0,
+  return setmetatable({ policy = policy, redis = policy.shared, me = core.random_token(16), n = 0,
                         keys = {} }, Shared)
 end
 
@@ -94,7 +120,8 @@ function Shared:keys_of(account, bucket)
   local k = self.keys[id]
   if not k then
     local r = self.redis
-    k = { r:key("pace", account, bucket), r:key("pace", account), r:key("daily", account) }
+    k = { r:key("pace", account, bucket), r:key("pace", account), r:key("daily", account),
+          r:key("pace", account, bucket, "queue"), r:key("pace", account, bucket, "polled") }
     self.keys[id] = k
   end
   return k
@@ -105,26 +132,29 @@ local function number_text(v)
   return ("%.17g"):format(v)
 end
 
--- Runs TAKE; returns the raw reply or nil, err.
-function Shared:run_take(account, bucket, cost, method, force)
-  local p = self.policy
+--- A new member name: one per call's wait and slot, unique across processes.
+function Shared:member()
   self.n = self.n + 1
-  local member = self.me .. ":" .. self.n
+  return self.me .. ":" .. self.n
+end
+
+-- Runs TAKE; returns the raw reply or nil, err.
+function Shared:run_take(account, bucket, member, cost, method, force)
+  local p = self.policy
   local limit = bucket == "search" and p.search_limit or (bucket ~= "search" and p.limit) or nil
   local reply, err = self.redis:eval(TAKE, self:keys_of(account, bucket), {
     member, number_text(p.lease), number_text(p.window), limit and tostring(limit) or "", number_text(p.reserve),
     tostring(cost or 0), p.daily and tostring(p.daily) or "", method or "GET", bucket, force and "1" or "" })
-  if reply == nil then return nil, err end
-  return reply, member
+  return reply, err
 end
 
---- Takes a slot: true, member | false, wait (seconds) | nil, err (Redis failed,
--- or err.scope "daily").
-function Shared:take(account, bucket, cost, method)
-  local reply, member = self:run_take(account, bucket, cost, method, false)
-  if reply == nil then return nil, nil, member end
+--- Takes a slot for `member` (the same name on every try of one call): true |
+-- false, wait (seconds) | nil, nil, err (Redis failed, or err.scope "daily").
+function Shared:take(account, bucket, member, cost, method)
+  local reply, err = self:run_take(account, bucket, member, cost, method, false)
+  if reply == nil then return nil, nil, err end
   local code = tonumber(reply[1])
-  if code == 1 then return true, member end
+  if code == 1 then return true end
   if code == 0 then
     local wait = tonumber(reply[2])
     return false, wait or require("pipedrive.pace").POLL * 2
@@ -138,10 +168,9 @@ function Shared:take(account, bucket, cost, method)
     :format(self.policy.daily, tostring(reply[2]), cost))
 end
 
---- Takes a slot without looking (the wait ran out): the member, or nil.
-function Shared:force(account, bucket)
-  local reply, member = self:run_take(account, bucket, 0, "GET", true)
-  return reply and member or nil
+--- Takes a slot for `member` without looking (its wait ran out): true, or nil.
+function Shared:force(account, bucket, member)
+  return self:run_take(account, bucket, member, 0, "GET", true) and true or nil
 end
 
 --- Frees `member`'s slot a window from now and stores what the answer said.
