@@ -17,6 +17,8 @@ CURL_CFLAGS := $(shell pkg-config --cflags libcurl 2>/dev/null || curl-config --
 CURL_LIBS   := $(shell pkg-config --libs libcurl 2>/dev/null || curl-config --libs)
 MHD_CFLAGS  := $(shell pkg-config --cflags libmicrohttpd 2>/dev/null)
 MHD_LIBS    := $(shell pkg-config --libs libmicrohttpd 2>/dev/null || echo -lmicrohttpd)
+HIREDIS_CFLAGS := $(shell pkg-config --cflags hiredis 2>/dev/null)
+HIREDIS_LIBS   := $(shell pkg-config --libs hiredis 2>/dev/null || echo -lhiredis)
 
 CFLAGS  ?= -O2 -g
 WARN     = -Wall -Wextra -Wshadow -Wpointer-arith -Wcast-qual -Wstrict-prototypes -Wmissing-prototypes
@@ -26,15 +28,14 @@ LIBFLAG ?= -shared
 BUILD   ?= $(if $(filter lua5.4,$(LUA_NAME)),build,build/$(LUA_NAME))
 CORE_SO  = $(BUILD)/pipedrive/core.so
 HTTPD_SO = $(BUILD)/pipedrive/httpd.so
+HIREDIS_SO = $(BUILD)/pipedrive/hiredis.so
 SANDBOX_HTTPD_SO = $(BUILD)/pipedrive/sandbox/httpd.so
-CORE_SRC = csrc/core.c $(filter-out csrc/core.c csrc/httpd.c csrc/httpd_faults.c,$(wildcard csrc/*.c)) $(wildcard csrc/*.h)
+CORE_SRC = csrc/core.c $(filter-out csrc/core.c csrc/httpd.c csrc/httpd_faults.c csrc/redis.c,$(wildcard csrc/*.c)) $(wildcard csrc/*.h)
 HTTPD_HDR = csrc/pd.h csrc/compat.h csrc/buf.h csrc/clock.h
 
 .PHONY: FORCE all check-units operations docs sandbox-routes test test-all demo more-demo bench-startup oauth-demo openresty-demo triggers-demo lint clean rock deps asan asan-build valgrind fuzz fuzz-build fuzz-regress san-deps bench-faults
 
-all: $(CORE_SO) $(HTTPD_SO) $(SANDBOX_HTTPD_SO)
-
-all: $(CORE_SO) $(HTTPD_SO) $(SANDBOX_HTTPD_SO)
+all: $(CORE_SO) $(HTTPD_SO) $(SANDBOX_HTTPD_SO) $(HIREDIS_SO)
 
 # Rebuilt when the compiler flags or the Lua headers change, not only the sources
 # (one build dir must never keep objects made for another Lua).
@@ -51,6 +52,12 @@ $(CORE_SO): $(CORE_SRC) $(FLAGS_STAMP)
 $(HTTPD_SO): csrc/httpd.c $(HTTPD_HDR) $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(MYCFLAGS) $(MHD_CFLAGS) $(LIBFLAG) -o $@ csrc/httpd.c $(MHD_LIBS)
+
+# pipedrive.redis's plain-Lua backend: one Redis connection over hiredis (its
+# own module, so the core does not depend on hiredis).
+$(HIREDIS_SO): csrc/redis.c $(HTTPD_HDR) $(FLAGS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(MYCFLAGS) $(HIREDIS_CFLAGS) $(LIBFLAG) -o $@ csrc/redis.c $(HIREDIS_LIBS)
 
 # The sandbox's build of the same server, with fault injection (csrc/httpd_faults.c).
 $(SANDBOX_HTTPD_SO): csrc/httpd_faults.c csrc/httpd.c $(HTTPD_HDR) $(FLAGS_STAMP)
@@ -115,7 +122,7 @@ sandbox-routes:
 check-units:
 	@fail=0; for f in csrc/*.c csrc/*.h; do \
 	  out=$$($(CC) -x c -std=c99 -fsyntax-only -D_POSIX_C_SOURCE=200809L -I$(LUA_INCDIR) -Icsrc $(WARN) \
-	    $(CURL_CFLAGS) $(MHD_CFLAGS) -fno-diagnostics-show-caret $$f 2>&1 | grep -E ': (warning|error):' | grep -v -E 'used but never defined|declared .static. but never defined'); \
+	    $(CURL_CFLAGS) $(MHD_CFLAGS) $(HIREDIS_CFLAGS) -fno-diagnostics-show-caret $$f 2>&1 | grep -E ': (warning|error):' | grep -v -E 'used but never defined|declared .static. but never defined'); \
 	  if [ -n "$$out" ]; then echo "$$out"; fail=1; fi; \
 	done; exit $$fail
 

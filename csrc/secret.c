@@ -4,6 +4,7 @@
  *   core.random_token(nbytes)   -> base64url string (OAuth state values, nonces)
  *   core.consttime_equal(a, b)  -> boolean
  *   core.base64_encode(s)       -> standard, padded base64
+ *   core.sha256_hex(s)          -> 64 lower-case hex digits (FIPS 180-4 SHA-256)
  *
  * Nothing here knows about OAuth: oauth.c (the flow) and fs.c (the token
  * file) both build on these, so they live in one place below both.
@@ -176,12 +177,139 @@ static int pd_secret_base64_encode(lua_State *L) {
   return 1;
 }
 
+/* ---------------------------------------------------------------------- */
+/* SHA-256 (FIPS 180-4)                                                   */
+/* ---------------------------------------------------------------------- */
+
+/* The state of one digest: the eight working words, the bytes seen so far
+ * and the partial block waiting for 64 bytes. */
+typedef struct pd_sha256 {
+  uint32_t h[8];
+  uint64_t len;
+  unsigned char block[64];
+  size_t fill;
+} pd_sha256;
+
+static const uint32_t pd_sha256_k[64] = {
+    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+    0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+    0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+    0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
+};
+
+/* 32-bit right rotation, the building block of the round functions. */
+static uint32_t pd_sha256_ror(uint32_t x, unsigned n) {
+  return (x >> n) | (x << (32 - n));
+}
+
+/* Starts a digest with the initial hash value of FIPS 180-4 section 5.3.3. */
+static void pd_sha256_init(pd_sha256 *s) {
+  static const uint32_t h0[8] = { 0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
+                                  0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19 };
+  memcpy(s->h, h0, sizeof h0);
+  s->len = 0;
+  s->fill = 0;
+}
+
+/* One 64-byte block through the compression function (section 6.2.2). */
+static void pd_sha256_block(pd_sha256 *s, const unsigned char *p) {
+  uint32_t w[64], a, b, c, d, e, f, g, h, t1, t2;
+  int i;
+  for (i = 0; i < 16; i++)
+    w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 | (uint32_t)p[4 * i + 2] << 8 | p[4 * i + 3];
+  for (i = 16; i < 64; i++) {
+    uint32_t s0 = pd_sha256_ror(w[i - 15], 7) ^ pd_sha256_ror(w[i - 15], 18) ^ (w[i - 15] >> 3);
+    uint32_t s1 = pd_sha256_ror(w[i - 2], 17) ^ pd_sha256_ror(w[i - 2], 19) ^ (w[i - 2] >> 10);
+    w[i] = w[i - 16] + s0 + w[i - 7] + s1;
+  }
+  a = s->h[0], b = s->h[1], c = s->h[2], d = s->h[3], e = s->h[4], f = s->h[5], g = s->h[6], h = s->h[7];
+  for (i = 0; i < 64; i++) {
+    t1 = h + (pd_sha256_ror(e, 6) ^ pd_sha256_ror(e, 11) ^ pd_sha256_ror(e, 25)) + ((e & f) ^ (~e & g)) +
+         pd_sha256_k[i] + w[i];
+    t2 = (pd_sha256_ror(a, 2) ^ pd_sha256_ror(a, 13) ^ pd_sha256_ror(a, 22)) + ((a & b) ^ (a & c) ^ (b & c));
+    h = g, g = f, f = e, e = d + t1, d = c, c = b, b = a, a = t1 + t2;
+  }
+  s->h[0] += a, s->h[1] += b, s->h[2] += c, s->h[3] += d;
+  s->h[4] += e, s->h[5] += f, s->h[6] += g, s->h[7] += h;
+  pd_wipe(w, sizeof w);
+}
+
+/* Feeds n bytes: whole blocks straight from the input, the rest buffered. */
+static void pd_sha256_update(pd_sha256 *s, const unsigned char *p, size_t n) {
+  s->len += n;
+  while (n > 0) {
+    size_t take = 64 - s->fill < n ? 64 - s->fill : n;
+    if (s->fill == 0 && n >= 64) {
+      pd_sha256_block(s, p);
+      p += 64, n -= 64;
+      continue;
+    }
+    memcpy(s->block + s->fill, p, take);
+    s->fill += take, p += take, n -= take;
+    if (s->fill == 64) {
+      pd_sha256_block(s, s->block);
+      s->fill = 0;
+    }
+  }
+}
+
+/* Pads (0x80, zeros, the bit length big-endian) and writes the 32-byte digest;
+ * the state is wiped, since it was computed from a secret. */
+static void pd_sha256_final(pd_sha256 *s, unsigned char out[32]) {
+  uint64_t bits = s->len * 8;
+  int i;
+  s->block[s->fill++] = 0x80;
+  if (s->fill > 56) {
+    memset(s->block + s->fill, 0, 64 - s->fill);
+    pd_sha256_block(s, s->block);
+    s->fill = 0;
+  }
+  memset(s->block + s->fill, 0, 56 - s->fill);
+  for (i = 0; i < 8; i++) s->block[56 + i] = (unsigned char)(bits >> (56 - 8 * i));
+  pd_sha256_block(s, s->block);
+  for (i = 0; i < 8; i++) {
+    out[4 * i] = (unsigned char)(s->h[i] >> 24);
+    out[4 * i + 1] = (unsigned char)(s->h[i] >> 16);
+    out[4 * i + 2] = (unsigned char)(s->h[i] >> 8);
+    out[4 * i + 3] = (unsigned char)s->h[i];
+  }
+  pd_wipe(s, sizeof *s);
+}
+
+/* core.sha256_hex(s): the digest of a string as lower-case hex. pipedrive.redis
+ * names keys after a credential with it (never the credential itself), so the
+ * name is stable across hosts and says nothing about the token. Our own code:
+ * the core links only libcurl, and no crypto library is assumed. */
+static int pd_secret_sha256_hex(lua_State *L) {
+  static const char hex[] = "0123456789abcdef";
+  size_t n;
+  const unsigned char *p = (const unsigned char *)luaL_checklstring(L, 1, &n);
+  pd_sha256 s;
+  unsigned char d[32];
+  char out[64];
+  int i;
+  pd_sha256_init(&s);
+  pd_sha256_update(&s, p, n);
+  pd_sha256_final(&s, d);
+  for (i = 0; i < 32; i++) {
+    out[2 * i] = hex[d[i] >> 4];
+    out[2 * i + 1] = hex[d[i] & 15];
+  }
+  lua_pushlstring(L, out, 64);
+  return 1;
+}
+
 /* Registers this file's functions in the module table on top of the stack. */
 static void pd_secret_open(lua_State *L) {
   static const luaL_Reg fns[] = {
       {"random_token", pd_secret_random_token},
       {"consttime_equal", pd_secret_consttime_equal},
       {"base64_encode", pd_secret_base64_encode},
+      {"sha256_hex", pd_secret_sha256_hex},
       {NULL, NULL},
   };
   luaL_setfuncs(L, fns, 0);

@@ -23,6 +23,12 @@ local M = {
   new = client.new,
 }
 
+--- A Redis shared by workers and hosts (token stores, webhook de-duplication,
+-- pacing): see pipedrive.redis. Loaded on first use (it needs pipedrive.hiredis).
+function M.redis(opts)
+  return require("pipedrive.redis").new(opts)
+end
+
 local default
 
 --- A token store in a JSON file, shared safely by processes: see pipedrive.token_file.
