@@ -108,7 +108,7 @@ describe("OAuth tokens shared through Redis", function()
     local pd = client(shared)
     assert(pd.users.list())
     local before = counts()
-    srv:stop()
+    srv:kill()
     -- the token is refused before its expiry (401): the refresh needs the lock
     sb.admin("POST", "/_sandbox/oauth/expire")
     local data, err = pd.users.list()

@@ -131,7 +131,7 @@ describe("webhook listeners sharing Redis", function()
 
   it("answers 503 while Redis is down (logged once), and runs the redelivery once when it is back", function()
     local id = 20
-    srv:stop()
+    srv:kill()
     for attempt = 1, 2 do
       local down = deliver(body(id, nil, attempt))
       assert.equal(3, count(down, 503, "the de-duplication store is unavailable"), statuses(down))
