@@ -184,6 +184,17 @@ describe("pipedrive.redis against redis-server", function()
     r:close()
   end)
 
+  it("a reply nested deeper than hiredis reads drops the connection; the next command reconnects", function()
+    local r = redis.new{ port = srv.port }
+    assert.same({ { { { { 1 } } } } }, r:eval("return {{{{{1}}}}}"))
+    local v, err = r:eval("local t = {1} for i = 1, 12 do t = {t} end return t")
+    assert.is_nil(v)
+    assert.equal("redis_unavailable", err.kind)
+    assert.equal("transfer", err.stage)
+    assert.equal("PONG", r:command("PING"))
+    r:close()
+  end)
+
   it("sends integers as %d and floats in their shortest round-trip form", function()
     local r = redis.new{ port = srv.port }
     r:command("SET", "n1", 42)
