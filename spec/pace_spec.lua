@@ -74,7 +74,8 @@ describe("pacing", function()
 
     it("pd.parallel of many adds at concurrency 16 meets no 429 and keeps the limit's pace", function()
       local n = MAIN and 1000 or 200
-      local pd = sb.client{ pace = true }
+      local forced = 0
+      local pd = sb.client{ pace = true, log = function(ev) if ev.forced then forced = forced + 1 end end }
       local fns = {}
       for i = 1, n do fns[i] = function() return pd.persons.add{ name = "one-" .. i } end end
       local t = core.now()
@@ -83,6 +84,7 @@ describe("pacing", function()
       pd.close()
       assert.equal(0, failed, failed > 0 and tostring(results[1].err) or nil)
       assert.equal(0, figures(sb).rate_limited)
+      assert.equal(0, forced) -- no call waited past max_wait (then it would be sent anyway)
       local ideal = n / RATE
       assert.is_true(elapsed <= 1.1 * ideal, ("elapsed %.2f s, ideal %.2f s"):format(elapsed, ideal))
       -- and not faster than the limit allows (the windows were really used)
