@@ -1,5 +1,5 @@
 # Build, test and run the pipedrive Lua module.
-# `make` builds build/pipedrive/{core,httpd}.so for $(LUA_VERSION);
+# `make` builds build/pipedrive/{core,httpd,hiredis}.so for $(LUA_VERSION);
 # `make test` runs the busted suite; `make demo` runs the quickstart against a sandbox.
 
 # LUA picks the interpreter (lua5.1 .. lua5.4, luajit; a path works too), and

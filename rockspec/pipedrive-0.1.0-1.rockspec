@@ -1,14 +1,15 @@
 -- The client: the modules of lua/pipedrive/ (not the sandbox, which is the rock
--- pipedrive-sandbox), the C modules pipedrive.core (libcurl) and pipedrive.httpd
--- (libmicrohttpd), and the `pipedrive` command. No dependency but Lua itself.
+-- pipedrive-sandbox), the C modules pipedrive.core (libcurl), pipedrive.httpd
+-- (libmicrohttpd) and pipedrive.hiredis (hiredis, for pipedrive.redis), and the
+-- `pipedrive` command. No dependency but Lua itself.
 --
 -- From a checkout, without any server:
 --   make rock                    # build/rocks/pipedrive-0.1.0-1.src.rock (+ the sandbox's)
 --   luarocks --lua-version=5.4 install build/rocks/pipedrive-0.1.0-1.src.rock
 -- or in place: luarocks --lua-version=5.4 make rockspec/pipedrive-0.1.0-1.rockspec
--- libcurl and libmicrohttpd are found under /usr/local, /usr or /; anywhere else pass
--- CURL_DIR=/opt/curl (or CURL_INCDIR=/opt/curl/include CURL_LIBDIR=/opt/curl/lib) and
--- MICROHTTPD_DIR=... to luarocks.
+-- libcurl, libmicrohttpd and hiredis are found under /usr/local, /usr or /; anywhere else pass
+-- CURL_DIR=/opt/curl (or CURL_INCDIR=/opt/curl/include CURL_LIBDIR=/opt/curl/lib),
+-- MICROHTTPD_DIR=... and HIREDIS_DIR=... to luarocks.
 rockspec_format = "3.0"
 package = "pipedrive"
 version = "0.1.0-1"
@@ -39,6 +40,7 @@ dependencies = {
 external_dependencies = {
   CURL = { library = "curl" },
   MICROHTTPD = { header = "microhttpd.h", library = "microhttpd" },
+  HIREDIS = { header = "hiredis/hiredis.h", library = "hiredis" },
   platforms = {
     macosx = { CURL = { header = "curl/curl.h" } },
     bsd = { CURL = { header = "curl/curl.h" } },
@@ -115,6 +117,7 @@ build = {
     ["pipedrive.params"] = "lua/pipedrive/params.lua",
     ["pipedrive.pipeline"] = "lua/pipedrive/pipeline.lua",
     ["pipedrive.redact"] = "lua/pipedrive/redact.lua",
+    ["pipedrive.redis"] = "lua/pipedrive/redis.lua",
     ["pipedrive.redirect"] = "lua/pipedrive/redirect.lua",
     ["pipedrive.retry"] = "lua/pipedrive/retry.lua",
     ["pipedrive.scheduler"] = "lua/pipedrive/scheduler.lua",
@@ -141,6 +144,14 @@ build = {
       incdirs = { "$(MICROHTTPD_INCDIR)" },
       libdirs = { "$(MICROHTTPD_LIBDIR)" },
       libraries = { "microhttpd" },
+    },
+    -- pipedrive.redis's plain-Lua backend (the core does not link hiredis)
+    ["pipedrive.hiredis"] = {
+      sources = { "csrc/redis.c" },
+      defines = { "_POSIX_C_SOURCE=200809L" },
+      incdirs = { "$(HIREDIS_INCDIR)" },
+      libdirs = { "$(HIREDIS_LIBDIR)" },
+      libraries = { "hiredis" },
     },
   },
   install = {

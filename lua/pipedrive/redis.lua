@@ -150,7 +150,7 @@ local function unavailable(s, stage, message)
 end
 
 local function reply_error(text, command)
-  local code = text:match("^(%S+)") or "ERR"
+  local code = text:match("^([A-Z][A-Z0-9_%-]*)[%s]") or text:match("^([A-Z][A-Z0-9_%-]*)$") or "ERR"
   return setmetatable({ kind = "redis", code = code, message = text, command = command }, core.error_mt)
 end
 

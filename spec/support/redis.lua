@@ -16,6 +16,7 @@
 -- between choosing and binding is retried with a new one.
 local compat = require "pipedrive.compat"
 local core = require "pipedrive.core"
+local spawn = require "pipedrive.sandbox.spawn"
 local util = require "support.util"
 
 local M = {}
@@ -95,7 +96,7 @@ end
 local function wait_gone(pid, seconds)
   local deadline = core.now() + seconds
   while core.now() < deadline do
-    if not compat.execute("kill -0 " .. pid .. " 2>/dev/null") then return true end
+    if not spawn.pid_alive(pid) then return true end
     core.sleep(0.02)
   end
   return false
