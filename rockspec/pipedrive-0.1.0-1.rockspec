@@ -118,6 +118,7 @@ build = {
     ["pipedrive.pipeline"] = "lua/pipedrive/pipeline.lua",
     ["pipedrive.redact"] = "lua/pipedrive/redact.lua",
     ["pipedrive.redis"] = "lua/pipedrive/redis.lua",
+    ["pipedrive.redis_stores"] = "lua/pipedrive/redis_stores.lua",
     ["pipedrive.redirect"] = "lua/pipedrive/redirect.lua",
     ["pipedrive.retry"] = "lua/pipedrive/retry.lua",
     ["pipedrive.scheduler"] = "lua/pipedrive/scheduler.lua",

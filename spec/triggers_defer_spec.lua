@@ -157,13 +157,50 @@ describe("a seen store with claim, shared by two triggers objects", function()
     assert.equal(1, runs_b.n)
   end)
 
-  it("handles the event anyway when the store fails to claim, and says so", function()
+  it("answers 503 without running the callbacks while the store fails to claim, logged once per outage", function()
     local store = shared_store()
+    local claim = store.claim
     store.claim = function() error("dict is full", 0) end
     local tr, runs, lines = make(store)
-    assert.equal(200, (post(tr, body(7))))
+    local text = body(7)
+    local status, doc = post(tr, text)
+    assert.equal(503, status)
+    assert.same({ error = "the de-duplication store is unavailable" }, doc)
+    assert.equal(0, runs.n)
+    -- a store returning nil, err fails the same way; still one line for the outage
+    store.claim = function() return nil, "connection refused" end
+    assert.equal(503, (post(tr, text)))
+    assert.equal(0, runs.n)
+    local errors = {}
+    for _, l in ipairs(lines) do if l:match("^error ") then errors[#errors + 1] = l end end
+    assert.equal(1, #errors)
+    assert.matches("failed to claim an event %(answering 503 until it works again%): dict is full", errors[1])
+    -- the store is back: the redelivery runs the callbacks once, and the recovery is said
+    store.claim = claim
+    assert.equal(200, (post(tr, text)))
     assert.equal(1, runs.n)
-    assert.matches("failed to claim an event %(handling it anyway%): dict is full", table.concat(lines, "\n"))
+    assert.matches("the seen store works again", table.concat(lines, "\n"))
+    assert.same({ status = "duplicate" }, select(2, post(tr, text)))
+  end)
+
+  it("answers 503 while a check-only store fails (nil, err or a raise)", function()
+    local store = { check = function() return nil, "down" end, mark = function() end }
+    local tr, runs, lines = make(store)
+    assert.equal(503, (post(tr, body(8))))
+    store.check = function() error("down too", 0) end
+    assert.equal(503, (post(tr, body(8))))
+    assert.equal(0, runs.n)
+    assert.matches("failed to check an event %(answering 503 until it works again%): down", table.concat(lines, "\n"))
+  end)
+
+  it("answers 200 when mark fails after the callbacks succeeded, and logs it", function()
+    local store = shared_store()
+    store.mark = function() return nil, "read only replica" end
+    local tr, runs, lines = make(store)
+    assert.equal(200, (post(tr, body(9))))
+    assert.equal(1, runs.n)
+    assert.matches("failed to remember an event %(a redelivery may run it again%): read only replica",
+      table.concat(lines, "\n"))
   end)
 
   it("refuses claim or release that are not functions", function()

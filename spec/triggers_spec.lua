@@ -668,11 +668,18 @@ describe("the seen memory", function()
     assert.equal(1, #r.events)
   end)
 
-  it("handles the event when the store fails to check, and still acknowledges when it fails to mark", function()
-    local tr, lines = make{ seen = { check = function() error("redis down") end,
+  it("answers 503 and runs nothing when the store fails to check, and acknowledges when it fails to mark", function()
+    local check_ok = false
+    local tr, lines = make{ seen = { check = function()
+                                       if not check_ok then error("redis down") end
+                                       return false
+                                     end,
                                      mark = function() error("redis still down") end } }
     local r = recorder()
     tr:on("*", r.fn)
+    assert.equal(503, (post(tr, SEVEN[1][2])))
+    assert.equal(0, #r.events)
+    check_ok = true
     assert.equal(200, (post(tr, SEVEN[1][2])))
     assert.equal(1, #r.events)
     local text = table.concat(lines, "\n")

@@ -251,7 +251,8 @@ function M.new(opts)
   if opts.log then send = redact.wrap(send, opts.log, hook, core.now) end
   send = redirect.wrap(send, opts.max_redirects or 0, opts.insecure, hook)
   local clock = make_clock(opts, in_nginx, sched)
-  auth = opts.oauth ~= nil and oauth.new(opts.oauth, oauth_sender(send, policy, hook, clock), opts.oauth_url) or nil
+  auth = opts.oauth ~= nil and oauth.new(opts.oauth, oauth_sender(send, policy, hook, clock), opts.oauth_url,
+    clock.sleep) or nil
 
   local p = pipeline.new{
     api = opts.api or "v2", base_url = base_url, explicit_base = opts.base_url ~= nil, insecure = opts.insecure,

@@ -33,8 +33,10 @@ end
 
 --- Creates the OAuth state of one client.
 -- `opts` is pipedrive.new's `oauth` table; `send(req)` performs a request with
--- the client's transport; `oauth_url` overrides Pipedrive's OAuth host.
-function M.new(opts, send, oauth_url)
+-- the client's transport; `oauth_url` overrides Pipedrive's OAuth host;
+-- `sleep(seconds)` is the client's wait (a scheduler timer inside a task),
+-- handed to a shared store's lock(fn, sleep) for its polling.
+function M.new(opts, send, oauth_url, sleep)
   if type(opts) ~= "table" then error("pipedrive.new: oauth must be a table", 3) end
   if opts.store ~= nil then
     -- A ready store such as pipedrive.token_file(path): its token and hooks.
@@ -48,7 +50,9 @@ function M.new(opts, send, oauth_url)
     -- A store shared by processes also gives lock(fn) (one refresh at a time) and
     -- load() (the newest token, read before every call: pipedrive.ngx.token_store)
     -- or reload() (a token another process saved, read under the lock before a
-    -- refresh and after invalid_grant: pipedrive.token_file).
+    -- refresh and after invalid_grant: pipedrive.token_file, shared:token_store).
+    -- load, reload and lock may give nil, err (a store that cannot be reached:
+    -- shared:token_store): the call fails with it and nothing is refreshed blind.
     o.load, o.lock, o.reload = store.load, store.lock, store.reload
     opts = o
   end
@@ -105,9 +109,12 @@ function M.new(opts, send, oauth_url)
 
   -- Takes the token the shared store holds when it differs from `had` (the
   -- access token this call started with): another process, or another
-  -- coroutine of this client, saved it meanwhile. True when taken.
+  -- coroutine of this client, saved it meanwhile. True when taken, false when
+  -- not, nil, err when the store cannot be read (then nobody may refresh).
   local function adopt_stored(had)
-    local current = reload and reload()
+    if not reload then return false end
+    local current, rerr = reload()
+    if current == nil and rerr ~= nil then return nil, rerr end
     if valid_token(current) and current.access_token ~= had then
       token, generation, broken, revoked = copy(current), generation + 1, false, false
       return true
@@ -182,13 +189,15 @@ function M.new(opts, send, oauth_url)
       -- refresh token that the holder's refresh has just rotated out.
       local had = token and token.access_token
       return opts.lock(function()
-        if adopt_stored(had) then return true end
+        local adopted, aerr = adopt_stored(had)
+        if adopted == nil then return nil, aerr end
+        if adopted then return true end
         lock_holder = co
         local ok, r1, r2 = pcall(self.refresh)
         lock_holder = nil
         if not ok then error(r1, 0) end
         return r1, r2
-      end)
+      end, sleep)
     end
     if broken then return fail("reauth_required", "the refresh token was refused: log in again") end
     if not token or type(token.refresh_token) ~= "string" then
@@ -212,8 +221,10 @@ function M.new(opts, send, oauth_url)
     if not t then
       if err.kind == "reauth_required" then
         -- Refused: maybe another process (not taking our lock) rotated it and saved
-        -- the new token; else only a new login helps.
-        if adopt_stored(token.access_token) then return true end
+        -- the new token; else only a new login helps (unknown while the store fails).
+        local adopted, aerr = adopt_stored(token.access_token)
+        if adopted then return true end
+        if adopted == nil then return nil, aerr end
         broken = true
       end
       return nil, err
@@ -249,11 +260,15 @@ function M.new(opts, send, oauth_url)
   function self.authorization()
     -- Stuck without a usable token: another process may have logged in or
     -- refreshed since (read only in this state, so a broken client sends nothing).
-    if (broken or not token) and opts.reload then adopt_stored(token and token.access_token) end
+    if (broken or not token) and opts.reload then
+      local adopted, aerr = adopt_stored(token and token.access_token)
+      if adopted == nil then return nil, aerr end
+    end
     if broken then return fail("reauth_required", "the refresh token was refused: log in again") end
     if opts.load then
       -- a shared store may hold a newer token than ours (another process refreshed it)
-      local current = opts.load()
+      local current, lerr = opts.load()
+      if current == nil and lerr ~= nil then return nil, lerr end
       if current and (not token or current.access_token ~= token.access_token) then
         token, generation = current, generation + 1
       end

@@ -2,7 +2,9 @@
 -- method, Basic auth (constant time), size, content type and payload; runs
 -- the matching callbacks under pcall; answers 5xx when one fails, so that
 -- Pipedrive delivers again; claims and marks events in the seen store so that
--- a redelivery is acknowledged without calling anything twice. Never raises.
+-- a redelivery is acknowledged without calling anything twice; answers 503
+-- while the seen store fails (nothing runs that cannot be de-duplicated).
+-- Never raises.
 local compat = require "pipedrive.compat"
 local core = require "pipedrive.core"
 local event = require "pipedrive.triggers.event"
@@ -148,32 +150,63 @@ local function busy()
   return reply(503, { error = "this event is being handled" }, { ["retry-after"] = "3" })
 end
 
--- Whether the event may run now: "run", "duplicate" or "busy". A store shared
--- by processes (pipedrive.ngx.seen) claims the event for one of them at once;
--- a store that fails lets the event run (a duplicate call beats a lost event).
+-- The answer while the seen store fails: the callbacks cannot be de-duplicated,
+-- so they do not run; Pipedrive delivers the event again later.
+local function unavailable()
+  return reply(503, { error = "the de-duplication store is unavailable" }, { ["retry-after"] = "5" })
+end
+
+-- A failure of the seen store (raised, or nil, err): logged once per outage.
+local function store_failed(st, what, err)
+  if not st.seen_down then
+    st.seen_down = true
+    emit(st, "error", ("the seen store failed to %s an event (answering 503 until it works again): %s")
+      :format(what, tostring(err)))
+  end
+  return "unavailable"
+end
+
+-- The seen store answered again after an outage: said once.
+local function store_works(st)
+  if st.seen_down then
+    st.seen_down = false
+    emit(st, "warn", "the seen store works again")
+  end
+end
+
+-- Whether the event may run now: "run", "duplicate", "busy" or "unavailable".
+-- A store shared by processes (pipedrive.ngx.seen, shared:seen()) claims the
+-- event for one of them at once. A store that fails (raises, or returns nil,
+-- err) answers 503: running callbacks that may already have run elsewhere is
+-- worse than a redelivery.
 local function claim(st, key)
   local seen = st.seen
   if seen.claim then
     local cok, got, claim_state = pcall(seen.claim, key, st.ttl)
-    if not cok then
-      emit(st, "error", "the seen store failed to claim an event (handling it anyway): " .. tostring(got))
-    elseif not got then
-      return claim_state == "seen" and "duplicate" or "busy"
-    end
+    if not cok then return store_failed(st, "claim", got) end
+    if got == nil then return store_failed(st, "claim", claim_state or "no answer") end
+    store_works(st)
+    if not got then return claim_state == "seen" and "duplicate" or "busy" end
     return "run"
   end
   if st.inflight[key] then return "busy" end
-  local cok, was_seen = pcall(seen.check, key)
-  if not cok then
-    emit(st, "error", "the seen store failed to check an event (handling it anyway): " .. tostring(was_seen))
-    return "run"
-  end
+  local cok, was_seen, cerr = pcall(seen.check, key)
+  if not cok then return store_failed(st, "check", was_seen) end
+  if was_seen == nil and cerr ~= nil then return store_failed(st, "check", cerr) end
+  store_works(st)
   return was_seen and "duplicate" or "run"
 end
 
--- Gives a claimed event back to a shared store (its run failed or never happened).
+-- Gives a claimed event back to a shared store (its run failed or never
+-- happened); when that fails, the claim ends at its expiry instead.
 local function release(st, key)
-  if st.seen.claim and st.seen.release then pcall(st.seen.release, key) end
+  if st.seen.claim and st.seen.release then
+    local ok, r, err = pcall(st.seen.release, key)
+    if not ok or (r == nil and err ~= nil) then
+      emit(st, "error", "the seen store failed to release an event (a redelivery runs it once the claim expires): "
+        .. tostring(ok and err or r))
+    end
+  end
 end
 
 -- Runs the callbacks; true when all succeeded, and only then is the event marked seen.
@@ -196,8 +229,14 @@ local function run(st, ev, fns)
     release(st, key)
     return false
   end
-  local mok, merr = pcall(st.seen.mark, key, st.ttl)
-  if not mok then emit(st, "error", "the seen store failed to remember an event: " .. tostring(merr)) end
+  -- The callbacks ran: the answer stays 200 even when the event cannot be
+  -- remembered (a later duplicate is the lesser harm than a 5xx that makes
+  -- Pipedrive deliver, and the callbacks run, again at once).
+  local mok, mres, merr = pcall(st.seen.mark, key, st.ttl)
+  if not mok or (mres == nil and merr ~= nil) then
+    emit(st, "error", "the seen store failed to remember an event (a redelivery may run it again): "
+      .. tostring(mok and merr or mres))
+  end
   if st.log then -- info lines go nowhere without a log function: not even formatted
     emit(st, "info", ("handled %s (id %s, attempt %s)"):format(ev.event, shown(ev.id), tostring(ev.meta.attempt)))
   end
@@ -238,6 +277,7 @@ local function handle(st, req, hopts)
   local verdict = claim(st, ev.meta.dedupe_key)
   if verdict == "duplicate" then return duplicate(st, ev) end
   if verdict == "busy" then return busy() end
+  if verdict == "unavailable" then return unavailable() end
   if hopts and hopts.defer then return deferred(st, ev, fns, hopts.defer) end
   if not run(st, ev, fns) then return reply(500, { error = "callback failed" }) end
   return reply(200, { status = "ok" })
