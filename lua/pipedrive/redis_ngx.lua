@@ -87,16 +87,17 @@ end
 
 -- One CRLF-terminated line, without the CRLF; nil, message past LINE_MAX.
 local function line(self)
-  local from = self.pos
+  local scanned = 0 -- bytes after pos known to hold no CRLF (fill may move pos)
   while true do
-    local e = self.buf:find("\r\n", from, true)
+    local e = self.buf:find("\r\n", self.pos + scanned, true)
     if e then
       local l = self.buf:sub(self.pos, e - 1)
       self.pos = e + 2
       return l
     end
-    if #self.buf - self.pos + 1 > LINE_MAX then return nil, "a reply line is longer than 64 KiB" end
-    from = math.max(self.pos, #self.buf) -- a CR may end the buffer
+    local have = #self.buf - self.pos + 1
+    if have > LINE_MAX then return nil, "a reply line is longer than 64 KiB" end
+    scanned = have > 0 and have - 1 or 0 -- a CR may end the buffer
     local ok, err = fill(self)
     if not ok then return nil, err end
   end
