@@ -110,6 +110,8 @@ build = {
     ["pipedrive.operations.ids"] = "lua/pipedrive/operations/ids.lua",
     ["pipedrive.operations.index"] = "lua/pipedrive/operations/index.lua",
     -- generated operations: end
+    ["pipedrive.pace"] = "lua/pipedrive/pace.lua",
+    ["pipedrive.pace_shared"] = "lua/pipedrive/pace_shared.lua",
     ["pipedrive.paging"] = "lua/pipedrive/paging.lua",
     ["pipedrive.fields"] = "lua/pipedrive/fields.lua",
     ["pipedrive.expand"] = "lua/pipedrive/expand.lua",
@@ -118,6 +120,7 @@ build = {
     ["pipedrive.pipeline"] = "lua/pipedrive/pipeline.lua",
     ["pipedrive.redact"] = "lua/pipedrive/redact.lua",
     ["pipedrive.redis"] = "lua/pipedrive/redis.lua",
+    ["pipedrive.redis_ngx"] = "lua/pipedrive/redis_ngx.lua",
     ["pipedrive.redis_stores"] = "lua/pipedrive/redis_stores.lua",
     ["pipedrive.redirect"] = "lua/pipedrive/redirect.lua",
     ["pipedrive.retry"] = "lua/pipedrive/retry.lua",

@@ -164,8 +164,8 @@ function Shared:take(account, bucket, member, cost, method)
     return nil, nil, pace.daily_error("Pipedrive said no POST/PUT requests are left today "
       .. "(x-daily-requests-left: 0); not sent")
   end
-  return nil, nil, pace.daily_error(("the daily token budget (%d) would be exceeded: %s spent today, this call costs %d; not sent")
-    :format(self.policy.daily, tostring(reply[2]), cost))
+  return nil, nil, pace.daily_error(("the daily token budget (%d) would be exceeded: %s spent today, "
+    .. "this call costs %d; not sent"):format(self.policy.daily, tostring(reply[2]), cost))
 end
 
 --- Takes a slot for `member` without looking (its wait ran out): true, or nil.

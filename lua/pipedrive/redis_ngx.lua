@@ -210,7 +210,7 @@ function Conn:command(argv)
   return v
 end
 
-function Conn:forked() return false end
+function Conn.forked() return false end
 
 --- Closes the socket; idempotent.
 function Conn:close()
@@ -291,7 +291,7 @@ function Resty:command(argv)
   return from_resty(res, ngx_table().null, 0)
 end
 
-function Resty:forked() return false end
+function Resty.forked() return false end
 
 function Resty:close()
   if self.closed then return end
