@@ -3,7 +3,8 @@
 --   lua5.4 bench/client.lua latency URL N C  N deals.get, C at once (C = 1: plain sequential calls) (row 3)
 --   lua5.4 bench/client.lua page URL N [prefetch]  each over N deals, 500 per page (row 4)
 --   lua5.4 bench/client.lua growth URL N     RSS after 1,000 calls and after N more (row 6)
--- Prints one JSON line. CPU is os.clock() (user+sys of this process) over the
+-- PD_BENCH_PACE=local (pace = true) or PD_BENCH_PACE=redis://... (pace counted in
+-- that Redis) paces the client (row 9). Prints one JSON line. CPU is os.clock() (user+sys of this process) over the
 -- measured calls only; peak_rss_kb is VmHWM from /proc/self/status.
 local pipedrive = require "pipedrive"
 local core = require "pipedrive.core"
@@ -32,7 +33,10 @@ local function out(t)
 end
 
 local mode, url, n, extra = arg[1], arg[2], tonumber(arg[3]), arg[4]
-local pd = pipedrive.new{ api_token = "bench-token", base_url = url, retries = false }
+local pace = os.getenv("PD_BENCH_PACE")
+if pace == "local" then pace = true
+elseif pace then pace = { shared = pipedrive.redis{ url = pace } } end
+local pd = pipedrive.new{ api_token = "bench-token", base_url = url, retries = false, pace = pace }
 
 if mode == "get" then
   for _ = 1, 100 do assert(pd.deals.get(1)) end

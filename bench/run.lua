@@ -2,6 +2,7 @@
 -- run on this machine, written to bench/RESULTS.md (or --out FILE).
 --   lua5.4 bench/run.lua [--quick] [--out FILE]
 --   lua5.4 bench/run.lua --only slow [--quick]   row 7 alone, printed (RESULTS.md untouched)
+--   lua5.4 bench/run.lua --only pace [--quick]   row 9 alone, printed (RESULTS.md untouched)
 -- Needs what bench/deps.sh installs. Each measurement is a separate process
 -- (bench/client.lua, bench/raw_curl, bench/node_*.js) printing one JSON line;
 -- CPU figures are user+sys of that process over the measured loop only
@@ -18,8 +19,8 @@ do
   while arg[i] do
     if arg[i] == "--quick" then QUICK = true
     elseif arg[i] == "--out" then i = i + 1; OUT = arg[i]
-    elseif arg[i] == "--only" and arg[i + 1] == "slow" then i = i + 1; ONLY = "slow"
-    else error("usage: lua5.4 bench/run.lua [--quick] [--out FILE] [--only slow]") end
+    elseif arg[i] == "--only" and (arg[i + 1] == "slow" or arg[i + 1] == "pace") then i = i + 1; ONLY = arg[i]
+    else error("usage: lua5.4 bench/run.lua [--quick] [--out FILE] [--only slow|pace]") end
     i = i + 1
   end
 end
@@ -202,6 +203,115 @@ local function row7_details(r7)
     :format(list(r7.base_all, 0), list(r7.slow_all, 0), r7.non2xx, r7.errors)
 end
 
+-- Row 9: pacing against the sandbox's burst limiter (--rate-limit 40: 20 adds/s
+-- at most). (a) three OS processes (spec/support/pace_worker.lua), each adding
+-- N persons with pd.parallel at concurrency 16, pacing counted together in a
+-- real Redis; then the same three with only their own local pacers. Aggregate
+-- adds per second as a fraction of the limit, and the 429s the sandbox gave.
+-- (b) the per-call cost of pacing: deals.get against the static nginx of row 1
+-- unpaced, paced locally, and paced in Redis (two scripts per call).
+local function row9(static)
+  package.path = "spec/?.lua;" .. package.path
+  local redis = require "support.redis"
+  local srv = redis.start()
+  at_exit(function() srv:stop() end)
+  local n = QUICK and 100 or 300
+  local function three(redis_url)
+    local sb = spawn.start{ api_token = "bench-token", args = { "--rate-limit", "40", "--quiet" } }
+    local dir = sh("mktemp -d"):match("(%S+)")
+    local start_at = core.now() + 1
+    local cmds = {}
+    for w = 1, 3 do
+      cmds[w] = ("%s%s spec/support/pace_worker.lua %s bench-token %s %d 16 %.6f %s/w%d.json w%d >%s/w%d.log 2>&1")
+        :format(ENV, LUA, sb.url, redis_url or "-", n, start_at, dir, w, w, dir, w)
+    end
+    os.execute(table.concat(cmds, " & ") .. " & wait")
+    local last, failed = 0, 0
+    for w = 1, 3 do
+      local f = assert(io.open(("%s/w%d.json"):format(dir, w)), "a pace worker failed")
+      local r = core.json_decode(f:read("a"))
+      f:close()
+      if r.ended > last then last = r.ended end
+      failed = failed + r.failed
+    end
+    local h = core.http_new{}
+    local fig = core.json_decode(assert(h:perform{ method = "GET", url = sb.url .. "/_sandbox/rate_limit" }).body)
+    h:close()
+    sb.stop()
+    os.execute("rm -rf '" .. dir .. "'")
+    local elapsed = last - start_at
+    return { adds = 3 * n, elapsed = elapsed, rate = 3 * n / elapsed, fraction = 3 * n / elapsed / 20,
+             r429 = fig.rate_limited, failed = failed }
+  end
+  local shared, alone = three(srv.url), three(nil)
+  log("row 9a: shared %.2f s (%.3f of the limit, %d x 429); local only %.2f s (%d x 429)", shared.elapsed,
+    shared.fraction, shared.r429, alone.elapsed, alone.r429)
+  -- the workers taught Redis this token's limit (40): forget it, or (b) would be paced at 20 calls/s
+  srv:cli("FLUSHALL")
+  local N = QUICK and 2000 or 10000
+  local cost = {}
+  for _, mode in ipairs({ "off", "local", "redis" }) do
+    local env = mode == "off" and "" or ("PD_BENCH_PACE=%s "):format(mode == "local" and "local" or srv.url)
+    local runs = {}
+    for i = 1, REPS do runs[i] = json_run(("%s%s%s bench/client.lua get %s %d"):format(ENV, env, LUA, static, N)) end
+    cost[mode] = { cpu = median(field(runs, "cpu_us")), wall = median(field(runs, "wall_us")) }
+    log("row 9b: %s: %.1f us CPU, %.1f us wall per call", mode, cost[mode].cpu, cost[mode].wall)
+  end
+  srv:stop()
+  return { n = n, shared = shared, alone = alone, cost = cost, calls = N }
+end
+
+local function row9_line(r9)
+  local s = r9.shared
+  return ("| 9 | pacing: 3 processes x %d adds sharing Redis, sandbox `--rate-limit 40` (20/s) | %.1f adds/s = %.3f of the "
+    .. "limit, %d x 429 | each process pacing alone: %d x 429 | per call: %+.1f us CPU, %+.1f us wall (local pacing: "
+    .. "%+.1f us CPU) | 0 x 429, >= 0.95 of the limit | %s |")
+    :format(r9.n, s.rate, s.fraction, s.r429, r9.alone.r429, r9.cost.redis.cpu - r9.cost.off.cpu,
+      r9.cost.redis.wall - r9.cost.off.wall, r9.cost["local"].cpu - r9.cost.off.cpu,
+      (s.r429 == 0 and s.fraction >= 0.95 and s.failed == 0) and "**met**" or "**missed**")
+end
+
+local function row9_details(r9)
+  local s, a, c = r9.shared, r9.alone, r9.cost
+  return ("Row 9: sharing Redis, %d adds in %.2f s (%d failed); each process pacing only itself, %.2f s, %d answers 429 "
+    .. "(retried, %d failed). Per `deals.get` against the static nginx of row 1 (%d calls, median of runs): unpaced "
+    .. "%.1f us CPU / %.1f us wall; paced locally %.1f / %.1f; paced in Redis %.1f / %.1f (two EVALSHA per call over "
+    .. "loopback). Workers: `spec/support/pace_worker.lua`; one process alone is in spec/pace_spec.lua (1,000 adds).")
+    :format(s.adds, s.elapsed, s.failed, a.elapsed, a.r429, a.failed, r9.calls, c.off.cpu, c.off.wall,
+      c["local"].cpu, c["local"].wall, c.redis.cpu, c.redis.wall)
+end
+
+if ONLY == "pace" then
+  local ok9, r9 = pcall(function()
+    local prefix = sh("mktemp -d"):match("(%S+)")
+    at_exit(function() os.execute("rm -rf '" .. prefix .. "'") end)
+    os.execute(("chmod 755 '%s' && mkdir -p '%s/www' '%s/tmp' && cp bench/deal.json '%s/www/' && chmod 644 '%s/www/deal.json'")
+      :format(prefix, prefix, prefix, prefix, prefix))
+    local port = free_port()
+    local conf = assert(io.open("bench/nginx.conf.in")):read("a"):gsub("@PREFIX@", prefix):gsub("@PORT@", tostring(port))
+    local cf = assert(io.open(prefix .. "/nginx.conf", "w"))
+    cf:write(conf)
+    cf:close()
+    local nginx_pid = bg(("nginx -p '%s' -c '%s/nginx.conf' -e '%s/error.log'"):format(prefix, prefix, prefix))
+    at_exit(function()
+      local f = io.open(prefix .. "/nginx.pid")
+      if f then kill(f:read("l")); f:close() end
+      kill(nginx_pid)
+    end)
+    local static = ("http://127.0.0.1:%d"):format(port)
+    wait_http(static .. "/api/v2/deals/1", 10)
+    return row9(static)
+  end)
+  finish()
+  if not ok9 then
+    io.stderr:write(tostring(r9), "\n")
+    os.exit(1)
+  end
+  print(row9_line(r9))
+  print(row9_details(r9))
+  os.exit(0)
+end
+
 if ONLY == "slow" then
   local ok7, r7 = pcall(row7)
   finish()
@@ -376,6 +486,7 @@ local ok, err = pcall(function()
   kill(node_pid)
 
   results.row7 = row7()
+  results.row9 = row9(static)
 end)
 finish()
 if not ok then
@@ -452,6 +563,7 @@ w(("| 6 | %s calls in one process | RSS %s -> %s KiB: %+d KiB | - | - | < 1 MiB 
   :format(thousands(r6.calls), thousands(r6.rss_before_kb), thousands(r6.rss_after_kb), r6.growth_kb,
     verdict(r6.growth_kb < 1024)))
 w(row7_line(results.row7))
+w(row9_line(results.row9))
 w()
 w("## Details")
 w()
@@ -486,6 +598,7 @@ w(("Row 5: non-2xx answers: pipedrive %d, node %d. CPU/req is the server process
   .. "wrk run divided by the requests wrk completed.")
   :format(r5.lua_non2xx, r5.node_non2xx))
 w(row7_details(results.row7))
+w(row9_details(results.row9))
 w()
 w("## Commands")
 w()

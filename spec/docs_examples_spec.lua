@@ -139,7 +139,19 @@ local function env_prefix(sb, extra)
                   q("LUA_PATH=" .. absolute(package.path)), q("LUA_CPATH=" .. absolute(package.cpath)),
                   q("PIPEDRIVE_API_TOKEN=" .. sb.api_token), q("PIPEDRIVE_BASE_URL=" .. sb.url),
                   q("HOOK_PW=" .. HOOK_PW) }
+  if extra and extra.redis_url then parts[#parts + 1] = q("REDIS_URL=" .. extra.redis_url) end
   return table.concat(parts, " ")
+end
+
+-- A real Redis for the blocks that read REDIS_URL (README "Many workers and hosts"), started
+-- on first need and kept for the run; nil when redis-server or pipedrive.hiredis is missing.
+local redis_server
+local function redis_url()
+  if redis_server == nil then
+    local redis = require "support.redis"
+    redis_server = redis.available() and redis.start() or false
+  end
+  return redis_server and redis_server.url or nil
 end
 
 local function slurp_and_remove(path)
@@ -164,10 +176,18 @@ local function run_lua(block)
   local f = assert(io.open(script, "wb"))
   f:write(src)
   f:close()
+  local extra = { home = dir }
+  if src:find("REDIS_URL", 1, true) then
+    extra.redis_url = redis_url()
+    if not extra.redis_url then
+      compat.execute("rm -rf " .. q(dir))
+      return false, "this block needs Redis: redis-server and pipedrive.hiredis (./run deps installs them)"
+    end
+  end
   local sb = fresh_sandbox()
   local out = dir .. "/out"
   local ok = compat.execute(("cd %s && %s timeout 120 %s %s >%s 2>&1 </dev/null"):format(q(dir),
-    env_prefix(sb, { home = dir }), q(LUA), q(script), q(out)))
+    env_prefix(sb, extra), q(LUA), q(script), q(out)))
   sb.stop()
   local output = slurp_and_remove(out)
   compat.execute("rm -rf " .. q(dir))
@@ -234,6 +254,7 @@ describe("documentation examples", function()
   local counts = { run = 0, not_run = 0, files = 0, cli = 0, reasons = {} }
 
   teardown(function()
+    if redis_server then redis_server:stop() end
     local reasons = {}
     for r, n in pairs(counts.reasons) do reasons[#reasons + 1] = ("%d x %s"):format(n, r) end
     table.sort(reasons)

@@ -104,6 +104,27 @@ describe("OAuth tokens shared through Redis", function()
     assert.is_true(refreshes >= least and refreshes <= most, tostring(refreshes))
   end)
 
+  it("pd.parallel tasks refused at once refresh once; the waiters sleep in the scheduler and adopt it", function()
+    login()
+    local shared = pipedrive.redis{ url = srv.url, prefix = "oauth-spec:" }
+    local pd = client(shared)
+    assert(pd.users.list())
+    sb.admin("POST", "/_sandbox/oauth/expire")
+    local before = counts()
+    local fns = {}
+    for i = 1, 8 do fns[i] = function() return pd.users.list() end end
+    local t0 = core.now()
+    local results = pd.parallel(fns, { concurrency = 8 })
+    -- a waiter blocking the process (core.sleep) would stall the holder until the lock's wait ends
+    assert.is_true(core.now() - t0 < 5, tostring(core.now() - t0))
+    for i = 1, 8 do assert.is_table(results[i][1], tostring(results[i][2])) end
+    assert.equal(before.refreshes + 1, counts().refreshes)
+    assert.equal(before.failed_refreshes, counts().failed_refreshes)
+    assert.equal(pd.oauth.token().access_token, core.json_decode(srv:cli("GET", "oauth-spec:oauth:acct")).access_token)
+    pd.close()
+    shared:close()
+  end)
+
   it("fails the call with redis_unavailable when Redis is unreachable at refresh time, sending no refresh", function()
     login()
     local shared = pipedrive.redis{ url = srv.url, prefix = "oauth-spec:", timeout = 0.5 }
