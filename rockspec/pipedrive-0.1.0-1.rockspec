@@ -110,8 +110,6 @@ build = {
     ["pipedrive.operations.ids"] = "lua/pipedrive/operations/ids.lua",
     ["pipedrive.operations.index"] = "lua/pipedrive/operations/index.lua",
     -- generated operations: end
-    ["pipedrive.pace"] = "lua/pipedrive/pace.lua",
-    ["pipedrive.pace_shared"] = "lua/pipedrive/pace_shared.lua",
     ["pipedrive.paging"] = "lua/pipedrive/paging.lua",
     ["pipedrive.fields"] = "lua/pipedrive/fields.lua",
     ["pipedrive.expand"] = "lua/pipedrive/expand.lua",
