@@ -12,7 +12,7 @@
 -- temporary prefix (lua_package_path: lua/ and spec/ of this worktree; a
 -- shared dict `pipedrive`; the internal location of pipedrive.ngx's
 -- transport), starts nginx in the foreground and waits for its /ping location. `http` is added to the http block, `server` to the
--- server block; `extra_listen` ports (free ones) are in srv.ports.
+-- server block (more `listen` lines too).
 local core = require "pipedrive.core"
 local spawn = require "pipedrive.sandbox.spawn"
 local free_port = require("support.util").free_port
@@ -116,8 +116,7 @@ function M.start(opts)
   local prefix = os.tmpname()
   os.remove(prefix)
   assert(os.execute(("mkdir -p %s/logs %s/tmp %s/conf"):format(q(prefix), q(prefix), q(prefix))))
-  local self = setmetatable({ prefix = prefix, port = free_port(), ports = {}, root = root }, Server)
-  for i = 1, opts.extra_listen or 0 do self.ports[i] = free_port() end
+  local self = setmetatable({ prefix = prefix, port = free_port(), root = root }, Server)
   self.base = "http://127.0.0.1:" .. self.port
   local text = ([[
 load_module %s/ndk_http_module.so;
