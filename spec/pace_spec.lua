@@ -66,7 +66,7 @@ local function start_workers(sb, redis_url, count, n, conc, prefix)
   end
 end
 
-describe("pacing #slow", function()
+describe("pacing", function()
   describe("one process", function()
     local sb
     before_each(function() sb = sandbox.start{ args = { "--rate-limit", LIMIT } } end)
@@ -74,7 +74,8 @@ describe("pacing #slow", function()
 
     it("pd.parallel of many adds at concurrency 16 meets no 429 and keeps the limit's pace", function()
       local n = MAIN and 1000 or 200
-      local pd = sb.client{ pace = true }
+      local forced = 0
+      local pd = sb.client{ pace = true, log = function(ev) if ev.forced then forced = forced + 1 end end }
       local fns = {}
       for i = 1, n do fns[i] = function() return pd.persons.add{ name = "one-" .. i } end end
       local t = core.now()
@@ -83,6 +84,7 @@ describe("pacing #slow", function()
       pd.close()
       assert.equal(0, failed, failed > 0 and tostring(results[1].err) or nil)
       assert.equal(0, figures(sb).rate_limited)
+      assert.equal(0, forced) -- no call waited past max_wait (then it would be sent anyway)
       local ideal = n / RATE
       assert.is_true(elapsed <= 1.1 * ideal, ("elapsed %.2f s, ideal %.2f s"):format(elapsed, ideal))
       -- and not faster than the limit allows (the windows were really used)
@@ -220,6 +222,23 @@ describe("pacing #slow", function()
       for w = 1, 3 do
         for i = 1, n do assert.equal(1, names[("s%d-%d"):format(w, i)]) end
       end
+    end)
+
+    it("counts the daily budget of every client of the token together, under keys that never hold the token", function()
+      local shared = pipedrive.redis{ url = srv.url, prefix = "t:" }
+      local a = sb.client{ pace = { shared = shared, daily = 12 } }
+      local b = sb.client{ pace = { shared = pipedrive.redis{ url = srv.url, prefix = "t:" }, daily = 12 } }
+      assert.is_table((a.persons.add{ name = "daily-a" }))   -- 5 of 12
+      assert.is_table((b.persons.add{ name = "daily-b" }))   -- 10 of 12, counted in Redis
+      local value, err = a.persons.add{ name = "daily-c" }
+      assert.is_nil(value)
+      assert.equal("daily", err.scope)
+      assert.matches("10 spent today", err.message)
+      local keys = srv:cli("KEYS", "*")
+      assert.matches("t:pace:", keys)
+      assert.is_nil(keys:find(sb.api_token, 1, true))
+      for key in keys:gmatch("[^\n]+") do assert.matches("^t:", key) end
+      a.close(); b.close(); shared:close()
     end)
 
     it("Redis stopped mid-run and started again: local fallback said once, every add done once", function()

@@ -91,7 +91,17 @@ end
 local function daily_error(message)
   return setmetatable({ kind = "rate_limited", scope = "daily", message = message }, core.error_mt)
 end
-M.daily_error = daily_error
+
+--- The error of a call the daily budget does not allow (not sent).
+function M.over_budget(budget, spent, cost)
+  return daily_error(("the daily token budget (%d) would be exceeded: %s spent today, this call costs %d; not sent")
+    :format(budget, tostring(spent), cost))
+end
+
+--- The error of a POST/PUT after Pipedrive said none are left today (not sent).
+function M.writes_closed()
+  return daily_error("Pipedrive said no POST/PUT requests are left today (x-daily-requests-left: 0); not sent")
+end
 
 ------------------------------------------------------------------------------
 -- The local counting: per bucket, requests in flight and a queue of the times
@@ -122,14 +132,9 @@ function Local:spend(cost, method, wall)
   local p = self.policy
   local day = M.day(wall)
   if self.day ~= day then self.day, self.spent, self.daily_closed = day, 0, nil end
-  if self.daily_closed and (method == "POST" or method == "PUT") then
-    return nil, daily_error("Pipedrive said no POST/PUT requests are left today (x-daily-requests-left: 0); not sent")
-  end
+  if self.daily_closed and (method == "POST" or method == "PUT") then return nil, M.writes_closed() end
   if p.daily then
-    if self.spent + cost > p.daily then
-      return nil, daily_error(("the daily token budget (%d) would be exceeded: %d spent today, this call costs %d; not sent")
-        :format(p.daily, self.spent, cost))
-    end
+    if self.spent + cost > p.daily then return nil, M.over_budget(p.daily, self.spent, cost) end
     self.spent = self.spent + cost
   end
   return true

@@ -10,6 +10,7 @@
 -- said: each bucket's x-ratelimit-limit and until when a 429 closed it; a
 -- third hash the tokens spent per UTC day.
 local core = require "pipedrive.core"
+local pace = require "pipedrive.pace"
 
 local M = {}
 
@@ -157,15 +158,10 @@ function Shared:take(account, bucket, member, cost, method)
   if code == 1 then return true end
   if code == 0 then
     local wait = tonumber(reply[2])
-    return false, wait or require("pipedrive.pace").POLL * 2
+    return false, wait or pace.POLL * 2
   end
-  local pace = require "pipedrive.pace"
-  if code == -2 then
-    return nil, nil, pace.daily_error("Pipedrive said no POST/PUT requests are left today "
-      .. "(x-daily-requests-left: 0); not sent")
-  end
-  return nil, nil, pace.daily_error(("the daily token budget (%d) would be exceeded: %s spent today, "
-    .. "this call costs %d; not sent"):format(self.policy.daily, tostring(reply[2]), cost))
+  if code == -2 then return nil, nil, pace.writes_closed() end
+  return nil, nil, pace.over_budget(self.policy.daily, reply[2], cost)
 end
 
 --- Takes a slot for `member` without looking (its wait ran out): true, or nil.
