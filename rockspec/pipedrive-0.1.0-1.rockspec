@@ -120,6 +120,7 @@ build = {
     ["pipedrive.pace"] = "lua/pipedrive/pace.lua",
     ["pipedrive.pace_shared"] = "lua/pipedrive/pace_shared.lua",
     ["pipedrive.redis"] = "lua/pipedrive/redis.lua",
+    ["pipedrive.redis_ngx"] = "lua/pipedrive/redis_ngx.lua",
     ["pipedrive.redis_stores"] = "lua/pipedrive/redis_stores.lua",
     ["pipedrive.redirect"] = "lua/pipedrive/redirect.lua",
     ["pipedrive.retry"] = "lua/pipedrive/retry.lua",

@@ -5,125 +5,26 @@
 -- nginx or its Lua module is not installed (./run installs both).
 local core = require "pipedrive.core"
 local sandbox = require "support.sandbox"
-local spawn = require "pipedrive.sandbox.spawn"
+local nginx = require "support.nginx"
 
-local MODULES = "/usr/lib/nginx/modules"
 local CLIENT_ID, CLIENT_SECRET = "nginx-client", "nginx-secret-Qx7"
 local HOOK_USER, HOOK_PASSWORD = "hook", "nginx-hook-pw"
 
-local function exists(path)
-  local f = io.open(path, "rb")
-  if f then f:close() end
-  return f ~= nil
-end
-
-local function sh(cmd)
-  local p = assert(io.popen(cmd, "r"))
-  local out = p:read("*a")
-  p:close()
-  return out
-end
-
 local free_port = require("support.util").free_port
 
-local function q(s) return "'" .. tostring(s):gsub("'", [['\'']]) .. "'" end
-
-local nginx_bin = sh("command -v nginx 2>/dev/null"):match("%S+")
-local have_nginx = nginx_bin ~= nil and exists(MODULES .. "/ngx_http_lua_module.so")
-  and exists(MODULES .. "/ndk_http_module.so")
-
-if not have_nginx then
+if not nginx.available() then
   describe("nginx", function()
-    pending("nginx with libnginx-mod-http-lua is not installed (apt-get install nginx libnginx-mod-http-lua)")
+    pending(nginx.MISSING)
   end)
   return
 end
 
--- Several requests at once with curl: returns one { status, time, body } per URL, in order.
--- opts.h2: all over one HTTP/2 connection (so one nginx worker serves them all);
--- opts.post: a body to POST; opts.headers: extra request headers.
-local function curl_many(urls, opts)
-  opts = opts or {}
-  local dir = os.tmpname()
-  os.remove(dir)
-  assert(os.execute("mkdir " .. q(dir)))
-  local args = { "curl -s --max-time 20 -w '%{urlnum} %{http_code} %{time_total}\\n'" }
-  if #urls > 1 then args[#args + 1] = opts.h2 and "--parallel" or "--parallel --parallel-immediate" end
-  if opts.h2 then args[#args + 1] = "--http2-prior-knowledge" end
-  for _, h in ipairs(opts.headers or {}) do args[#args + 1] = "-H " .. q(h) end
-  if opts.post then
-    local f = assert(io.open(dir .. "/body", "wb"))
-    f:write(opts.post)
-    f:close()
-    args[#args + 1] = "--data-binary @" .. q(dir .. "/body")
-  end
-  for i, u in ipairs(urls) do args[#args + 1] = ("-o %s %s"):format(q(dir .. "/" .. i), q(u)) end
-  local out = sh(table.concat(args, " ") .. " 2>/dev/null")
-  local results = {}
-  for n, status, t in out:gmatch("(%d+) (%d+) ([%d.]+)") do
-    local i = tonumber(n) + 1
-    local f = io.open(dir .. "/" .. i, "rb")
-    local body = f and f:read("*a") or ""
-    if f then f:close() end
-    results[i] = { status = tonumber(status), time = tonumber(t), body = body,
-                   json = select(2, pcall(core.json_decode, body)) }
-  end
-  os.execute("rm -rf " .. q(dir))
-  return results
-end
+local q, curl_many = nginx.q, nginx.curl_many
 
 describe("nginx", function()
-  local sb1, sb2, sb3, prefix, port, h2port, base, pid
-
-  local function config(root)
-    local lua_path = ("%s/lua/?.lua;%s/lua/?/init.lua;%s/spec/?.lua;;"):format(root, root, root)
-    local cpath = root .. "/build/luajit/?.so;;"
-    return ([[
-load_module %s/ndk_http_module.so;
-load_module %s/ngx_http_lua_module.so;
-worker_processes 2;
-pid logs/nginx.pid;
-error_log logs/error.log notice;
-events { worker_connections 128; }
-http {
-  access_log off;
-  client_body_temp_path tmp/body; proxy_temp_path tmp/proxy; fastcgi_temp_path tmp/fastcgi;
-  uwsgi_temp_path tmp/uwsgi; scgi_temp_path tmp/scgi;
-  lua_package_path "%s";
-  lua_package_cpath "%s";
-  lua_shared_dict pipedrive 1m;
-  init_by_lua_block {
-    require("support.nginx_app").configure{
-      api_token = %q, sandboxes = { %q, %q, %q }, closed_url = %q,
-      hook_user = %q, hook_password = %q, client_id = %q, client_secret = %q,
-    }
-  }
-  server {
-    listen 127.0.0.1:%d;
-    listen 127.0.0.1:%d http2;
-    location = /deals { content_by_lua_block { require("support.nginx_app").deals() } }
-    location = /slow { content_by_lua_block { require("support.nginx_app").slow() } }
-    location = /ping { content_by_lua_block { require("support.nginx_app").ping() } }
-    location = /unreachable { content_by_lua_block { require("support.nginx_app").unreachable() } }
-    location = /timer-call { content_by_lua_block { require("support.nginx_app").timer_call() } }
-    location = /webhook { content_by_lua_block { require("support.nginx_app").webhook() } }
-    location = /fail-once { content_by_lua_block { require("support.nginx_app").set_fail() } }
-    location = /count { content_by_lua_block { require("support.nginx_app").count() } }
-    location = /token { content_by_lua_block { require("support.nginx_app").token() } }
-    location = /oauth-users { content_by_lua_block { require("support.nginx_app").oauth_users() } }
-    include %s/examples/openresty/pipedrive-location.conf;
-  }
-}
-]]):format(MODULES, MODULES, lua_path, cpath, sb1.api_token, sb1.url, sb2.url, sb3.url,
-      "http://127.0.0.1:" .. free_port(), HOOK_USER, HOOK_PASSWORD, CLIENT_ID, CLIENT_SECRET, port, h2port,
-      root)
-  end
+  local sb1, sb2, sb3, srv, h2port, base
 
   setup(function()
-    local root = os.getenv("PWD") or "."
-    -- the module nginx loads: built for LuaJIT into build/luajit/
-    -- (not the MAKEFLAGS of a make that runs this suite: its LUA= would win)
-    assert(os.execute("env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -s --no-print-directory LUA=luajit all >/dev/null"))
     local args = { "--oauth-client", CLIENT_ID .. ":" .. CLIENT_SECRET, "--oauth-auto-approve", "--token-ttl", "3" }
     sb1 = sandbox.start{ args = args }
     sb2 = sandbox.start{ args = args }
@@ -136,47 +37,32 @@ http {
         { { match = { method = "GET", path = "/api/v2/persons" }, fault = "delay", delay = 1 } })
       assert(status == 200 or status == 201, "faults: " .. tostring(status))
     end
-    prefix = os.tmpname()
-    os.remove(prefix)
-    assert(os.execute(("mkdir -p %s/logs %s/tmp %s/conf"):format(q(prefix), q(prefix), q(prefix))))
-    port, h2port = free_port(), free_port()
-    base = "http://127.0.0.1:" .. port
-    local f = assert(io.open(prefix .. "/conf/nginx.conf", "wb"))
-    f:write(config(root))
-    f:close()
-    pid = tonumber(sh(("%s -p %s -c conf/nginx.conf -g 'daemon off;' </dev/null >%s/logs/stdout 2>&1 & echo $!")
-      :format(q(nginx_bin), q(prefix), q(prefix))))
-    local up = false
-    for _ = 1, 100 do
-      local r = curl_many({ base .. "/ping" })[1]
-      if r and r.status == 200 then
-        up = true
-        break
-      end
-      if not spawn.pid_alive(pid) then break end
-      os.execute("sleep 0.05")
+    h2port = free_port()
+    local locations = { "listen 127.0.0.1:" .. h2port .. " http2;" }
+    for _, l in ipairs({ { "/deals", "deals" }, { "/slow", "slow" }, { "/unreachable", "unreachable" },
+                         { "/timer-call", "timer_call" }, { "/webhook", "webhook" }, { "/fail-once", "set_fail" },
+                         { "/count", "count" }, { "/token", "token" }, { "/oauth-users", "oauth_users" } }) do
+      locations[#locations + 1] = ('location = %s { content_by_lua_block { require("support.nginx_app").%s() } }')
+        :format(l[1], l[2])
     end
-    if not up then
-      error("nginx did not start: " .. sh("cat " .. q(prefix .. "/logs/stdout") .. " " .. q(prefix .. "/logs/error.log")))
-    end
+    srv = nginx.start{
+      init = ([[require("support.nginx_app").configure{
+      api_token = %q, sandboxes = { %q, %q, %q }, closed_url = %q,
+      hook_user = %q, hook_password = %q, client_id = %q, client_secret = %q,
+    }]]):format(sb1.api_token, sb1.url, sb2.url, sb3.url, "http://127.0.0.1:" .. free_port(), HOOK_USER,
+        HOOK_PASSWORD, CLIENT_ID, CLIENT_SECRET),
+      server = table.concat(locations, "\n    "),
+    }
+    base = srv.base
   end)
 
   teardown(function()
-    if pid and spawn.pid_alive(pid) then
-      os.execute("kill -QUIT " .. pid)
-      for _ = 1, 100 do
-        if not spawn.pid_alive(pid) then break end
-        os.execute("sleep 0.05")
-      end
-      if spawn.pid_alive(pid) then os.execute("kill -KILL " .. pid) end
-    end
-    if prefix then
-      local log = sh("cat " .. q(prefix .. "/logs/error.log") .. " 2>/dev/null")
+    if srv then
+      local log = srv:stop()
       -- nothing the handlers raised, and no secret in nginx's log
       assert.is_nil(log:match("%[error%][^\n]*lua[^\n]*"), log)
       assert.is_nil(log:find(HOOK_PASSWORD, 1, true))
       assert.is_nil(log:find(CLIENT_SECRET, 1, true))
-      os.execute("rm -rf " .. q(prefix))
     end
     if sb1 then sb1.stop() end
     if sb2 then sb2.stop() end

@@ -116,6 +116,10 @@ function M.new(opts, send, oauth_url, sleep)
     local current, rerr = reload()
     if current == nil and rerr ~= nil then return nil, rerr end
     if valid_token(current) and current.access_token ~= had then
+      -- Already ours (another coroutine adopted it while the store yielded, under
+      -- nginx): no new generation, or a call that sent it and met a 401 would
+      -- take that for a refresh and replay the same token.
+      if token and token.access_token == current.access_token and not broken then return true end
       token, generation, broken, revoked = copy(current), generation + 1, false, false
       return true
     end

@@ -26,11 +26,22 @@
 -- the object never prints. After close() every method raises.
 --
 -- Backends: backend() picks the transport. Plain Lua uses the C module
--- pipedrive.hiredis (csrc/redis.c); under OpenResty a cosocket backend will
--- plug in at the same place (pipedrive.redis_ngx, not written yet). A backend
--- is `connect{ host, port, path, timeout } -> conn | nil, message` with
--- `conn:command(argv) -> reply | nil, message, kind ("io" | "reply")`,
--- `conn:forked()` and `conn:close()`.
+-- pipedrive.hiredis (csrc/redis.c), one connection kept per object. Under
+-- OpenResty it is pipedrive.redis_ngx (cosockets: lua-resty-redis when
+-- installed, else our own RESP client); in a phase without cosockets (init,
+-- init_worker, log, header_filter...) commands fail with kind
+-- "redis_unavailable" naming the phase, and the C module is never used there.
+-- A backend is `connect{ host, port, path, timeout, pool } -> conn | nil,
+-- message` with `conn:command(argv) -> reply | nil, message, kind ("io" |
+-- "reply")`, `conn:forked()` and `conn:close()`. A pooled backend (redis_ngx)
+-- has `pooled = true`: its connection lives for one method call only (a
+-- cosocket belongs to one request, and requests of a worker share the
+-- object), taken from nginx's keepalive pool named by host, port, db and a
+-- hash of the credentials, AUTH/SELECT sent only when it is new
+-- (`conn.reused` false), and given back by `conn:release(keep)`. Commands
+-- that change a connection's state (SELECT, MULTI, WATCH, SUBSCRIBE...) close
+-- it instead of pooling it: under nginx each call may get another connection,
+-- so such sequences belong in one eval script.
 local compat = require "pipedrive.compat"
 local core = require "pipedrive.core"
 
@@ -48,9 +59,12 @@ M.class = Redis
 local state = setmetatable({}, { __mode = "k" })
 
 -- The transport for this process: see the header.
+-- Returns the backend, or nil, message (under nginx, a phase without cosockets).
 local function backend()
-  -- Seam for OpenResty: in a phase with cosockets the ngx backend (i16-ngx) is
-  -- chosen here; until it exists the blocking C module serves everywhere.
+  local ngx = rawget(_G, "ngx")
+  if type(ngx) == "table" and type(ngx.get_phase) == "function" then
+    return require("pipedrive.redis_ngx").backend()
+  end
   return require "pipedrive.hiredis"
 end
 M.backend = backend
@@ -124,8 +138,11 @@ function M.new(opts)
     misuse("retry_interval must be >= 0 (seconds, at most 86400)")
   end
   local self = setmetatable({ prefix = opts.prefix or "pipedrive:" }, Redis)
+  -- the keepalive pool's name under nginx: connections there have done this AUTH and SELECT
+  local pool = ("pipedrive.redis:%s:%s:%d:%s"):format(o.path or o.host, o.path and "" or o.port, o.db,
+    core.sha256_hex((o.user or "") .. "\0" .. (o.password or "")):sub(1, 16))
   state[self] = {
-    host = o.host, port = o.port, path = o.path, db = o.db, user = o.user, password = o.password,
+    host = o.host, port = o.port, path = o.path, db = o.db, user = o.user, password = o.password, pool = pool,
     timeout = timeout, retry_interval = retry_interval,
     conn = nil, loaded = {}, sha = {}, nscripts = 0,
     down_until = nil, down_err = nil, closed = false,
@@ -154,29 +171,35 @@ local function reply_error(text, command)
   return setmetatable({ kind = "redis", code = code, message = text, command = command }, core.error_mt)
 end
 
-local function drop(s)
-  if s.conn then s.conn:close() end
-  s.conn = nil
+-- Closes `conn` (default: the kept one) and forgets which scripts are loaded.
+local function drop(s, conn)
+  conn = conn or s.conn
+  if conn then conn:close() end
+  if conn == s.conn then s.conn = nil end
   s.loaded = {}
 end
 
--- One command on the open connection: reply, or nil, err (the connection is
--- dropped on an I/O failure).
-local function send(s, argv)
-  local reply, msg, kind = s.conn:command(argv)
+-- One command on `conn`: reply, or nil, err (the connection is dropped on an
+-- I/O failure).
+local function send(s, conn, argv)
+  local reply, msg, kind = conn:command(argv)
   if reply ~= nil then return reply end
   if kind == "io" then
-    drop(s)
+    drop(s, conn)
     return nil, unavailable(s, "transfer", msg)
   end
   return nil, reply_error(msg, argv[1])
 end
 
--- The open connection, or nil, err: connects (AUTH, SELECT) when there is
--- none, unless the last connect failed less than retry_interval ago.
+-- A connection for one method call, or nil, err: the kept one, or a new one
+-- (AUTH, SELECT) unless the last connect failed less than retry_interval ago.
+-- Pooled backends give a connection per call (see the header): end the call
+-- with finish().
 local function connection(s)
   if s.conn and s.conn:forked() then drop(s) end
   if s.conn then return s.conn end
+  local b, why = backend()
+  if not b then return nil, unavailable(s, "connect", why) end -- the phase, not Redis: no retry_interval
   local now = core.now()
   if s.down_until and now < s.down_until then
     local e = s.down_err
@@ -184,16 +207,18 @@ local function connection(s)
                                message = e.message .. " (not retried for " .. s.retry_interval .. " s)" },
                              core.error_mt)
   end
-  local conn, msg = backend().connect{ host = s.host, port = s.port, path = s.path, timeout = s.timeout }
+  local conn, msg = b.connect{ host = s.host, port = s.port, path = s.path, timeout = s.timeout, pool = s.pool }
   local err
   if conn then
-    s.conn = conn
-    if s.password then
+    if not b.pooled then s.conn = conn end
+    if s.password and not conn.reused then
       local argv = s.user and { "AUTH", s.user, s.password } or { "AUTH", s.password }
-      err = select(2, send(s, argv))
+      err = select(2, send(s, conn, argv))
     end
-    if not err and s.db ~= 0 then err = select(2, send(s, { "SELECT", ("%d"):format(s.db) })) end
-    if err then drop(s) end
+    if not err and s.db ~= 0 and not conn.reused then
+      err = select(2, send(s, conn, { "SELECT", ("%d"):format(s.db) }))
+    end
+    if err then drop(s, conn) end
   else
     err = unavailable(s, "connect", msg)
   end
@@ -203,7 +228,20 @@ local function connection(s)
     return nil, err
   end
   s.down_until, s.down_err = nil, nil
-  return s.conn
+  return conn, b.pooled
+end
+
+-- Commands after which a pooled connection is closed, not pooled: they change
+-- its state for whoever takes it next.
+local STATEFUL = { SELECT = true, AUTH = true, HELLO = true, RESET = true, MULTI = true, WATCH = true,
+                   SUBSCRIBE = true, PSUBSCRIBE = true, SSUBSCRIBE = true, MONITOR = true, CLIENT = true,
+                   READONLY = true, READWRITE = true }
+
+-- Ends a method call: a pooled connection goes back to its pool (closed when
+-- `keep` is false); the kept one stays. Returns the call's results.
+local function finish(conn, pooled, keep, ...)
+  if pooled then conn:release(keep) end
+  return ...
 end
 
 -- A command argument as the string sent: strings as they are, integers in
@@ -222,10 +260,10 @@ local function arg_string(v, i)
   misuse("argument %d must be a string or a number, got %s", i, t)
 end
 
-local function run(s, argv)
-  local _, err = connection(s)
-  if err then return nil, err end
-  return send(s, argv)
+local function run(s, argv, keep)
+  local conn, pooled = connection(s)
+  if not conn then return nil, pooled end
+  return finish(conn, pooled, keep, send(s, conn, argv))
 end
 
 --- shared:command(name, ...) -> reply, or nil, err.
@@ -235,7 +273,7 @@ function Redis:command(name, ...)
   local n = select("#", ...)
   local argv = { name }
   for i = 1, n do argv[i + 1] = arg_string((select(i, ...)), i) end
-  return run(s, argv)
+  return run(s, argv, not STATEFUL[name:upper()])
 end
 
 local function append_list(argv, list, what)
@@ -250,9 +288,9 @@ local function append_list(argv, list, what)
   return n
 end
 
--- SCRIPT LOAD on the current connection: the sha, or nil, err.
-local function load_script(s, script)
-  local sha, err = send(s, { "SCRIPT", "LOAD", script })
+-- SCRIPT LOAD on `conn`: the sha, or nil, err.
+local function load_script(s, conn, script)
+  local sha, err = send(s, conn, { "SCRIPT", "LOAD", script })
   if not sha then return nil, err end
   if not s.sha[script] then
     if s.nscripts >= SCRIPTS_MAX then
@@ -264,31 +302,40 @@ local function load_script(s, script)
   return sha
 end
 
+-- eval's work on one connection (the script loaded when it is not yet).
+local function run_script(s, conn, script, argv)
+  local sha = s.loaded[script] and s.sha[script]
+  local err
+  if not sha then
+    sha, err = load_script(s, conn, script)
+    if not sha then return nil, err end
+  end
+  argv[2] = sha
+  local reply
+  reply, err = send(s, conn, argv)
+  if reply == nil and err.code == "NOSCRIPT" then
+    -- the server lost its scripts (restart, SCRIPT FLUSH): the connection still works
+    s.loaded = {}
+    sha, err = load_script(s, conn, script)
+    if not sha then return nil, err end
+    argv[2] = sha
+    return send(s, conn, argv)
+  end
+  return reply, err
+end
+
 --- shared:eval(script, keys, args) -> reply, or nil, err: EVALSHA of the script
--- loaded once per connection; on NOSCRIPT it is loaded again and run once more.
+-- loaded once per connection (under nginx: once per server, while no NOSCRIPT
+-- says it was lost); on NOSCRIPT it is loaded again and run once more.
 function Redis:eval(script, keys, args)
   local s = st(self, "eval")
   if type(script) ~= "string" or script == "" then misuse("eval: script must be a non-empty string") end
   local argv = { "EVALSHA", false, false }
   argv[3] = ("%d"):format(append_list(argv, keys, "keys"))
   append_list(argv, args, "args")
-  local _, err = connection(s)
-  if err then return nil, err end
-  local sha = s.loaded[script] and s.sha[script]
-  if not sha then
-    sha, err = load_script(s, script)
-    if not sha then return nil, err end
-  end
-  argv[2] = sha
-  local reply
-  reply, err = send(s, argv)
-  if reply == nil and err.code == "NOSCRIPT" and s.conn then
-    sha, err = load_script(s, script)
-    if not sha then return nil, err end
-    argv[2] = sha
-    return send(s, argv)
-  end
-  return reply, err
+  local conn, pooled = connection(s)
+  if not conn then return nil, pooled end
+  return finish(conn, pooled, true, run_script(s, conn, script, argv))
 end
 
 --- shared:key(...) -> prefix .. parts joined by ":".
