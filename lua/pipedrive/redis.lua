@@ -364,7 +364,7 @@ end
 --- shared:now() -> Redis's clock (TIME) in seconds, or nil, err: the one clock all hosts share.
 function Redis:now()
   local s = st(self, "now")
-  local t, err = run(s, { "TIME" })
+  local t, err = run(s, { "TIME" }, true)
   if not t then return nil, err end
   return tonumber(t[1]) + tonumber(t[2]) / 1e6
 end
@@ -387,16 +387,8 @@ function Redis:__tostring()
   return ("%s (%s db %d)"):format(NAME, where(s), s.db)
 end
 
--- The stores of pipedrive.redis_stores (token_store, seen) join the class when
--- that module is installed; any other error loading it is raised.
-do
-  local ok, stores = pcall(require, "pipedrive.redis_stores")
-  if ok then
-    stores.attach(Redis)
-  elseif not tostring(stores):find("module 'pipedrive.redis_stores' not found", 1, true) then
-    error(stores, 0)
-  end
-end
+-- The stores (token_store, seen) are methods of the class, kept in their own module.
+require("pipedrive.redis_stores").attach(Redis)
 
 setmetatable(M, { __call = function(_, opts) return M.new(opts) end })
 
