@@ -4,7 +4,7 @@
 # Not part of CI.
 set -eu
 cd "$(dirname "$0")/.."
-PACKAGES="nginx wrk nodejs valgrind lua-cjson gcc pkg-config liblua5.4-dev libcurl4-openssl-dev"
+PACKAGES="nginx wrk nodejs valgrind lua-cjson gcc pkg-config liblua5.4-dev libcurl4-openssl-dev libmicrohttpd-dev libhiredis-dev redis-server"
 missing=""
 for p in $PACKAGES; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
