@@ -197,15 +197,6 @@ function Local:release(bucket, ticket, fig, blocked_for)
   if blocked_for and blocked_for > 0 then b.blocked = math.max(b.blocked, now + blocked_for) end
 end
 
---- Figures for tests and pd.stats: per bucket { limit, in_flight, held }.
-function Local:figures()
-  local out = {}
-  for name, b in pairs(self.buckets) do
-    out[name] = { limit = b.limit, in_flight = b.inflight, held = b.inflight + (b.tail - b.head + 1) }
-  end
-  return out
-end
-
 ------------------------------------------------------------------------------
 -- The pacer of a client: the local counting, or the shared one with the local
 -- one as its fallback.
