@@ -28,14 +28,6 @@ local function q(s)
   return "'" .. tostring(s):gsub("'", [['\'']]) .. "'"
 end
 
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-
 local function capture(cmd)
   local p = assert(io.popen(cmd .. " 2>&1", "r"))
   local out = p:read("*a")
@@ -52,7 +44,7 @@ function M.available()
 end
 
 function Server:pid()
-  local s = read(self.dir .. "/redis.pid")
+  local s = util.read_file(self.dir .. "/redis.pid")
   return s and tonumber(s:match("%d+"))
 end
 
@@ -85,11 +77,11 @@ local function launch(self)
   local deadline = core.now() + 5
   while core.now() < deadline do
     if self:pid() and self:cli("PING") == "PONG" then return true end
-    local text = read(log) or ""
+    local text = util.read_file(log) or ""
     if text:find("Address already in use", 1, true) then return false, "port" end
     core.sleep(0.02)
   end
-  return false, read(log) or "(no log)"
+  return false, util.read_file(log) or "(no log)"
 end
 
 -- Waits until the server's process is gone (after TERM/KILL).
