@@ -59,7 +59,7 @@ describe("OAuth tokens shared through Redis", function()
   end
 
   local function user_cmd(seconds, pause)
-    local run = ("exec %s spec/support/redis_token_user.lua %s %s %s %s"):format(LUA, q(srv.url), q(sb.url),
+    local run = ("exec %s spec/support/token_user.lua %s %s %s %s"):format(LUA, q(srv.url), q(sb.url),
       seconds, pause)
     return ("env -i PATH=%s LUA_PATH=%s LUA_CPATH=%s PD_CLIENT_ID=%s PD_CLIENT_SECRET=%s sh -c %s 2>&1"):format(
       q(os.getenv("PATH") or "/usr/bin:/bin"), q(package.path), q(package.cpath), q(CLIENT_ID), q(CLIENT_SECRET),
@@ -87,8 +87,10 @@ describe("OAuth tokens shared through Redis", function()
     for i = 1, 3 do
       local calls, bad = 0, {}
       for line in outs[i]:gmatch("[^\n]+") do
-        calls = calls + 1
-        if line ~= "ok" then bad[#bad + 1] = line end
+        if not line:match("^token ") then -- the last line: the token in memory
+          calls = calls + 1
+          if line ~= "ok" then bad[#bad + 1] = line end
+        end
       end
       assert.is_true(calls > SECONDS * 5, calls .. " calls")
       assert.same({}, bad)

@@ -1,6 +1,8 @@
--- A process that uses a shared OAuth token file, for spec/token_file_spec.lua:
---   token_user.lua PATH OAUTH_URL [SECONDS [PAUSE]]
--- with PD_CLIENT_ID and PD_CLIENT_SECRET in the environment. Calls
+-- A process that uses a shared OAuth token store, for spec/token_file_spec.lua
+-- (a token file) and spec/redis_oauth_spec.lua (Redis):
+--   token_user.lua PATH|redis://... OAUTH_URL [SECONDS [PAUSE]]
+-- with PD_CLIENT_ID and PD_CLIENT_SECRET in the environment. A redis:// URL
+-- means shared:token_store("acct") under the prefix "oauth-spec:". Calls
 -- pd.users.list{} once, or for SECONDS seconds every PAUSE seconds, and prints
 -- one line per call: "ok", "err <kind> <message>" or "raised <message>"; then
 -- "token <access token in memory>".
@@ -9,7 +11,12 @@ local core = require "pipedrive.core"
 
 local path, url = arg[1], arg[2]
 local seconds, pause = tonumber(arg[3] or "0"), tonumber(arg[4] or "0.1")
-local store = assert(pipedrive.token_file(path))
+local store
+if path:match("^redis://") then
+  store = pipedrive.redis{ url = path, prefix = "oauth-spec:" }:token_store("acct")
+else
+  store = assert(pipedrive.token_file(path))
+end
 local pd = pipedrive.new{ oauth_url = url, oauth = { client_id = os.getenv("PD_CLIENT_ID"),
                                                      client_secret = os.getenv("PD_CLIENT_SECRET"), store = store } }
 local deadline = core.now() + seconds
