@@ -281,57 +281,15 @@ local function row9_details(r9)
       c["local"].cpu, c["local"].wall, c.redis.cpu, c.redis.wall)
 end
 
-if ONLY == "pace" then
-  local ok9, r9 = pcall(function()
-    local prefix = sh("mktemp -d"):match("(%S+)")
-    at_exit(function() os.execute("rm -rf '" .. prefix .. "'") end)
-    os.execute(("chmod 755 '%s' && mkdir -p '%s/www' '%s/tmp' && cp bench/deal.json '%s/www/' && chmod 644 '%s/www/deal.json'")
-      :format(prefix, prefix, prefix, prefix, prefix))
-    local port = free_port()
-    local conf = assert(io.open("bench/nginx.conf.in")):read("a"):gsub("@PREFIX@", prefix):gsub("@PORT@", tostring(port))
-    local cf = assert(io.open(prefix .. "/nginx.conf", "w"))
-    cf:write(conf)
-    cf:close()
-    local nginx_pid = bg(("nginx -p '%s' -c '%s/nginx.conf' -e '%s/error.log'"):format(prefix, prefix, prefix))
-    at_exit(function()
-      local f = io.open(prefix .. "/nginx.pid")
-      if f then kill(f:read("l")); f:close() end
-      kill(nginx_pid)
-    end)
-    local static = ("http://127.0.0.1:%d"):format(port)
-    wait_http(static .. "/api/v2/deals/1", 10)
-    return row9(static)
-  end)
-  finish()
-  if not ok9 then
-    io.stderr:write(tostring(r9), "\n")
-    os.exit(1)
-  end
-  print(row9_line(r9))
-  print(row9_details(r9))
-  os.exit(0)
-end
-
-if ONLY == "slow" then
-  local ok7, r7 = pcall(row7)
-  finish()
-  if not ok7 then
-    io.stderr:write(tostring(r7), "\n")
-    os.exit(1)
-  end
-  print(row7_line(r7))
-  print(row7_details(r7))
-  os.exit(0)
-end
-
-local ok, err = pcall(function()
-  -- The static server: a private nginx on a free high port.
+-- The static server of rows 1, 2, 6 and 9: a private nginx on a free high port
+-- serving bench/deal.json; returns its URL (stopped at exit).
+local function start_static()
   local prefix = sh("mktemp -d"):match("(%S+)")
   at_exit(function() os.execute("rm -rf '" .. prefix .. "'") end)
   os.execute(("chmod 755 '%s' && mkdir -p '%s/www' '%s/tmp' && cp bench/deal.json '%s/www/' && chmod 644 '%s/www/deal.json'")
     :format(prefix, prefix, prefix, prefix, prefix))
-  local nginx_port = free_port()
-  local conf = assert(io.open("bench/nginx.conf.in")):read("a"):gsub("@PREFIX@", prefix):gsub("@PORT@", tostring(nginx_port))
+  local port = free_port()
+  local conf = assert(io.open("bench/nginx.conf.in")):read("a"):gsub("@PREFIX@", prefix):gsub("@PORT@", tostring(port))
   local cf = assert(io.open(prefix .. "/nginx.conf", "w"))
   cf:write(conf)
   cf:close()
@@ -341,8 +299,29 @@ local ok, err = pcall(function()
     if f then kill(f:read("l")); f:close() end
     kill(nginx_pid)
   end)
-  local static = ("http://127.0.0.1:%d"):format(nginx_port)
+  local static = ("http://127.0.0.1:%d"):format(port)
   wait_http(static .. "/api/v2/deals/1", 10)
+  return static
+end
+
+-- `--only slow|pace`: one row alone, printed (RESULTS.md untouched); exits.
+local function only(measure, line, details)
+  local ok1, r = pcall(measure)
+  finish()
+  if not ok1 then
+    io.stderr:write(tostring(r), "\n")
+    os.exit(1)
+  end
+  print(line(r))
+  print(details(r))
+  os.exit(0)
+end
+
+if ONLY == "pace" then only(function() return row9(start_static()) end, row9_line, row9_details) end
+if ONLY == "slow" then only(row7, row7_line, row7_details) end
+
+local ok, err = pcall(function()
+  local static = start_static()
   local deal_bytes = #assert(io.open("bench/deal.json")):read("a")
   log("nginx on %s serving a %d-byte deal", static, deal_bytes)
 
