@@ -10,7 +10,6 @@ local core = require "pipedrive.core"
 local sandbox = require "support.sandbox"
 local nginx = require "support.nginx"
 local redis = require "support.redis"
-local free_port = require("support.util").free_port
 
 local CLIENT_ID, CLIENT_SECRET = "ngx-redis-client", "ngx-redis-secret-W3"
 local HOOK_USER, HOOK_PASSWORD = "hook", "ngx-redis-hook-pw"
@@ -184,14 +183,8 @@ describe("nginx with Redis", function()
   end)
 
   it("refreshes an expired OAuth token once across workers (token and lock in Redis)", function()
-    local pipedrive = require "pipedrive"
-    local pd = pipedrive.new{ oauth = { client_id = CLIENT_ID, client_secret = CLIENT_SECRET,
-                                        redirect_uri = ("http://127.0.0.1:%d/callback"):format(free_port()) },
-                              oauth_url = sbo.url }
-    assert(pd.oauth.login{ quiet = true, timeout = 20, open = function(url)
-      os.execute("curl -s -L -o /dev/null --max-time 10 " .. nginx.q(url) .. " &")
-    end })
-    local seeded = curl_many({ base .. "/token" }, { post = core.json_encode(pd.oauth.token()) })[1]
+    local token = sbo.login(CLIENT_ID, CLIENT_SECRET)
+    local seeded = curl_many({ base .. "/token" }, { post = core.json_encode(token) })[1]
     assert.equal(200, seeded.status, seeded.body)
     sbo.admin("POST", "/_sandbox/oauth/expire")
     local before = select(2, sbo.admin("GET", "/_sandbox/oauth")).refreshes

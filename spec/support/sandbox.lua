@@ -3,6 +3,7 @@
 --   local sb = sandbox.start()        -- in setup()
 --   local pd = sb.client{ api = "v1" }
 --   sb.state(), sb.requests(), sb.clear_requests(), sb.reset(), sb.bulk("deal", 20)
+--   sb.login(client_id, client_secret) -> an OAuth token (a sandbox with --oauth-client, --oauth-auto-approve)
 --   sb.stop()                         -- in teardown()
 -- Admin calls use the C core's transport and JSON directly, not the client
 -- under test, so a client bug cannot hide itself.
@@ -39,6 +40,19 @@ function M.start(opts)
   function sb.raw(method, path, headers, body)
     local res = assert(http:perform{ method = method, url = sb.url .. path, headers = headers or {}, body = body })
     return res.status, core.json_decode(res.body), res
+  end
+
+  -- An OAuth token of a sandbox started with --oauth-client ID:SECRET and
+  -- --oauth-auto-approve: pd.oauth.login with curl as the browser.
+  function sb.login(client_id, client_secret)
+    local redirect = ("http://127.0.0.1:%d/callback"):format(require("support.util").free_port())
+    local pd = pipedrive.new{ oauth_url = sb.url, oauth = { client_id = client_id, client_secret = client_secret,
+                                                            redirect_uri = redirect } }
+    local token = assert(pd.oauth.login{ quiet = true, timeout = 20, open = function(url)
+      os.execute("curl -s -L -o /dev/null --max-time 10 '" .. url:gsub("'", "%%27") .. "' &")
+    end })
+    pd.close()
+    return token
   end
 
   function sb.client(extra)
