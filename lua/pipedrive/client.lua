@@ -260,7 +260,7 @@ function M.new(opts)
     headers = token and { ["x-api-token"] = token, accept = "application/json" },
     field_names = opts.field_names or nil, cache_ttl = opts.cache_ttl,
   }
-  if pace then p.pacer = pacing.new(pace, { clock = clock, log = opts.log, account = pace_account(pace, opts, auth) }) end
+  if pace then p:set_pacer(pacing.new(pace, { clock = clock, log = opts.log, account = pace_account(pace, opts, auth) })) end
   local self = setmetatable({ api = p.api }, Client)
   private[self] = { pipeline = p, sched = sched, http = http, closed = false,
                     ops = setmetatable({}, { __mode = "k" }) } -- function -> what pd.each(fn) needs

@@ -125,26 +125,7 @@ end
 -- or nil, err, the token generation it used. `path` is the template (filled
 -- by build_request from `path_params`) or the finished path (path_params nil);
 -- `ctx_path` the finished path, for errors.
-function Pipeline:attempt(plan, fields, path_params, path, ctx_path, n, query, cost)
-  local pacer = self.pacer
-  if not pacer then return self:attempt_now(plan, fields, path_params, path, ctx_path, n, query) end
-  -- Paced: a slot of the window (and the daily budget) first, freed by the answer.
-  local ticket, perr = pacer:acquire(plan.bucket, cost or plan.cost, plan.method)
-  if not ticket then
-    perr.method, perr.path = plan.method, ctx_path
-    return nil, perr
-  end
-  -- (A raise or a cancelled task leaves the slot held: its lease frees it.)
-  local data, info, generation = self:attempt_now(plan, fields, path_params, path, ctx_path, n, query)
-  local fig = info and info.rate_limit
-  if data == nil and type(info) == "table" and not info.status then fig = nil -- nothing answered
-  elseif fig == nil then fig = {} end
-  pacer:release(ticket, fig, data == nil and info or nil)
-  return data, info, generation
-end
-
---- One attempt without pacing (the body of attempt).
-function Pipeline:attempt_now(plan, fields, path_params, path, ctx_path, n, query)
+function Pipeline:attempt(plan, fields, path_params, path, ctx_path, n, query)
   local method = plan.method
   local headers, host, generation = self:credentials()
   if not headers then
@@ -190,6 +171,30 @@ function Pipeline:attempt_now(plan, fields, path_params, path, ctx_path, n, quer
   end
   retry.classify(info)
   return nil, info, generation
+end
+
+--- Paces this client's calls: every attempt then asks `pacer` (pace.lua) for a
+-- slot first; an unpaced client's attempts do no pacing work at all.
+function Pipeline:set_pacer(pacer)
+  self.pacer, self.attempt = pacer, Pipeline.paced_attempt
+end
+
+--- One attempt of a paced client: a slot of the window (and the daily budget)
+-- first, freed by the answer; returns as attempt does.
+function Pipeline:paced_attempt(plan, fields, path_params, path, ctx_path, n, query, cost)
+  local pacer = self.pacer
+  local ticket, perr = pacer:acquire(plan.bucket, cost or plan.cost, plan.method)
+  if not ticket then
+    perr.method, perr.path = plan.method, ctx_path
+    return nil, perr
+  end
+  -- (A raise or a cancelled task leaves the slot held: its lease frees it.)
+  local data, info, generation = Pipeline.attempt(self, plan, fields, path_params, path, ctx_path, n, query)
+  local fig = info and info.rate_limit
+  if data == nil and type(info) == "table" and not info.status then fig = nil -- nothing answered
+  elseif fig == nil then fig = {} end
+  pacer:release(ticket, fig, data == nil and info or nil)
+  return data, info, generation
 end
 
 -- Attempt number n of a call, as retry.run calls it.
